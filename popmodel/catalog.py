@@ -1,0 +1,811 @@
+"""Ragged per-galaxy posterior samples, interim priors, and their readers and writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+from astropy.table import Table
+
+if TYPE_CHECKING:
+    from scipy.stats import gaussian_kde
+
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "CallablePrior",
+    "CatalogError",
+    "FlatPrior",
+    "InterimPrior",
+    "KDEPrior",
+    "PosteriorCatalog",
+]
+
+REQUIRED_COLUMNS = ("id", "field", "log_mass", "z")
+OPTIONAL_COLUMNS = ("log_sfr", "log_prior", "weight", "log_mass_obs", "z_obs")
+#: Per-galaxy columns (constant within a galaxy): the catalogue point estimates that the
+#: survey selection acted on. When absent, weighted medians of the samples stand in.
+GALAXY_COLUMNS = {"log_mass_obs": "obs_log_mass", "z_obs": "obs_z"}
+
+_SAMPLE_COLUMNS = ("log_mass", "z", "log_sfr", "log_prior", "weight")
+
+# File formats by extension; values are the canonical format names used below.
+_EXTENSIONS = {
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".ecsv": "ecsv",
+    ".parquet": "parquet",
+}
+_FORMAT_ALIASES = {
+    "hdf5": "hdf5",
+    "h5": "hdf5",
+    "fits": "fits",
+    "fit": "fits",
+    "ecsv": "ecsv",
+    "ascii.ecsv": "ecsv",
+    "parquet": "parquet",
+}
+_HDF5_PATH = "catalog"
+# FITS headers cannot hold nested metadata, so ``meta`` is stored there as one JSON string.
+_FITS_META_KEY = "PMMETA"
+_MAX_IDS_IN_MESSAGE = 10
+
+
+class CatalogError(ValueError):
+    """Invalid catalog input; the message names the offending galaxy id, column or field."""
+
+
+def _format_ids(ids: Sequence[str] | np.ndarray) -> str:
+    """Return a short, readable list of galaxy ids for an error message."""
+    ids = [str(i) for i in ids]
+    shown = ", ".join(repr(i) for i in ids[:_MAX_IDS_IN_MESSAGE])
+    if len(ids) > _MAX_IDS_IN_MESSAGE:
+        shown += f", ... ({len(ids)} in total)"
+    return shown
+
+
+def _json_default(obj: Any) -> Any:
+    """Convert numpy scalars and arrays so that ``json.dumps`` accepts them."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serialisable")
+
+
+@dataclass(frozen=True)
+class PosteriorCatalog:
+    """Posterior samples of stellar mass, redshift and (optionally) SFR for each galaxy.
+
+    Samples are stored ragged and flat: the samples of galaxy ``i`` are the slice
+    ``offsets[i]:offsets[i + 1]`` of every per-sample array.
+
+    Attributes:
+        ids: ``(N,)`` galaxy ids (str).
+        fields: ``(N,)`` survey field of each galaxy (str).
+        offsets: ``(N + 1,)`` int64 sample offsets, starting at 0 and ending at ``S``.
+        log_mass: ``(S,)`` stellar mass samples [log10 Msun].
+        z: ``(S,)`` redshift samples.
+        log_sfr: ``(S,)`` star-formation-rate samples [log10 Msun/yr], or None.
+        log_prior: ``(S,)`` natural log of the interim (SED-fitting) prior density per unit
+            log10 M per unit z (and per unit log10 SFR when SFR is present), or None for a flat
+            interim prior.
+        weight: ``(S,)`` non-negative per-sample weights, or None for equal weights.
+        meta: Free-form provenance, written to the file metadata.
+        obs_log_mass: ``(N,)`` catalogue point estimate of log10 M that the survey's mass cut
+            acted on (column ``log_mass_obs``), or None.
+        obs_z: ``(N,)`` catalogue point estimate of z (column ``z_obs``), or None.
+
+    Raises:
+        CatalogError: If the arrays are inconsistent or contain invalid values.
+    """
+
+    ids: np.ndarray
+    fields: np.ndarray
+    offsets: np.ndarray
+    log_mass: np.ndarray
+    z: np.ndarray
+    log_sfr: np.ndarray | None = None
+    log_prior: np.ndarray | None = None
+    weight: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    obs_log_mass: np.ndarray | None = None
+    obs_z: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        ids = np.asarray(self.ids)
+        fields = np.asarray(self.fields)
+        if ids.ndim != 1 or fields.ndim != 1:
+            raise CatalogError("columns 'id' and 'field' must be one-dimensional")
+        ids = ids.astype(str)
+        fields = fields.astype(str)
+        n_gal = ids.size
+        if fields.size != n_gal:
+            raise CatalogError(
+                f"column 'field' has {fields.size} entries but there are {n_gal} galaxy ids"
+            )
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "meta", dict(self.meta) if self.meta is not None else {})
+
+        offsets = np.asarray(self.offsets)
+        if offsets.ndim != 1 or offsets.size != n_gal + 1:
+            raise CatalogError(f"offsets must have shape ({n_gal + 1},), got {offsets.shape}")
+        if offsets.size and not np.issubdtype(offsets.dtype, np.integer):
+            raise CatalogError(f"offsets must be integers, got dtype {offsets.dtype}")
+        offsets = offsets.astype(np.int64)
+        object.__setattr__(self, "offsets", offsets)
+
+        for name in _SAMPLE_COLUMNS:
+            value = getattr(self, name)
+            if value is None:
+                if name in REQUIRED_COLUMNS:
+                    raise CatalogError(f"required column {name!r} is missing")
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.ndim != 1:
+                raise CatalogError(f"column {name!r} must be one-dimensional, got {arr.shape}")
+            object.__setattr__(self, name, arr)
+
+        n_total = self.log_mass.size
+        if offsets[0] != 0:
+            raise CatalogError(f"offsets must start at 0, got {offsets[0]}")
+        if offsets[-1] != n_total:
+            raise CatalogError(
+                f"offsets must end at the number of samples ({n_total}), got {offsets[-1]}"
+            )
+        counts = np.diff(offsets)
+        if np.any(counts < 0):
+            raise CatalogError("offsets must be non-decreasing")
+        if np.any(counts == 0):
+            raise CatalogError(
+                f"galaxy id(s) {_format_ids(ids[counts == 0])} have no posterior samples"
+            )
+        for name in _SAMPLE_COLUMNS:
+            arr = getattr(self, name)
+            if arr is not None and arr.size != n_total:
+                raise CatalogError(
+                    f"column {name!r} has {arr.size} samples, expected {n_total} (as 'log_mass')"
+                )
+
+        unique, counts_id = np.unique(ids, return_counts=True)
+        if unique.size != n_gal:
+            raise CatalogError(f"galaxy ids are not unique: {_format_ids(unique[counts_id > 1])}")
+
+        gal = self.galaxy_index
+        for name in _SAMPLE_COLUMNS:
+            arr = getattr(self, name)
+            if arr is None:
+                continue
+            bad = ~np.isfinite(arr)
+            if np.any(bad):
+                bad_ids = ids[np.unique(gal[bad])]
+                kind = "NaN" if np.isnan(arr[bad]).any() else "infinite"
+                raise CatalogError(
+                    f"column {name!r} has {kind} (non-finite) samples for galaxy id(s) "
+                    f"{_format_ids(bad_ids)}"
+                )
+        for col, attr in GALAXY_COLUMNS.items():
+            value = getattr(self, attr)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=np.float64)
+            if arr.shape != (n_gal,):
+                raise CatalogError(f"column {col!r} must have one value per galaxy ({n_gal})")
+            if not np.all(np.isfinite(arr)):
+                raise CatalogError(
+                    f"column {col!r} is not finite for galaxy id(s) "
+                    f"{_format_ids(ids[~np.isfinite(arr)])}"
+                )
+            object.__setattr__(self, attr, arr)
+        if self.weight is not None and n_gal:
+            negative = self.weight < 0
+            if np.any(negative):
+                raise CatalogError(
+                    f"column 'weight' has negative weights for galaxy id(s) "
+                    f"{_format_ids(ids[np.unique(gal[negative])])}"
+                )
+            total = np.add.reduceat(self.weight, offsets[:-1])
+            if np.any(total <= 0):
+                raise CatalogError(
+                    f"column 'weight' is zero for all samples of galaxy id(s) "
+                    f"{_format_ids(ids[total <= 0])}"
+                )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_galaxies(self) -> int:
+        """Number of galaxies ``N``."""
+        return int(self.ids.size)
+
+    @property
+    def n_samples(self) -> np.ndarray:
+        """``(N,)`` int64 number of posterior samples of each galaxy."""
+        return np.diff(self.offsets)
+
+    @property
+    def galaxy_index(self) -> np.ndarray:
+        """``(S,)`` int64 index of the galaxy that each sample belongs to."""
+        return np.repeat(np.arange(self.n_galaxies, dtype=np.int64), self.n_samples)
+
+    @property
+    def has_sfr(self) -> bool:
+        """Whether star-formation-rate samples are present."""
+        return self.log_sfr is not None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(
+        cls,
+        ids: Sequence[Any] | np.ndarray,
+        fields: Sequence[str] | np.ndarray,
+        log_mass: np.ndarray,
+        z: np.ndarray,
+        *,
+        galaxy_index: np.ndarray | None = None,
+        sample_ids: Sequence[Any] | np.ndarray | None = None,
+        log_sfr: np.ndarray | None = None,
+        log_prior: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+        meta: Mapping[str, Any] | None = None,
+        obs_log_mass: np.ndarray | None = None,
+        obs_z: np.ndarray | None = None,
+    ) -> PosteriorCatalog:
+        """Build a catalog from flat per-sample arrays in any order.
+
+        Exactly one of ``galaxy_index`` (position in ``ids`` of each sample's galaxy) or
+        ``sample_ids`` (galaxy id of each sample) must be given. Samples are grouped by galaxy
+        with a stable sort, so the order of samples within a galaxy is kept and the galaxies
+        follow the order of ``ids``.
+
+        Args:
+            ids: ``(N,)`` galaxy ids.
+            fields: ``(N,)`` field of each galaxy.
+            log_mass: ``(S,)`` stellar mass samples [log10 Msun].
+            z: ``(S,)`` redshift samples.
+            galaxy_index: ``(S,)`` integer index into ``ids`` for each sample.
+            sample_ids: ``(S,)`` galaxy id of each sample.
+            log_sfr: ``(S,)`` SFR samples [log10 Msun/yr].
+            log_prior: ``(S,)`` natural-log interim prior density of each sample.
+            weight: ``(S,)`` non-negative sample weights.
+            meta: Provenance metadata.
+
+        Returns:
+            The catalog.
+
+        Raises:
+            CatalogError: If a galaxy has no samples, a sample refers to an unknown galaxy, or
+                any other validation fails.
+        """
+        ids = np.asarray(ids).astype(str)
+        if (galaxy_index is None) == (sample_ids is None):
+            raise CatalogError("give exactly one of galaxy_index or sample_ids")
+        if sample_ids is not None:
+            sample_ids = np.asarray(sample_ids).astype(str)
+            order = np.argsort(ids, kind="stable")
+            pos = np.searchsorted(ids[order], sample_ids)
+            pos = np.clip(pos, 0, max(ids.size - 1, 0))
+            known = ids.size > 0 and ids[order][pos] == sample_ids
+            if ids.size == 0 or not np.all(known):
+                unknown = sample_ids if ids.size == 0 else sample_ids[~known]
+                raise CatalogError(
+                    f"samples refer to unknown galaxy id(s) {_format_ids(np.unique(unknown))}"
+                )
+            galaxy_index = order[pos]
+        galaxy_index = np.asarray(galaxy_index)
+        if galaxy_index.size and not np.issubdtype(galaxy_index.dtype, np.integer):
+            raise CatalogError(f"galaxy_index must be integers, got dtype {galaxy_index.dtype}")
+        galaxy_index = galaxy_index.astype(np.int64)
+        if galaxy_index.size and (galaxy_index.min() < 0 or galaxy_index.max() >= ids.size):
+            raise CatalogError(f"galaxy_index must lie in [0, {ids.size}) (the number of ids)")
+        columns = {"log_mass": log_mass, "z": z, "log_sfr": log_sfr}
+        columns.update(log_prior=log_prior, weight=weight)
+        for name, value in columns.items():
+            if value is not None and np.shape(value) != galaxy_index.shape:
+                raise CatalogError(
+                    f"column {name!r} has shape {np.shape(value)}, expected {galaxy_index.shape}"
+                )
+        order = np.argsort(galaxy_index, kind="stable")
+        counts = np.bincount(galaxy_index, minlength=ids.size)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if np.any(counts == 0):
+            raise CatalogError(
+                f"galaxy id(s) {_format_ids(ids[counts == 0])} have no posterior samples"
+            )
+        sorted_cols = {
+            name: None if value is None else np.asarray(value, dtype=np.float64)[order]
+            for name, value in columns.items()
+        }
+        return cls(
+            ids=ids,
+            fields=np.asarray(fields),
+            offsets=offsets,
+            meta=dict(meta or {}),
+            obs_log_mass=obs_log_mass,
+            obs_z=obs_z,
+            **sorted_cols,
+        )
+
+    @classmethod
+    def from_table(cls, table: Table) -> PosteriorCatalog:
+        """Build a catalog from a long table with one row per posterior sample.
+
+        Rows are grouped by ``id``, keeping the order in which galaxies first appear and all
+        samples of each galaxy (never downsampled). Extra columns are ignored and
+        ``table.meta`` is copied into ``meta``.
+
+        Args:
+            table: Table with the columns :data:`REQUIRED_COLUMNS` and optionally
+                :data:`OPTIONAL_COLUMNS`.
+
+        Returns:
+            The catalog.
+
+        Raises:
+            CatalogError: If a required column is missing or masked, ``field`` changes within a
+                galaxy, or validation fails.
+        """
+        missing = [c for c in REQUIRED_COLUMNS if c not in table.colnames]
+        if missing:
+            raise CatalogError(
+                f"required column(s) {', '.join(map(repr, missing))} missing from the table "
+                f"(has {table.colnames})"
+            )
+        data: dict[str, np.ndarray] = {}
+        for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+            if name not in table.colnames:
+                continue
+            col = table[name]
+            mask = getattr(col, "mask", None)
+            if mask is not None and np.any(mask):
+                raise CatalogError(f"column {name!r} has masked (missing) values")
+            data[name] = np.asarray(col)
+        sample_ids = data["id"].astype(str)
+        sample_fields = data["field"].astype(str)
+        _, first, inverse = np.unique(sample_ids, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        galaxy_index = rank[inverse.ravel()]
+        first_rows = first[order]
+        ids = sample_ids[first_rows]
+        fields = sample_fields[first_rows]
+        changed = sample_fields != fields[galaxy_index]
+        if np.any(changed):
+            raise CatalogError(
+                f"column 'field' changes within galaxy id(s) "
+                f"{_format_ids(ids[np.unique(galaxy_index[changed])])}"
+            )
+        per_galaxy = {}
+        for col, attr in GALAXY_COLUMNS.items():
+            if col in data:
+                vals = np.asarray(data[col], dtype=np.float64)
+                first_vals = vals[first_rows]
+                varies = vals != first_vals[galaxy_index]
+                if np.any(varies):
+                    raise CatalogError(
+                        f"column {col!r} changes within galaxy id(s) "
+                        f"{_format_ids(ids[np.unique(galaxy_index[varies])])}"
+                    )
+                per_galaxy[attr] = first_vals
+        return cls.from_arrays(
+            ids,
+            fields,
+            data["log_mass"],
+            data["z"],
+            **per_galaxy,
+            galaxy_index=galaxy_index,
+            log_sfr=data.get("log_sfr"),
+            log_prior=data.get("log_prior"),
+            weight=data.get("weight"),
+            meta=dict(table.meta),
+        )
+
+    def to_table(self) -> Table:
+        """Return the long table, one row per sample, with ``meta`` in ``table.meta``.
+
+        Returns:
+            Table with :data:`REQUIRED_COLUMNS` and the optional columns that are present.
+        """
+        gal = self.galaxy_index
+        columns: dict[str, np.ndarray] = {
+            "id": self.ids[gal],
+            "field": self.fields[gal],
+            "log_mass": self.log_mass,
+            "z": self.z,
+        }
+        for name in OPTIONAL_COLUMNS:
+            value = getattr(self, GALAXY_COLUMNS.get(name, name))
+            if value is not None:
+                columns[name] = value[gal] if name in GALAXY_COLUMNS else value
+        return Table(columns, meta=dict(self.meta))
+
+    # ------------------------------------------------------------------ I/O
+    @staticmethod
+    def _resolve_format(path: str | os.PathLike, format: str | None) -> str:
+        """Map an explicit format name or the file extension to a canonical format."""
+        if format is not None:
+            key = format.lower()
+            if key not in _FORMAT_ALIASES:
+                raise CatalogError(
+                    f"unknown catalog format {format!r}; use one of {sorted(_FORMAT_ALIASES)}"
+                )
+            return _FORMAT_ALIASES[key]
+        ext = os.path.splitext(os.fspath(path))[1].lower()
+        if ext not in _EXTENSIONS:
+            raise CatalogError(
+                f"cannot infer the catalog format from extension {ext!r} of {os.fspath(path)!r};"
+                f" use one of {sorted(_EXTENSIONS)} or pass format="
+            )
+        return _EXTENSIONS[ext]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, format: str | None = None) -> PosteriorCatalog:
+        """Read a catalog written by :meth:`write` (or any long table in the same layout).
+
+        Args:
+            path: File path; the extension (.h5/.hdf5, .fits/.fit, .ecsv, .parquet) selects the
+                format unless ``format`` is given.
+            format: One of "hdf5", "fits", "ecsv", "parquet".
+
+        Returns:
+            The catalog.
+
+        Raises:
+            CatalogError: For an unknown format or invalid content.
+        """
+        fmt = cls._resolve_format(path, format)
+        if fmt == "hdf5":
+            table = Table.read(path, format="hdf5", path=_HDF5_PATH)
+        elif fmt == "fits":
+            table = Table.read(path, format="fits")
+            meta = dict(table.meta)
+            if _FITS_META_KEY in meta:
+                meta = json.loads(meta[_FITS_META_KEY])
+            table.meta = meta
+        elif fmt == "ecsv":
+            table = Table.read(path, format="ascii.ecsv")
+        else:
+            table = Table.read(path, format="parquet")
+        return cls.from_table(table)
+
+    def write(
+        self, path: str | os.PathLike, format: str | None = None, overwrite: bool = False
+    ) -> None:
+        """Write the catalog as a long table, with ``meta`` in the file metadata.
+
+        HDF5 (dataset "catalog", metadata serialised), ECSV and parquet keep ``meta`` as YAML;
+        FITS keeps it as one JSON string in header keyword ``PMMETA`` (tuples come back as
+        lists).
+
+        Args:
+            path: File path; the extension selects the format unless ``format`` is given.
+            format: One of "hdf5", "fits", "ecsv", "parquet".
+            overwrite: Replace an existing file.
+
+        Raises:
+            CatalogError: For an unknown format.
+        """
+        fmt = self._resolve_format(path, format)
+        table = self.to_table()
+        if fmt == "hdf5":
+            table.write(
+                path, format="hdf5", path=_HDF5_PATH, serialize_meta=True, overwrite=overwrite
+            )
+        elif fmt == "fits":
+            table.meta = {_FITS_META_KEY: json.dumps(self.meta, default=_json_default)}
+            table.write(path, format="fits", overwrite=overwrite)
+        elif fmt == "ecsv":
+            table.write(path, format="ascii.ecsv", overwrite=overwrite)
+        else:
+            table.write(path, format="parquet", overwrite=overwrite)
+
+    # ------------------------------------------------------------------ transformations
+    def subset(self, galaxies: np.ndarray | Sequence[int] | Sequence[bool]) -> PosteriorCatalog:
+        """Select galaxies (boolean mask of length N, or integer indices), keeping their samples.
+
+        Args:
+            galaxies: ``(N,)`` boolean mask or integer indices (in the order wanted).
+
+        Returns:
+            The sub-catalog, with the same ``meta``.
+        """
+        sel = np.asarray(galaxies)
+        if sel.dtype == bool:
+            if sel.shape != (self.n_galaxies,):
+                raise CatalogError(
+                    f"boolean galaxy mask has shape {sel.shape}, expected ({self.n_galaxies},)"
+                )
+            idx = np.flatnonzero(sel)
+        else:
+            idx = np.arange(self.n_galaxies)[sel.astype(np.int64)]
+        counts = self.n_samples[idx]
+        new_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        sample_idx = np.repeat(self.offsets[idx] - new_offsets[:-1], counts) + np.arange(
+            new_offsets[-1]
+        )
+
+        def take(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else arr[sample_idx]
+
+        return PosteriorCatalog(
+            ids=self.ids[idx],
+            fields=self.fields[idx],
+            offsets=new_offsets,
+            log_mass=self.log_mass[sample_idx],
+            z=self.z[sample_idx],
+            log_sfr=take(self.log_sfr),
+            log_prior=take(self.log_prior),
+            weight=take(self.weight),
+            meta=dict(self.meta),
+            obs_log_mass=None if self.obs_log_mass is None else self.obs_log_mass[idx],
+            obs_z=None if self.obs_z is None else self.obs_z[idx],
+        )
+
+    def with_interim_prior(self, prior: InterimPrior) -> PosteriorCatalog:
+        """Return a copy whose ``log_prior`` is ``prior.log_density`` at every sample.
+
+        Args:
+            prior: The interim prior used by the SED fitter.
+
+        Returns:
+            The catalog with ``log_prior`` filled in.
+        """
+        if self.has_sfr:
+            log_prior = prior.log_density(self.log_mass, self.z, self.log_sfr)
+        else:
+            log_prior = prior.log_density(self.log_mass, self.z)
+        log_prior = np.broadcast_to(np.asarray(log_prior, dtype=np.float64), self.z.shape)
+        return dataclasses.replace(self, log_prior=np.array(log_prior))
+
+    def log_prior_or_zero(self) -> np.ndarray:
+        """Return ``log_prior``, or zeros when absent (a flat prior drops out up to a constant).
+
+        Returns:
+            ``(S,)`` natural-log interim prior density.
+        """
+        if self.log_prior is None:
+            return np.zeros_like(self.z)
+        return self.log_prior
+
+    def normalized_log_weights(self) -> np.ndarray:
+        """Return ``ln(w_is / sum_s w_is)`` for every sample, normalised within each galaxy.
+
+        Uses a per-galaxy log-sum-exp with ``np.maximum.reduceat``; equal weights give
+        ``-ln S_i``. Zero weights give ``-inf``.
+
+        Returns:
+            ``(S,)`` normalised natural-log weights.
+        """
+        if self.n_galaxies == 0:
+            return np.zeros(0)
+        gal = self.galaxy_index
+        starts = self.offsets[:-1]
+        if self.weight is None:
+            return -np.log(self.n_samples.astype(np.float64))[gal]
+        with np.errstate(divide="ignore"):
+            log_w = np.log(self.weight)
+        peak = np.maximum.reduceat(log_w, starts)
+        log_sum = peak + np.log(np.add.reduceat(np.exp(log_w - peak[gal]), starts))
+        return log_w - log_sum[gal]
+
+    def effective_sample_size(self) -> np.ndarray:
+        """Return the Kish effective sample size ``(sum w)^2 / sum w^2`` of each galaxy.
+
+        Returns:
+            ``(N,)`` float ESS; the sample count ``S_i`` when there are no weights.
+        """
+        if self.weight is None or self.n_galaxies == 0:
+            return self.n_samples.astype(np.float64)
+        starts = self.offsets[:-1]
+        w = self.weight
+        return np.add.reduceat(w, starts) ** 2 / np.add.reduceat(w * w, starts)
+
+    def _weighted_median(self, values: np.ndarray) -> np.ndarray:
+        """Per-galaxy weighted median, interpolating between sample mid-points of the CDF.
+
+        With equal weights this equals ``np.median`` of each galaxy's samples.
+        """
+        gal = self.galaxy_index
+        w = np.ones_like(values) if self.weight is None else self.weight
+        keep = w > 0
+        values, gal, w = values[keep], gal[keep], w[keep]
+        order = np.lexsort((values, gal))
+        x, g, w = values[order], gal[order], w[order]
+        counts = np.bincount(g, minlength=self.n_galaxies)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        total = np.add.reduceat(w, starts)
+        cum = np.cumsum(w)
+        cum_before = (cum - w) - np.repeat(cum[starts] - w[starts], counts)
+        p = (cum_before + 0.5 * w) / total[g]  # mid-point CDF, strictly increasing per galaxy
+        j = np.searchsorted(g + p, np.arange(self.n_galaxies) + 0.5, side="left")
+        prev = np.maximum(j - 1, starts)
+        interp = (j > starts) & (p[j] > 0.5)
+        frac = np.where(interp, (0.5 - p[prev]) / np.where(interp, p[j] - p[prev], 1.0), 1.0)
+        return np.where(interp, x[prev] + frac * (x[j] - x[prev]), x[j])
+
+    def point_estimates(self) -> PosteriorCatalog:
+        """Collapse each posterior to one sample: the catalogue point estimates.
+
+        These are ``obs_log_mass`` / ``obs_z`` when present, else the weighted median of each
+        quantity.
+
+        ``log_prior`` and ``weight`` are dropped; ``meta["point_estimates"]`` records this.
+
+        Returns:
+            A catalog with exactly one sample per galaxy.
+        """
+        n = self.n_galaxies
+        meta = dict(self.meta)
+        meta["point_estimates"] = (
+            "one sample per galaxy: per-galaxy weighted median of log_mass, z"
+            + (", log_sfr" if self.has_sfr else "")
+            + " (taken separately); log_prior and weight dropped"
+        )
+        return PosteriorCatalog(
+            ids=self.ids.copy(),
+            fields=self.fields.copy(),
+            offsets=np.arange(n + 1, dtype=np.int64),
+            log_mass=(
+                self.obs_log_mass.copy()
+                if self.obs_log_mass is not None
+                else (self._weighted_median(self.log_mass) if n else np.zeros(0))
+            ),
+            z=(
+                self.obs_z.copy()
+                if self.obs_z is not None
+                else (self._weighted_median(self.z) if n else np.zeros(0))
+            ),
+            log_sfr=(
+                None
+                if not self.has_sfr
+                else (self._weighted_median(self.log_sfr) if n else np.zeros(0))
+            ),
+            meta=meta,
+        )
+
+
+# ---------------------------------------------------------------------- interim priors
+@runtime_checkable
+class InterimPrior(Protocol):
+    """Interim prior of the SED fitter, as a natural-log density.
+
+    The density is per unit log10 M per unit z (and per unit log10 SFR when SFR is given).
+    """
+
+    def log_density(
+        self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return the natural-log prior density at each point."""
+        ...
+
+
+@dataclass(frozen=True)
+class FlatPrior:
+    """Flat interim prior: ``log_density`` is zero everywhere.
+
+    Any constant density drops out of the population likelihood (it only shifts the
+    log-likelihood by a constant), so its normalisation is irrelevant.
+    """
+
+    def log_density(
+        self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return zeros with the broadcast shape of the inputs.
+
+        Args:
+            log_mass: Stellar mass [log10 Msun].
+            z: Redshift.
+            log_sfr: SFR [log10 Msun/yr], optional.
+
+        Returns:
+            Zeros.
+        """
+        arrays = [log_mass, z] if log_sfr is None else [log_mass, z, log_sfr]
+        return np.zeros(np.broadcast_shapes(*(np.shape(a) for a in arrays)))
+
+
+@dataclass(frozen=True)
+class CallablePrior:
+    """Interim prior given by a function returning the natural-log density.
+
+    Attributes:
+        fn: Called as ``fn(log_mass, z)``, or ``fn(log_mass, z, log_sfr)`` when SFR is given.
+    """
+
+    fn: Callable[..., np.ndarray]
+
+    def log_density(
+        self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Evaluate ``fn``.
+
+        Args:
+            log_mass: Stellar mass [log10 Msun].
+            z: Redshift.
+            log_sfr: SFR [log10 Msun/yr], optional.
+
+        Returns:
+            Natural-log density, as float64.
+        """
+        if log_sfr is None:
+            out = self.fn(log_mass, z)
+            shape = np.broadcast_shapes(np.shape(log_mass), np.shape(z))
+        else:
+            out = self.fn(log_mass, z, log_sfr)
+            shape = np.broadcast_shapes(np.shape(log_mass), np.shape(z), np.shape(log_sfr))
+        return np.array(np.broadcast_to(np.asarray(out, dtype=np.float64), shape))
+
+
+@dataclass
+class KDEPrior:
+    """Interim prior estimated by a Gaussian KDE of draws from the SED fitter's prior.
+
+    Attributes:
+        kde: The fitted :class:`scipy.stats.gaussian_kde` over (log10 M, z[, log10 SFR]).
+        has_sfr: Whether the KDE includes log10 SFR as a third dimension.
+    """
+
+    kde: gaussian_kde
+    has_sfr: bool = False
+
+    @classmethod
+    def from_draws(
+        cls,
+        log_mass: np.ndarray,
+        z: np.ndarray,
+        log_sfr: np.ndarray | None = None,
+        bw_method: str | float | Callable | None = None,
+    ) -> KDEPrior:
+        """Fit the KDE to prior draws.
+
+        Args:
+            log_mass: ``(K,)`` prior draws of stellar mass [log10 Msun].
+            z: ``(K,)`` prior draws of redshift.
+            log_sfr: ``(K,)`` prior draws of SFR [log10 Msun/yr], optional.
+            bw_method: Passed to :class:`scipy.stats.gaussian_kde`.
+
+        Returns:
+            The prior.
+        """
+        from scipy.stats import gaussian_kde
+
+        cols = [log_mass, z] if log_sfr is None else [log_mass, z, log_sfr]
+        data = np.vstack([np.asarray(c, dtype=np.float64).ravel() for c in cols])
+        if not np.all(np.isfinite(data)):
+            names = ("log_mass", "z", "log_sfr")
+            bad = [names[k] for k in range(data.shape[0]) if not np.all(np.isfinite(data[k]))]
+            raise CatalogError(f"prior draws have non-finite values in column(s) {bad}")
+        return cls(kde=gaussian_kde(data, bw_method=bw_method), has_sfr=log_sfr is not None)
+
+    def log_density(
+        self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Evaluate the KDE log-density per unit log10 M per unit z (per unit log10 SFR).
+
+        Args:
+            log_mass: Stellar mass [log10 Msun].
+            z: Redshift.
+            log_sfr: SFR [log10 Msun/yr]; required exactly when the KDE includes SFR.
+
+        Returns:
+            Natural-log density with the broadcast shape of the inputs.
+        """
+        if self.has_sfr != (log_sfr is not None):
+            raise CatalogError(
+                "KDEPrior was fitted "
+                + ("with" if self.has_sfr else "without")
+                + " log_sfr; pass log_sfr accordingly"
+            )
+        cols = [log_mass, z] if log_sfr is None else [log_mass, z, log_sfr]
+        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=np.float64) for c in cols))
+        shape = arrays[0].shape
+        points = np.vstack([a.ravel() for a in arrays])
+        return self.kde.logpdf(points).reshape(shape)

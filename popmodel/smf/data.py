@@ -1,0 +1,157 @@
+"""From a posterior catalogue and a survey to likelihood arrays, counting every galaxy cut."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from popmodel.catalog import CatalogError, PosteriorCatalog
+from popmodel.cosmology import VolumeTable
+from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
+from popmodel.survey import Survey
+
+__all__ = ["LOG_MASS_SUPPORT", "SMFData", "SelectionReport", "Z_SUPPORT", "prepare_smf_data"]
+
+#: The model's support: samples outside it are an error, not something to drop.
+LOG_MASS_SUPPORT = (4.0, 14.0)
+Z_SUPPORT = (0.0, 12.0)
+
+
+@dataclass
+class SelectionReport:
+    """Which galaxies entered the fit, and why the others did not (counts per field)."""
+
+    n_input: int
+    n_used: int
+    outside_z_range: dict[str, int] = field(default_factory=dict)
+    below_completeness: dict[str, int] = field(default_factory=dict)
+    n_samples_used: int = 0
+    point_estimate: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> str:
+        nz = sum(self.outside_z_range.values())
+        nc = sum(self.below_completeness.values())
+        return (
+            f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} posterior "
+            f"samples); not used: {nz} outside their field's redshift range, {nc} below the "
+            f"mass-completeness limit (point estimates: {self.point_estimate})"
+        )
+
+
+@dataclass(frozen=True)
+class SMFData:
+    """Likelihood arrays plus the host-side bookkeeping that produced them."""
+
+    arrays: LikelihoodData
+    index: BlockIndex
+    catalog: PosteriorCatalog  # the galaxies used, in their catalogue order
+    report: SelectionReport
+    volume: VolumeTable
+    survey: Survey
+    selection: str
+    z_data_range: tuple[float, float]
+
+
+def point_estimates(catalog: PosteriorCatalog) -> tuple[np.ndarray, np.ndarray, str]:
+    """Catalogue point estimates (log M_obs, z_obs) that the survey's cut acts on.
+
+    Uses the catalogue's own ``obs_log_mass`` / ``obs_z`` when it has them (mocks and
+    percentile catalogues do), else the weighted median of each galaxy's samples.
+    """
+    obs_m = getattr(catalog, "obs_log_mass", None)
+    obs_z = getattr(catalog, "obs_z", None)
+    if obs_m is not None and obs_z is not None:
+        return np.asarray(obs_m, float), np.asarray(obs_z, float), "catalogue values"
+    pe = catalog.point_estimates()
+    return pe.log_mass, pe.z, "weighted median of the posterior samples"
+
+
+def _check_support(catalog: PosteriorCatalog) -> None:
+    gi = catalog.galaxy_index
+    for col, (lo, hi) in (("log_mass", LOG_MASS_SUPPORT), ("z", Z_SUPPORT)):
+        x = getattr(catalog, col)
+        bad = (x <= lo) | (x > hi) if col == "z" else (x < lo) | (x > hi)
+        if np.any(bad):
+            k = int(np.flatnonzero(bad)[0])
+            raise CatalogError(
+                f"galaxy {catalog.ids[gi[k]]!r}: column {col!r} has sample {x[k]!r} outside the "
+                f"model's support {'(' if col == 'z' else '['}{lo}, {hi}] "
+                f"({int(bad.sum())} samples in {len(np.unique(gi[bad]))} galaxies)"
+            )
+
+
+def prepare_smf_data(
+    catalog: PosteriorCatalog,
+    survey: Survey,
+    *,
+    selection: str = "noisy",
+    chunk_size: int = 1 << 16,
+    dtype: type = np.float64,
+    volume: VolumeTable | None = None,
+) -> SMFData:
+    """Validate, apply the survey's cuts to the point estimates, and build the arrays.
+
+    Args:
+        catalog: posterior samples (its interim prior is divided out; flat if absent).
+        survey: fields, completeness limits and cosmology.
+        selection: ``"noisy"`` (default; cut acts on noisy catalogue masses, S_f an error
+            function) or ``"hard"`` (hard cut on true mass, an approximation).
+        chunk_size: samples per scan step.
+        dtype: dtype of the sample arrays.
+    """
+    if selection not in ("noisy", "hard"):
+        raise ValueError(f"selection must be 'noisy' or 'hard', got {selection!r}")
+    names = survey.field_names
+    known = np.isin(catalog.fields, names)
+    if not np.all(known):
+        k = int(np.flatnonzero(~known)[0])
+        raise CatalogError(
+            f"galaxy {catalog.ids[k]!r}: unknown field {catalog.fields[k]!r}; the survey has "
+            f"{names} ({int((~known).sum())} galaxies in unknown fields)"
+        )
+    _check_support(catalog)
+    vt = volume or VolumeTable.build(survey.cosmology)
+    m_obs, z_obs, how = point_estimates(catalog)
+    group = np.array([names.index(f) for f in catalog.fields], dtype=np.int64)
+    keep = np.ones(catalog.n_galaxies, bool)
+    report = SelectionReport(n_input=catalog.n_galaxies, n_used=0, point_estimate=how)
+    for g, f in enumerate(survey.fields):
+        inf = group == g
+        in_z = (z_obs >= f.z_min) & (z_obs <= f.z_max)
+        above = m_obs >= f.log_mass_limit(z_obs)
+        report.outside_z_range[f.name] = int(np.sum(inf & ~in_z))
+        report.below_completeness[f.name] = int(np.sum(inf & in_z & ~above))
+        keep &= ~inf | (in_z & above)
+    used = catalog.subset(np.flatnonzero(keep))
+    ugroup = group[keep]
+    report.n_used = used.n_galaxies
+    report.n_samples_used = int(used.n_samples.sum())
+    if used.n_galaxies == 0:
+        raise CatalogError("no galaxy passes the survey's redshift and completeness cuts")
+    area = np.array([f.area_sr for f in survey.fields])
+    gi = used.galaxy_index
+    offset = (
+        vt.log_dvdz_at(used.z)
+        + np.log(area[ugroup[gi]])
+        - used.log_prior_or_zero()
+        + used.normalized_log_weights()
+    )
+    blocks, index = build_blocks(
+        used.offsets, used.log_mass, used.z, offset, ugroup, chunk_size=chunk_size, dtype=dtype
+    )
+    gm, gz, gw, gg = build_selection_grid(
+        list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard")
+    )
+    arrays = LikelihoodData(
+        blocks=blocks,
+        grid_log_mass=np.asarray(gm),
+        grid_z=np.asarray(gz),
+        grid_log_weight=np.asarray(gw),
+        grid_group=np.asarray(gg, dtype=np.int32),
+    )
+    zr = (float(np.min(z_obs[keep])), float(np.max(z_obs[keep])))
+    return SMFData(arrays, index, used, report, vt, survey, selection, zr)

@@ -1,0 +1,89 @@
+"""The thin NumPyro model of the mass function: priors on the 11 parameters, then the likelihood.
+
+Priors (design; Leja et al. 2020 did not publish theirs, science.md section 1.4):
+broad uniforms, log phi* in [-7, -1] at every anchor, log M* in [9.5, 12], alpha1 in
+(-1, 1) and alpha2 in (-1.99, -1). The two slopes live in non-overlapping ranges, so the two
+components cannot swap (no label switching) and no -inf factor is needed, and alpha2 > -2
+keeps every mass integral (rho_*, the number above a limit) convergent. A parameter may
+instead carry a normal prior truncated to its range (used for simulation-based calibration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpyro
+import numpyro.distributions as dist
+
+from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams, parameter_names
+from popmodel.smf.likelihood import LikelihoodData, log_likelihood
+
+__all__ = ["SMFPrior", "smf_model"]
+
+
+def _default_bounds(anchor_z: tuple[float, ...]) -> dict[str, tuple[float, float]]:
+    b = {}
+    for n in parameter_names(anchor_z):
+        if n.startswith("log_phi"):
+            b[n] = (-7.0, -1.0)
+        elif n.startswith("log_mstar"):
+            b[n] = (9.5, 12.0)
+    b["alpha1"] = (-1.0, 1.0)
+    b["alpha2"] = (-1.99, -1.0)
+    return b
+
+
+@dataclass(frozen=True)
+class SMFPrior:
+    """Priors of the continuity model.
+
+    Attributes:
+        anchor_z: anchor redshifts.
+        bounds: name -> (low, high), the support of each parameter (uniform prior).
+        normal: name -> (mean, sigma): a normal prior truncated to ``bounds`` instead.
+    """
+
+    anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    normal: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b = _default_bounds(tuple(self.anchor_z))
+        b.update(self.bounds)
+        object.__setattr__(self, "bounds", b)
+        object.__setattr__(self, "anchor_z", tuple(float(z) for z in self.anchor_z))
+        unknown = (set(self.bounds) | set(self.normal)) - set(self.names)
+        if unknown:
+            raise ValueError(f"unknown parameter(s) in prior: {sorted(unknown)}; known: {self.names}")
+        if self.bounds["alpha2"][1] > self.bounds["alpha1"][0]:
+            raise ValueError("alpha2's range must lie below alpha1's (the components must not swap)")
+        if self.bounds["alpha2"][0] <= -2.0:
+            raise ValueError("alpha2 must stay above -2 so that the mass integrals converge")
+
+    @property
+    def names(self) -> list[str]:
+        return parameter_names(self.anchor_z)
+
+    def distribution(self, name: str) -> dist.Distribution:
+        lo, hi = self.bounds[name]
+        if name in self.normal:
+            mu, sd = self.normal[name]
+            return dist.TruncatedNormal(mu, sd, low=lo, high=hi)
+        return dist.Uniform(lo, hi)
+
+    def describe(self) -> dict[str, str]:
+        out = {}
+        for n in self.names:
+            lo, hi = self.bounds[n]
+            if n in self.normal:
+                out[n] = f"Normal({self.normal[n][0]}, {self.normal[n][1]}) truncated to [{lo}, {hi}]"
+            else:
+                out[n] = f"Uniform({lo}, {hi})"
+        return out
+
+
+def smf_model(data: LikelihoodData, prior: SMFPrior) -> None:
+    """NumPyro model: sample the 11 parameters, add ln L as a factor."""
+    vals = {n: numpyro.sample(n, prior.distribution(n)) for n in prior.names}
+    p = ContinuityParams.from_dict(vals, prior.anchor_z)
+    numpyro.factor("log_likelihood", log_likelihood(p, data))

@@ -1,0 +1,253 @@
+"""Survey description: fields, areas, redshift ranges, mass-completeness limits, cosmology.
+
+A survey is a set of fields. Each field has a solid angle, a redshift range and a
+mass-completeness limit log M_c(z), tabulated and interpolated linearly in z (flat beyond
+the ends, as ``np.interp``; Leja et al. 2022, science.md section 1.5), plus the error model
+of the catalogue's point estimates that the selection function needs (Gaussian mass errors
+of width ``mass_error_dex``; a list of widths is an equal-weight mixture, for surveys whose
+errors vary from galaxy to galaxy).
+
+TOML form (the contract other tools read)::
+
+    [cosmology]
+    name = "WMAP9"            # or H0 = 70.0 and Om0 = 0.3 (flat Lambda-CDM)
+
+    [[fields]]
+    name = "GOODSS"
+    area_arcmin2 = 172.0      # or area_deg2
+    z_min = 0.5
+    z_max = 2.5
+    mass_error_dex = 0.1      # optional, default 0.1; a float or a list of floats
+    z_error = 0.0             # optional, Gaussian sigma_z/(1+z) of the catalogue redshifts
+    [fields.completeness]
+    z = [0.5, 1.0, 2.0]
+    log_mass = [8.1, 8.8, 9.3]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.cosmology as apc
+import astropy.units as u
+import numpy as np
+import tomli_w
+
+from popmodel.cosmology import cosmology_from_config, cosmology_to_config
+from popmodel.units import ARCMIN2_PER_SR, DEG2_PER_SR
+
+__all__ = ["DEFAULT_MASS_ERROR_DEX", "Field", "Survey", "SurveyError"]
+
+#: Default Gaussian width [dex] of catalogue mass errors used by the selection function
+#: when a field does not state one (typical of FAST/Prospector fits at the limit).
+DEFAULT_MASS_ERROR_DEX = 0.1
+
+
+class SurveyError(ValueError):
+    """A survey description is invalid; the message names the field and key at fault."""
+
+
+def _area_to_sr(name: str, area: float | u.Quantity | None, unit: str | None) -> float:
+    if area is None:
+        raise SurveyError(f"field {name!r}: missing area (give area_arcmin2 or area_deg2)")
+    if isinstance(area, u.Quantity):
+        try:
+            val = area.to_value(u.sr)
+        except u.UnitConversionError:
+            raise SurveyError(f"field {name!r}: area {area} is not a solid angle") from None
+    else:
+        val = float(area) / {"arcmin2": ARCMIN2_PER_SR, "deg2": DEG2_PER_SR, "sr": 1.0}[unit or "sr"]
+    if not np.isfinite(val) or val <= 0:
+        raise SurveyError(f"field {name!r}: area must be positive, got {area} {unit or ''}".strip())
+    return float(val)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One survey field.
+
+    Args:
+        name: field name, as in the catalogue's ``field`` column.
+        area: solid angle, an astropy Quantity (any solid-angle unit) or a float in ``area_unit``.
+        z_min, z_max: redshift range of the field's catalogue (catalogue redshifts).
+        completeness_z, completeness_log_mass: the limit log M_c(z) [log10 Msun] tabulated at
+            strictly increasing redshifts; linear interpolation, flat beyond the ends.
+        mass_error_dex: Gaussian width(s) of the catalogue mass errors for the selection
+            function S_f; several widths form an equal-weight mixture.
+        z_error: Gaussian sigma_z/(1+z) of the catalogue redshifts in the z-range selection
+            (0 means the redshift cut acts on the true redshift).
+        area_unit: unit of a float ``area``: "sr", "arcmin2" or "deg2".
+    """
+
+    name: str
+    area: float | u.Quantity
+    z_min: float
+    z_max: float
+    completeness_z: Sequence[float]
+    completeness_log_mass: Sequence[float]
+    mass_error_dex: float | Sequence[float] = DEFAULT_MASS_ERROR_DEX
+    z_error: float = 0.0
+    area_unit: str = "sr"
+    area_sr: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = self.name
+        object.__setattr__(self, "area_sr", _area_to_sr(name, self.area, self.area_unit))
+        if not (np.isfinite(self.z_min) and np.isfinite(self.z_max) and 0 < self.z_min < self.z_max):
+            raise SurveyError(
+                f"field {name!r}: need 0 < z_min < z_max, got z_min={self.z_min}, z_max={self.z_max}"
+            )
+        cz = np.asarray(self.completeness_z, dtype=float)
+        cm = np.asarray(self.completeness_log_mass, dtype=float)
+        if cz.ndim != 1 or cz.size == 0 or cz.shape != cm.shape:
+            raise SurveyError(
+                f"field {name!r}: completeness z and log_mass must be 1-D arrays of equal length"
+            )
+        if not (np.all(np.isfinite(cz)) and np.all(np.isfinite(cm))):
+            raise SurveyError(f"field {name!r}: completeness table has NaN or inf")
+        if np.any(np.diff(cz) <= 0):
+            raise SurveyError(
+                f"field {name!r}: completeness z must be strictly increasing, got {cz.tolist()}"
+            )
+        object.__setattr__(self, "completeness_z", cz)
+        object.__setattr__(self, "completeness_log_mass", cm)
+        errs = np.atleast_1d(np.asarray(self.mass_error_dex, dtype=float))
+        if errs.size == 0 or np.any(~np.isfinite(errs)) or np.any(errs < 0):
+            raise SurveyError(f"field {name!r}: mass_error_dex must be >= 0, got {errs.tolist()}")
+        object.__setattr__(self, "mass_error_dex", tuple(float(e) for e in errs))
+        if not (np.isfinite(self.z_error) and self.z_error >= 0):
+            raise SurveyError(f"field {name!r}: z_error must be >= 0, got {self.z_error}")
+
+    @property
+    def area_arcmin2(self) -> float:
+        """Solid angle [arcmin^2]."""
+        return self.area_sr * ARCMIN2_PER_SR
+
+    def log_mass_limit(self, z: np.ndarray | float) -> np.ndarray:
+        """log M_c(z) [log10 Msun], linear in z, flat beyond the table's ends."""
+        return np.interp(z, self.completeness_z, self.completeness_log_mass)
+
+    def to_dict(self) -> dict:
+        """TOML-ready dict (areas in arcmin^2)."""
+        errs = list(self.mass_error_dex)
+        return {
+            "name": self.name,
+            "area_arcmin2": self.area_arcmin2,
+            "z_min": float(self.z_min),
+            "z_max": float(self.z_max),
+            "mass_error_dex": errs[0] if len(errs) == 1 else errs,
+            "z_error": float(self.z_error),
+            "completeness": {
+                "z": [float(v) for v in self.completeness_z],
+                "log_mass": [float(v) for v in self.completeness_log_mass],
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Field:
+        """Build a field from its TOML table."""
+        name = d.get("name")
+        if not name:
+            raise SurveyError(f"a [[fields]] table has no 'name': {d}")
+        if "area_arcmin2" in d:
+            area, unit = d["area_arcmin2"], "arcmin2"
+        elif "area_deg2" in d:
+            area, unit = d["area_deg2"], "deg2"
+        else:
+            area, unit = None, None
+        for key in ("z_min", "z_max", "completeness"):
+            if key not in d:
+                raise SurveyError(f"field {name!r}: missing key {key!r}")
+        comp = d["completeness"]
+        for key in ("z", "log_mass"):
+            if key not in comp:
+                raise SurveyError(f"field {name!r}: [fields.completeness] missing {key!r}")
+        return cls(
+            name=str(name),
+            area=area,
+            area_unit=unit or "sr",
+            z_min=float(d["z_min"]),
+            z_max=float(d["z_max"]),
+            completeness_z=comp["z"],
+            completeness_log_mass=comp["log_mass"],
+            mass_error_dex=d.get("mass_error_dex", DEFAULT_MASS_ERROR_DEX),
+            z_error=float(d.get("z_error", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Survey:
+    """A set of fields observed under one cosmology.
+
+    Args:
+        fields: the fields; names must be unique.
+        cosmology: an astropy cosmology, a name, or ``{H0, Om0}``; default WMAP9.
+        name: a label for outputs.
+    """
+
+    fields: tuple[Field, ...]
+    cosmology: apc.Cosmology | dict | str | None = None
+    name: str = "survey"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(self.fields))
+        if not self.fields:
+            raise SurveyError("a survey needs at least one field")
+        names = [f.name for f in self.fields]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SurveyError(f"duplicate field names: {sorted(dup)}")
+        object.__setattr__(self, "cosmology", cosmology_from_config(self.cosmology))
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def field(self, name: str) -> Field:
+        """The field called ``name`` (SurveyError naming it if unknown)."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise SurveyError(f"unknown field {name!r}; the survey has {self.field_names}")
+
+    @property
+    def z_range(self) -> tuple[float, float]:
+        return min(f.z_min for f in self.fields), max(f.z_max for f in self.fields)
+
+    @property
+    def total_area_arcmin2(self) -> float:
+        return sum(f.area_arcmin2 for f in self.fields)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "cosmology": cosmology_to_config(self.cosmology),
+            "fields": [f.to_dict() for f in self.fields],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Survey:
+        if "fields" not in d or not d["fields"]:
+            raise SurveyError("survey description has no [[fields]] tables")
+        return cls(
+            fields=tuple(Field.from_dict(f) for f in d["fields"]),
+            cosmology=d.get("cosmology"),
+            name=d.get("name", "survey"),
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> Survey:
+        """Read a survey TOML file."""
+        with open(path, "rb") as fh:
+            try:
+                d = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as err:
+                raise SurveyError(f"{path}: not valid TOML ({err})") from None
+        return cls.from_dict(d)
+
+    def write(self, path: str | Path) -> None:
+        """Write the survey as TOML."""
+        Path(path).write_text(tomli_w.dumps(self.to_dict()))
