@@ -78,7 +78,7 @@ def _check_support(catalog: PosteriorCatalog) -> None:
         if np.any(bad):
             k = int(np.flatnonzero(bad)[0])
             raise CatalogError(
-                f"galaxy {catalog.ids[gi[k]]!r}: column {col!r} has sample {x[k]!r} outside the "
+                f"galaxy {str(catalog.ids[gi[k]])!r}: column {col!r} has sample {float(x[k])!r} outside the "
                 f"model's support {'(' if col == 'z' else '['}{lo}, {hi}] "
                 f"({int(bad.sum())} samples in {len(np.unique(gi[bad]))} galaxies)"
             )
@@ -110,7 +110,7 @@ def prepare_smf_data(
     if not np.all(known):
         k = int(np.flatnonzero(~known)[0])
         raise CatalogError(
-            f"galaxy {catalog.ids[k]!r}: unknown field {catalog.fields[k]!r}; the survey has "
+            f"galaxy {str(catalog.ids[k])!r}: unknown field {str(catalog.fields[k])!r}; the survey has "
             f"{names} ({int((~known).sum())} galaxies in unknown fields)"
         )
     _check_support(catalog)

@@ -201,8 +201,8 @@ def build_selection_grid(
     log_dvdz: callable,
     *,
     hard: bool = False,
-    n_z: int = 48,
-    n_m_low: int = 33,
+    n_z: int = 24,
+    n_m_low: int = 65,
     n_m_high: int = 161,
     log_mass_max: float = LOG_MASS_MAX,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -223,8 +223,12 @@ def build_selection_grid(
         sz = 0.0 if hard else f.z_error
         pad = 5.0 * sz * (1.0 + f.z_max)
         z_lo, z_hi = max(f.z_min - pad, 1e-3), f.z_max + pad
-        zn = 0.5 * (z_hi - z_lo) * xs + 0.5 * (z_hi + z_lo)
-        wz = 0.5 * (z_hi - z_lo) * ws
+        # Gauss-Legendre on each piece between the completeness table's nodes (the limit
+        # has kinks there), n_z nodes per piece.
+        cz = np.asarray(f.completeness_z)
+        brk = np.concatenate([[z_lo], cz[(cz > z_lo) & (cz < z_hi)], [z_hi]])
+        zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in zip(brk[:-1], brk[1:])])
+        wz = np.concatenate([0.5 * (b - a) * ws for a, b in zip(brk[:-1], brk[1:])])
         if sz > 0:
             pz = ndtr((f.z_max - zn) / (sz * (1 + zn))) - ndtr((f.z_min - zn) / (sz * (1 + zn)))
         else:

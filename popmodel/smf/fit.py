@@ -1,0 +1,261 @@
+"""Fit the continuity mass function to a posterior catalogue: data, MAP, MC checks, NUTS, diagnostics."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from popmodel.catalog import PosteriorCatalog
+from popmodel.smf.data import SMFData, prepare_smf_data
+from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
+from popmodel.smf.inference import (
+    MAPResult,
+    bootstrap_map_shift,
+    find_map,
+    mc_error_diagnostics,
+    require_x64,
+    run_nuts,
+)
+from popmodel.smf.model import SMFPrior
+from popmodel.survey import Survey
+
+__all__ = ["FitConfig", "SMFFit", "fit_smf"]
+
+#: Warn when the Monte Carlo noise of the posterior samples moves the MAP by more than this
+#: many posterior sigma (rms over bootstrap replicates).
+MC_SHIFT_WARN_SIGMA = 0.3
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of :func:`fit_smf` (all recorded in every output file).
+
+    Attributes:
+        method: "nuts" (default) or "laplace" (draws from the MAP's Gaussian approximation;
+            quick looks and smoke tests only).
+        num_warmup, num_samples, num_chains: NUTS settings (chains run in parallel when JAX
+            has that many devices).
+        seed: seed of the NUTS / Laplace / bootstrap random keys.
+        selection: "noisy" (selection on noisy catalogue masses; default) or "hard".
+        chunk_size: posterior samples per likelihood chunk.
+        dtype: "float64" or "float32" for the sample arrays (sums are float64 either way).
+        dense_mass: NUTS with a dense mass matrix seeded by the Laplace covariance.
+        target_accept: NUTS target acceptance probability.
+        n_bootstrap: bootstrap replicates for the Monte Carlo shift of the MAP (0 = skip).
+        anchor_z: anchor redshifts of the continuity model.
+        progress_bar: show progress bars.
+    """
+
+    method: str = "nuts"
+    num_warmup: int = 300
+    num_samples: int = 500
+    num_chains: int = 2
+    seed: int = 0
+    selection: str = "noisy"
+    chunk_size: int = 1 << 16
+    dtype: str = "float64"
+    dense_mass: bool = True
+    target_accept: float = 0.8
+    n_bootstrap: int = 16
+    anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
+    progress_bar: bool = True
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["anchor_z"] = list(self.anchor_z)
+        return d
+
+
+@dataclass
+class SMFFit:
+    """The result of :func:`fit_smf`."""
+
+    config: FitConfig
+    prior: SMFPrior
+    data: SMFData
+    map: MAPResult
+    samples: dict[str, np.ndarray]  # name -> (chains, draws)
+    diagnostics: dict
+    mc_error: dict
+    bootstrap: dict
+    extrapolated_anchors: list[float]
+    warnings: list[str] = field(default_factory=list)
+    timing: dict[str, float] = field(default_factory=dict)
+    mcmc: object | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return self.prior.names
+
+    def draws(self) -> ContinuityParams:
+        """All posterior draws, chains concatenated, as a batched ContinuityParams."""
+        flat = {k: v.reshape(-1) for k, v in self.samples.items()}
+        return ContinuityParams.from_dict(flat, self.prior.anchor_z)
+
+    def summary_lines(self) -> list[str]:
+        lines = [self.data.report.summary()]
+        lines += self.diagnostics.get("plain_words", [])
+        lines.append(
+            f"Monte Carlo error: median per-galaxy effective sample size "
+            f"{self.mc_error['ess_median']:.1f} (minimum {self.mc_error['ess_min']:.2f}); "
+            f"sd of ln L-hat {self.mc_error['sd_log_l_total']:.2f}"
+        )
+        if self.bootstrap:
+            lines.append(
+                f"the finite posterior samples move the MAP by up to "
+                f"{self.bootstrap['max_rms_shift_sigma']:.2f} sigma (rms over "
+                f"{len(self.bootstrap['shift_sigma'])} bootstrap replicates; warning above "
+                f"{MC_SHIFT_WARN_SIGMA})"
+            )
+        if self.extrapolated_anchors:
+            lines.append(
+                f"anchor redshifts {self.extrapolated_anchors} lie outside the data's redshift "
+                f"range {self.data.z_data_range[0]:.2f}-{self.data.z_data_range[1]:.2f}: the "
+                "model there is an extrapolation"
+            )
+        lines += [f"WARNING: {w}" for w in self.warnings]
+        return lines
+
+
+def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws: int) -> dict:
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        idata = az.from_dict(posterior=samples)
+        summ = az.summary(idata, kind="diagnostics")
+    rhat = {k: float(summ.loc[k, "r_hat"]) for k in samples}
+    ess = {k: float(summ.loc[k, "ess_bulk"]) for k in samples}
+    n_chains = next(iter(samples.values())).shape[0]
+    words = []
+    max_rhat = max(rhat.values())
+    min_ess = min(ess.values())
+    if n_chains > 1:
+        words.append(
+            f"R-hat: largest {max_rhat:.3f} ({max(rhat, key=rhat.get)}); "
+            + ("all below 1.01, the chains agree" if max_rhat < 1.01 else
+               "ABOVE 1.01: the chains disagree, run longer")
+        )
+    else:
+        words.append("R-hat: not computed reliably from one chain; run several chains")
+    words.append(
+        f"effective sample size (bulk): smallest {min_ess:.0f} ({min(ess, key=ess.get)}) of "
+        f"{n_draws} draws" + ("" if min_ess >= 100 else "; FEWER THAN 100: run longer")
+    )
+    words.append(
+        f"{divergences} divergent transitions"
+        + ("" if divergences == 0 else " - the posterior may be biased; raise target_accept")
+    )
+    ok = max_rhat < 1.01 and min_ess >= 100 and divergences == 0
+    return {"r_hat": rhat, "ess_bulk": ess, "divergences": int(divergences), "ok": bool(ok),
+            "plain_words": words}
+
+
+def fit_smf(
+    catalog: PosteriorCatalog,
+    survey: Survey,
+    config: FitConfig | None = None,
+    prior: SMFPrior | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> SMFFit:
+    """Fit the Leja et al. (2020) continuity model to a posterior catalogue.
+
+    Args:
+        catalog: per-galaxy posterior samples (interim prior in ``log_prior``, flat if absent).
+        survey: fields, completeness and cosmology.
+        config: fit settings.
+        prior: priors (default :class:`SMFPrior` with ``config.anchor_z``).
+        log: where progress messages go.
+
+    Returns:
+        An :class:`SMFFit` with draws, MAP, diagnostics and Monte Carlo error checks.
+    """
+    require_x64()
+    cfg = config or FitConfig()
+    prior = prior or SMFPrior(anchor_z=cfg.anchor_z)
+    if tuple(prior.anchor_z) != tuple(cfg.anchor_z):
+        raise ValueError("prior.anchor_z and config.anchor_z differ")
+    timing = {}
+    t0 = time.perf_counter()
+    data = prepare_smf_data(
+        catalog, survey, selection=cfg.selection, chunk_size=cfg.chunk_size,
+        dtype=np.dtype(cfg.dtype).type,
+    )
+    timing["prepare_s"] = time.perf_counter() - t0
+    log(data.report.summary())
+    t0 = time.perf_counter()
+    log("finding the MAP (L-BFGS) and its Laplace covariance ...")
+    mp = find_map(data, prior)
+    timing["map_s"] = time.perf_counter() - t0
+    log(f"MAP after {mp.n_evaluations} evaluations ({timing['map_s']:.1f} s): {mp.message}")
+    warn = []
+    if not mp.converged:
+        warn.append(f"the MAP optimisation did not converge cleanly ({mp.message})")
+    p_map = mp.continuity_params(prior.anchor_z)
+    mc = mc_error_diagnostics(data, p_map)
+    boot = {}
+    if cfg.n_bootstrap > 0:
+        t0 = time.perf_counter()
+        boot = bootstrap_map_shift(data, prior, mp, n_boot=cfg.n_bootstrap, seed=cfg.seed)
+        timing["bootstrap_s"] = time.perf_counter() - t0
+        if boot["warn"]:
+            worst = max(boot["rms_shift_sigma"], key=boot["rms_shift_sigma"].get)
+            warn.append(
+                f"Monte Carlo noise of the posterior samples moves the MAP by "
+                f"{boot['max_rms_shift_sigma']:.2f} sigma ({worst}); use more samples per galaxy"
+            )
+    t0 = time.perf_counter()
+    mcmc = None
+    if cfg.method == "nuts":
+        log(f"NUTS: {cfg.num_chains} chains x ({cfg.num_warmup} warm-up + {cfg.num_samples} draws)")
+        mcmc = run_nuts(
+            data, prior, mp, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
+            num_chains=cfg.num_chains, seed=cfg.seed, target_accept=cfg.target_accept,
+            dense_mass=cfg.dense_mass, progress_bar=cfg.progress_bar,
+        )
+        raw = mcmc.get_samples(group_by_chain=True)
+        samples = {k: np.asarray(raw[k], dtype=np.float64) for k in prior.names}
+        divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+        n_grad = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
+        timing["nuts_sampling_gradients"] = n_grad
+    elif cfg.method == "laplace":
+        samples = _laplace_draws(mp, prior, data, cfg)
+        divergences = 0
+    else:
+        raise ValueError(f"method must be 'nuts' or 'laplace', got {cfg.method!r}")
+    timing["sampling_s"] = time.perf_counter() - t0
+    diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains)
+    if cfg.method == "nuts" and not diag["ok"]:
+        warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
+    zlo, zhi = data.z_data_range
+    extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]
+    fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc)
+    for line in fit.summary_lines():
+        log(line)
+    return fit
+
+
+def _laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData, cfg: FitConfig) -> dict[str, np.ndarray]:
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import constrain_fn
+
+    from popmodel.smf.model import smf_model
+
+    key = jax.random.key(cfg.seed)
+    n = cfg.num_samples * cfg.num_chains
+    u = jax.random.multivariate_normal(key, jnp.asarray(mp.u), jnp.asarray(mp.cov_u), (n,))
+    template = dict(zip(mp.u_names, [0.0] * len(mp.u_names), strict=True))
+    _, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in template.items()})
+
+    def one(uu: jax.Array) -> dict:
+        return constrain_fn(smf_model, (data.arrays, prior), {}, unravel(uu))
+
+    c = jax.vmap(one)(u)
+    return {k: np.asarray(c[k]).reshape(cfg.num_chains, cfg.num_samples) for k in prior.names}
