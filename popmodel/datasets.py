@@ -42,6 +42,7 @@ __all__ = [
     "load_3dhst_table",
     "threedhst_catalog",
     "threedhst_survey",
+    "threedhst_z_error_mixture",
 ]
 
 _CSV_NAME = "threedhst_td_leja_sample.csv.gz"
@@ -211,11 +212,32 @@ def load_3dhst_table(sample: str = "td_new") -> Table:
     return table
 
 
+def threedhst_z_error_mixture(
+    z_min: float = 0.5, z_max: float = 2.55, n: int = 12, sample: str = "td_new"
+) -> list[float]:
+    """The catalogue's own redshift-error distribution as an equal-weight mixture.
+
+    sigma_z/(1+z) = (z_best_u68 - z_best_l68) / 2 / (1 + z_best) for every galaxy with
+    z_min <= z_best <= z_max (0 for spectroscopic redshifts), summarised by its values at the
+    ``n`` quantiles (k + 0.5)/n. The selection function's redshift term then matches the widths
+    of the approximate posteriors, so that the expected number counts the galaxies whose
+    catalogue redshift scatters into or out of the range, as the galaxy terms do.
+    """
+    t = load_3dhst_table(sample)
+    zb = np.asarray(t["z_best"], float)
+    lo, hi = np.asarray(t["z_best_l68"], float), np.asarray(t["z_best_u68"], float)
+    m = (zb >= z_min) & (zb <= z_max)
+    spec = (lo < 0) | (hi < 0)
+    sig = np.where(spec, 0.0, np.abs(hi - lo) / 2.0 / (1.0 + zb))[m]
+    q = (np.arange(n) + 0.5) / n
+    return [float(v) for v in np.round(np.quantile(sig, q), 5)]
+
+
 def threedhst_survey(
     z_min: float = 0.5,
     z_max: float = 2.55,
     mass_error_dex: float = 0.1,
-    z_error: float = 0.0,
+    z_error: float | list[float] | str = "catalog",
 ) -> Survey:
     """The 3D-HST survey: five fields, the catalogue cosmology and Tomczak+14 FAST limits.
 
@@ -228,7 +250,8 @@ def threedhst_survey(
         z_min: Lower redshift of every field.
         z_max: Upper redshift of every field, at most 2.55.
         mass_error_dex: Gaussian width [dex] of the catalogue mass errors in the selection.
-        z_error: Gaussian sigma_z/(1+z) of the catalogue redshifts in the selection.
+        z_error: Gaussian sigma_z/(1+z) of the catalogue redshifts in the selection: a value,
+            a mixture, or "catalog" (default) for :func:`threedhst_z_error_mixture`.
 
     Returns:
         The survey, areas from :data:`THREEDHST_FIELDS`.
@@ -242,6 +265,10 @@ def threedhst_survey(
             f"z_max={z_max} is beyond the last Tomczak+14 FAST completeness limit (z={z_last}); "
             "the limit is unknown there"
         )
+    if isinstance(z_error, str):
+        if z_error != "catalog":
+            raise ValueError(f"z_error must be a number, a list or 'catalog', got {z_error!r}")
+        z_error = threedhst_z_error_mixture(z_min, z_max)
     fields = tuple(
         Field(
             name=fp.name,

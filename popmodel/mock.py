@@ -111,17 +111,17 @@ def draw_mock(
     vt = volume or VolumeTable.build(survey.cosmology)
     prior = None
     if interim_prior == "prospector-beta":
-        if spec_fraction < 1.0 and any(f.z_error > 0 for f in survey.fields):
+        if spec_fraction < 1.0 and any(max(f.z_error) > 0 for f in survey.fields):
             raise ValueError("interim_prior='prospector-beta' mocks need exact redshifts "
                              "(z_error = 0 or spec_fraction = 1)")
         prior = ProspectorBetaLikePrior()
     elif interim_prior is not None:
         raise ValueError(f"unknown interim_prior {interim_prior!r}")
-    cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz")}
+    cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz", "szf")}
     n_true, n_sel, expected = {}, {}, {}
     for f in survey.fields:
         smax = max(f.mass_error_dex)
-        pad = 5.0 * f.z_error * (1.0 + f.z_max)
+        pad = 5.0 * max(f.z_error) * (1.0 + f.z_max)
         z_edges = np.linspace(max(f.z_min - pad, 1e-3), f.z_max + pad, n_grid_z + 1)
         zc = 0.5 * (z_edges[1:] + z_edges[:-1])
         m_lo = float(np.min(f.log_mass_limit(zc))) - 6.0 * smax - 0.05
@@ -138,17 +138,19 @@ def draw_mock(
         m = m_edges[im] + rng.uniform(size=n) * dlogm
         sm = rng.choice(np.asarray(f.mass_error_dex), size=n)
         spec = rng.uniform(size=n) < spec_fraction
-        sz = np.where(spec, 0.0, f.z_error * (1.0 + z))
+        szf = rng.choice(np.asarray(f.z_error), size=n)  # sigma_z/(1+z) per galaxy
+        sz = np.where(spec, 0.0, szf * (1.0 + z))
         zo = z + sz * rng.standard_normal(n)
         mo = m + sm * rng.standard_normal(n)
         keep = (zo >= f.z_min) & (zo <= f.z_max) & (mo >= f.log_mass_limit(zo))
         n_true[f.name], n_sel[f.name], expected[f.name] = n, int(keep.sum()), lam
-        for k, v in zip(("m", "z", "mo", "zo", "sm", "sz"), (m, z, mo, zo, sm, sz), strict=True):
+        szf = np.where(spec, 0.0, szf)
+        for k, v in zip(("m", "z", "mo", "zo", "sm", "sz", "szf"), (m, z, mo, zo, sm, sz, szf), strict=True):
             cols[k].append(v[keep])
         cols["field"].append(np.full(int(keep.sum()), f.name))
     c = {k: np.concatenate(v) for k, v in cols.items()}
     n = c["mo"].size
-    sz_post = np.where(c["sz"] > 0, f_zerr_at(c, survey), 0.0)
+    sz_post = c["szf"] * (1.0 + c["zo"])  # posterior width from the observed redshift
     zs = c["zo"][:, None] + sz_post[:, None] * rng.standard_normal((n, n_samples))
     bad = zs <= 1e-3
     while np.any(bad):  # truncate at z > 0 by redrawing (the flat prior lives on z > 0)
@@ -181,12 +183,6 @@ def draw_mock(
         },
     )
     return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"])
-
-
-def f_zerr_at(c: dict, survey: Survey) -> np.ndarray:
-    """Posterior z width: the field's z_error x (1 + z_obs) for non-spectroscopic galaxies."""
-    err = np.array([survey.field(f).z_error for f in c["field"]])
-    return err * (1.0 + c["zo"])
 
 
 def _sample_mass_with_prior(

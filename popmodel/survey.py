@@ -19,6 +19,7 @@ TOML form (the contract other tools read)::
     z_max = 2.5
     mass_error_dex = 0.1      # optional, default 0.1; a float or a list of floats
     z_error = 0.0             # optional, Gaussian sigma_z/(1+z) of the catalogue redshifts
+                              # (a float, or a list: equal-weight mixture)
     [fields.completeness]
     z = [0.5, 1.0, 2.0]
     log_mass = [8.1, 8.8, 9.3]
@@ -78,7 +79,9 @@ class Field:
         mass_error_dex: Gaussian width(s) of the catalogue mass errors for the selection
             function S_f; several widths form an equal-weight mixture.
         z_error: Gaussian sigma_z/(1+z) of the catalogue redshifts in the z-range selection
-            (0 means the redshift cut acts on the true redshift).
+            (0 means the redshift cut acts on the true redshift); several values form an
+            equal-weight mixture (e.g. quantiles of a photometric catalogue's errors, with 0 for
+            its spectroscopic redshifts).
         area_unit: unit of a float ``area``: "sr", "arcmin2" or "deg2".
     """
 
@@ -89,7 +92,7 @@ class Field:
     completeness_z: Sequence[float]
     completeness_log_mass: Sequence[float]
     mass_error_dex: float | Sequence[float] = DEFAULT_MASS_ERROR_DEX
-    z_error: float = 0.0
+    z_error: float | Sequence[float] = 0.0
     area_unit: str = "sr"
     area_sr: float = field(init=False)
 
@@ -118,8 +121,10 @@ class Field:
         if errs.size == 0 or np.any(~np.isfinite(errs)) or np.any(errs < 0):
             raise SurveyError(f"field {name!r}: mass_error_dex must be >= 0, got {errs.tolist()}")
         object.__setattr__(self, "mass_error_dex", tuple(float(e) for e in errs))
-        if not (np.isfinite(self.z_error) and self.z_error >= 0):
-            raise SurveyError(f"field {name!r}: z_error must be >= 0, got {self.z_error}")
+        zerr = np.atleast_1d(np.asarray(self.z_error, dtype=float))
+        if zerr.size == 0 or np.any(~np.isfinite(zerr)) or np.any(zerr < 0):
+            raise SurveyError(f"field {name!r}: z_error must be >= 0, got {zerr.tolist()}")
+        object.__setattr__(self, "z_error", tuple(float(e) for e in zerr))
 
     @property
     def area_arcmin2(self) -> float:
@@ -139,7 +144,7 @@ class Field:
             "z_min": float(self.z_min),
             "z_max": float(self.z_max),
             "mass_error_dex": errs[0] if len(errs) == 1 else errs,
-            "z_error": float(self.z_error),
+            "z_error": self.z_error[0] if len(self.z_error) == 1 else list(self.z_error),
             "completeness": {
                 "z": [float(v) for v in self.completeness_z],
                 "log_mass": [float(v) for v in self.completeness_log_mass],
@@ -174,7 +179,7 @@ class Field:
             completeness_z=comp["z"],
             completeness_log_mass=comp["log_mass"],
             mass_error_dex=d.get("mass_error_dex", DEFAULT_MASS_ERROR_DEX),
-            z_error=float(d.get("z_error", 0.0)),
+            z_error=d.get("z_error", 0.0),
         )
 
 

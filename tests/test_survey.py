@@ -93,7 +93,7 @@ def test_areas_in_all_units() -> None:
 def test_defaults_and_properties() -> None:
     f = Field.from_dict(field_dict())
     assert f.mass_error_dex == (DEFAULT_MASS_ERROR_DEX,)
-    assert f.z_error == 0.0
+    assert f.z_error == (0.0,)
     s = make_survey()
     assert s.field_names == ["AEGIS", "UDS", "COSMOS2015", "TINY"]
     assert s.z_range == (0.2, 3.0)
@@ -156,7 +156,7 @@ log_mass = [9.9]
     np.testing.assert_allclose(a.area_sr, (0.5 * u.deg**2).to_value(u.sr), rtol=1e-13)
     np.testing.assert_allclose(b.area_sr, (30 * u.arcmin**2).to_value(u.sr), rtol=1e-13)
     assert a.mass_error_dex == (0.1, 0.2) and b.mass_error_dex == (DEFAULT_MASS_ERROR_DEX,)
-    assert b.z_error == 0.03
+    assert b.z_error == (0.03,)
     np.testing.assert_allclose(b.log_mass_limit([0.5, 2.0, 3.0]), 9.9)
 
 

@@ -113,7 +113,6 @@ def prepare_smf_data(
             f"galaxy {str(catalog.ids[k])!r}: unknown field {str(catalog.fields[k])!r}; the survey has "
             f"{names} ({int((~known).sum())} galaxies in unknown fields)"
         )
-    _check_support(catalog)
     vt = volume or VolumeTable.build(survey.cosmology)
     m_obs, z_obs, how = point_estimates(catalog)
     group = np.array([names.index(f) for f in catalog.fields], dtype=np.int64)
@@ -127,6 +126,7 @@ def prepare_smf_data(
         report.below_completeness[f.name] = int(np.sum(inf & in_z & ~above))
         keep &= ~inf | (in_z & above)
     used = catalog.subset(np.flatnonzero(keep))
+    _check_support(used)  # only what the model sees must lie in its support
     ugroup = group[keep]
     report.n_used = used.n_galaxies
     report.n_samples_used = int(used.n_samples.sum())
@@ -153,5 +153,7 @@ def prepare_smf_data(
         grid_log_weight=np.asarray(gw),
         grid_group=np.asarray(gg, dtype=np.int32),
     )
-    zr = (float(np.min(z_obs[keep])), float(np.max(z_obs[keep])))
+    # the data's redshift range: the union of the ranges of the fields that hold galaxies
+    used_fields = [f for g, f in enumerate(survey.fields) if np.any(ugroup == g)]
+    zr = (min(f.z_min for f in used_fields), max(f.z_max for f in used_fields))
     return SMFData(arrays, index, used, report, vt, survey, selection, zr)

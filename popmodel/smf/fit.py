@@ -231,11 +231,18 @@ def fit_smf(
     else:
         raise ValueError(f"method must be 'nuts' or 'laplace', got {cfg.method!r}")
     timing["sampling_s"] = time.perf_counter() - t0
-    diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains)
+    if cfg.method == "nuts":
+        diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains)
+    else:
+        diag = {"r_hat": {k: float("nan") for k in samples},
+                "ess_bulk": {k: float(v.size) for k, v in samples.items()},
+                "divergences": 0, "ok": True,
+                "plain_words": ["Laplace draws (Gaussian approximation at the MAP): independent, "
+                                "no sampler diagnostics apply; use method='nuts' for results"]}
     if cfg.method == "nuts" and not diag["ok"]:
         warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
     zlo, zhi = data.z_data_range
-    extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]
+    extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]  # fields' z ranges
     fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc)
     for line in fit.summary_lines():
         log(line)

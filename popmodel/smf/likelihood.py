@@ -220,8 +220,8 @@ def build_selection_grid(
     out = [[], [], [], []]
     for g, f in enumerate(fields):
         sig = np.zeros(1) if hard else np.asarray(f.mass_error_dex, dtype=float)
-        sz = 0.0 if hard else f.z_error
-        pad = 5.0 * sz * (1.0 + f.z_max)
+        sz = np.zeros(1) if hard else np.asarray(f.z_error, dtype=float)
+        pad = 5.0 * float(sz.max()) * (1.0 + f.z_max)
         z_lo, z_hi = max(f.z_min - pad, 1e-3), f.z_max + pad
         # Gauss-Legendre on each piece between the completeness table's nodes (the limit
         # has kinks there), n_z nodes per piece.
@@ -229,10 +229,13 @@ def build_selection_grid(
         brk = np.concatenate([[z_lo], cz[(cz > z_lo) & (cz < z_hi)], [z_hi]])
         zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in zip(brk[:-1], brk[1:])])
         wz = np.concatenate([0.5 * (b - a) * ws for a, b in zip(brk[:-1], brk[1:])])
-        if sz > 0:
-            pz = ndtr((f.z_max - zn) / (sz * (1 + zn))) - ndtr((f.z_min - zn) / (sz * (1 + zn)))
-        else:
-            pz = np.ones_like(zn)
+        pz = np.zeros_like(zn)
+        for s_k in sz:  # equal-weight mixture of Gaussian redshift errors
+            if s_k > 0:
+                pz += ndtr((f.z_max - zn) / (s_k * (1 + zn))) - ndtr((f.z_min - zn) / (s_k * (1 + zn)))
+            else:
+                pz += ((zn >= f.z_min) & (zn <= f.z_max)).astype(float)
+        pz /= sz.size
         mc = f.log_mass_limit(zn)
         smax = float(sig.max())
         segs = []

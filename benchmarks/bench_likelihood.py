@@ -1,0 +1,285 @@
+"""Throughput of the mass-function log-likelihood + gradient, and wall time of the default fit.
+
+Run from the repository root::
+
+    python benchmarks/bench_likelihood.py          # under 5 minutes on a 2-core CPU
+    python benchmarks/bench_likelihood.py --full   # more timed calls; the fit at full size
+
+Prints, among other lines, exactly one line per precision of the form::
+
+    THROUGHPUT float32 N=100000 S=100 loglik+grad: 1.234e+07 galaxy-samples/s
+
+Timings are machine- and moment-dependent (noise of 2-3x between runs on shared CPUs), so
+every run also times, in the same process, a speed probe (jitted exp+log over N*S float64
+values) and a naive numpy implementation of the same log-likelihood value; the ratios
+against those are what to compare across machines. Every timing is the best of 3 repeats.
+See benchmarks/README.md for what each line means.
+"""
+
+from __future__ import annotations
+
+import os
+
+# JAX must be configured before anything else imports it, hence the late imports below.
+os.environ["JAX_ENABLE_X64"] = "1"
+
+import numpyro
+
+# Two host devices so that the fit's two NUTS chains run in parallel; this sets XLA_FLAGS and
+# must happen before JAX initialises its backend.
+numpyro.set_host_device_count(2)
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import argparse
+import gc
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+import scipy
+from scipy.special import logsumexp
+
+from popmodel.catalog import PosteriorCatalog
+from popmodel.mock import draw_mock
+from popmodel.smf.data import prepare_smf_data
+from popmodel.smf.evolution import ContinuityParams, leja2020_params
+from popmodel.smf.fit import FitConfig, fit_smf
+from popmodel.smf.likelihood import log_likelihood
+from popmodel.survey import Field, Survey
+
+N_GALAXIES = 100_000
+N_SAMPLES = 100
+N_REPEATS = 3
+LN10 = float(np.log(10.0))
+
+
+# ---------------------------------------------------------------------------------- helpers
+def best_time(fn: Callable[[], object], n_calls: int, n_repeats: int = N_REPEATS) -> float:
+    """Best over ``n_repeats`` of the mean time of ``n_calls`` calls of ``fn`` [s per call]."""
+    best = np.inf
+    for _ in range(n_repeats):
+        t0 = time.perf_counter()
+        for _ in range(n_calls):
+            out = fn()
+        jax.block_until_ready(out)
+        best = min(best, (time.perf_counter() - t0) / n_calls)
+    return best
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far [MiB] (ru_maxrss is KiB on Linux)."""
+    scale = 1.0 / 1024**2 if sys.platform == "darwin" else 1.0 / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def tree_mib(tree: object) -> float:
+    return sum(np.asarray(x).nbytes for x in jax.tree_util.tree_leaves(tree)) / 1024**2
+
+
+# ---------------------------------------------------------------------------- the catalogue
+def synthetic_survey(n_fields: int = 5) -> Survey:
+    """Fields whose completeness limit (10^7 Msun) lies far below every synthetic galaxy."""
+    fields = [
+        Field(
+            f"F{i}", 180.0, 0.2, 3.0, [0.2, 3.0], [7.0, 7.0],
+            mass_error_dex=0.1, z_error=0.0, area_unit="arcmin2",
+        )
+        for i in range(n_fields)
+    ]
+    return Survey(tuple(fields), name="synthetic")
+
+
+def synthetic_catalog(survey: Survey, n: int, s: int, seed: int = 1) -> PosteriorCatalog:
+    """n galaxies x s posterior samples: masses 9-11.5, redshifts 0.5-2.5, Gaussian scatter."""
+    rng = np.random.default_rng(seed)
+    m0 = rng.uniform(9.0, 11.5, n)
+    z0 = rng.uniform(0.5, 2.5, n)
+    log_mass = m0[:, None] + 0.1 * rng.standard_normal((n, s))
+    z = z0[:, None] + 0.03 * (1.0 + z0[:, None]) * rng.standard_normal((n, s))
+    names = np.array(survey.field_names)
+    return PosteriorCatalog(
+        ids=np.char.add("g", np.arange(n).astype(str)),
+        fields=names[rng.integers(0, names.size, n)],
+        offsets=np.arange(n + 1, dtype=np.int64) * s,
+        log_mass=log_mass.ravel(),
+        z=z.ravel(),
+        obs_log_mass=m0,
+        obs_z=z0,
+        meta={"synthetic": True, "seed": seed},
+    )
+
+
+# -------------------------------------------------------------------- the numpy reference
+def _lagrange(anchor_z: tuple[float, ...], z: np.ndarray, values: np.ndarray) -> np.ndarray:
+    za = np.asarray(anchor_z, float)
+    out = np.zeros_like(z)
+    for k in range(za.size):
+        term = np.full_like(z, values[k])
+        for j in range(za.size):
+            if j != k:
+                term *= (z - za[j]) / (za[k] - za[j])
+        out += term
+    return out
+
+
+def numpy_ln_phi(log_m: np.ndarray, z: np.ndarray, p: ContinuityParams) -> np.ndarray:
+    """The continuity double Schechter, ln Phi [ln(Mpc^-3 dex^-1)], in plain numpy."""
+    lp1 = _lagrange(p.anchor_z, z, np.asarray(p.log_phi1))
+    lp2 = _lagrange(p.anchor_z, z, np.asarray(p.log_phi2))
+    x = log_m - _lagrange(p.anchor_z, z, np.asarray(p.log_mstar))
+    cut = np.exp(LN10 * x)
+    c = np.log(LN10)
+    s1 = c + LN10 * (lp1 + (float(p.alpha1) + 1.0) * x) - cut
+    s2 = c + LN10 * (lp2 + (float(p.alpha2) + 1.0) * x) - cut
+    return np.logaddexp(s1, s2)
+
+
+def numpy_log_likelihood(
+    p: ContinuityParams, log_m: np.ndarray, z: np.ndarray, offset: np.ndarray, grid: tuple
+) -> float:
+    """ln L on dense (N, S) arrays: sum_i logsumexp_j(ln Phi + c_ij) - N_exp (value only)."""
+    gal = logsumexp(numpy_ln_phi(log_m, z, p) + offset, axis=1)
+    gm, gz, gw = grid
+    return float(np.sum(gal) - np.sum(np.exp(numpy_ln_phi(gm, gz, p) + gw)))
+
+
+def time_numpy_reference(
+    cat: PosteriorCatalog, offset: np.ndarray, grid: tuple, n: int, s: int
+) -> tuple[float, float]:
+    """Best-of-3 seconds per call of :func:`numpy_log_likelihood`, and its value."""
+    lm, zz, off = (a.reshape(n, s) for a in (cat.log_mass, cat.z, offset))
+    p = leja2020_params()
+    t = best_time(lambda: numpy_log_likelihood(p, lm, zz, off, grid), n_calls=1)
+    return t, numpy_log_likelihood(p, lm, zz, off, grid)
+
+
+# ---------------------------------------------------------------------------------- probe
+def speed_probe(n: int) -> float:
+    """exp + log evaluations per second of a jitted float64 loop over n values (best of 3)."""
+    x = jax.device_put(np.linspace(0.1, 10.0, n))
+    f = jax.jit(lambda a: jnp.sum(jnp.exp(-a) + jnp.log(a)))  # not log(exp(a)): XLA folds it
+    f(x).block_until_ready()
+    return 2 * n / best_time(lambda: f(x), n_calls=3)
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true",
+                    help="more timed calls, and the default fit at full (5-field) size")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    n, s = N_GALAXIES, N_SAMPLES
+    n_calls = 10 if args.full else 3
+
+    print(f"# popmodel likelihood benchmark ({'full' if args.full else 'default'} mode), "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"# python {platform.python_version()}, jax {jax.__version__}, "
+          f"jaxlib {jaxlib.__version__}, numpy {np.__version__}, scipy {scipy.__version__}, "
+          f"numpyro {numpyro.__version__}")
+    print(f"# machine: {platform.machine()} {platform.processor() or ''}, "
+          f"{os.cpu_count()} CPUs; jax devices: {jax.devices()}")
+
+    probe_before = speed_probe(n * s)
+    print(f"PROBE exp+log float64 (before): {probe_before:.3e} transcendental evaluations/s")
+
+    t0 = time.perf_counter()
+    survey = synthetic_survey()
+    cat = synthetic_catalog(survey, n, s)
+    print(f"CATALOGUE synthetic N={n} S={s} ({len(survey.fields)} fields): "
+          f"built in {time.perf_counter() - t0:.1f} s")
+
+    p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), leja2020_params())
+    vg = jax.jit(jax.value_and_grad(log_likelihood))
+    results = {}
+    for dtype in (np.float32, np.float64):
+        name = np.dtype(dtype).name
+        t0 = time.perf_counter()
+        data = prepare_smf_data(cat, survey, dtype=dtype)
+        t_prep = time.perf_counter() - t0
+        assert data.report.n_used == n, data.report.summary()
+        arrays = jax.device_put(data.arrays)
+        jax.block_until_ready(arrays)
+        t0 = time.perf_counter()
+        val, grad = vg(p, arrays)
+        jax.block_until_ready((val, grad))
+        t_compile = time.perf_counter() - t0
+        t_call = best_time(lambda arrays=arrays: vg(p, arrays), n_calls)
+        thr = n * s / t_call
+        results[name] = (thr, float(val))
+        print(f"  {name}: prepare_smf_data {t_prep:.1f} s; compile + first call "
+              f"{t_compile:.1f} s; {t_call * 1e3:.0f} ms per loglik+grad call "
+              f"(best of {N_REPEATS} x {n_calls} calls); ln L = {float(val):.6f}")
+        print(f"THROUGHPUT {name} N={n} S={s} loglik+grad: {thr:.3e} galaxy-samples/s")
+        print(f"MEMORY {name}: peak RSS so far {peak_rss_mib():.0f} MiB "
+              f"(likelihood arrays {tree_mib(data.arrays):.0f} MiB, samples padded to "
+              f"{data.arrays.blocks[0].log_mass.shape[-1]} per galaxy)")
+        if name == "float64":
+            grid = tuple(np.asarray(a, np.float64) for a in (
+                data.arrays.grid_log_mass, data.arrays.grid_z, data.arrays.grid_log_weight))
+            used = data.catalog
+            area = np.array([f.area_sr for f in survey.fields])
+            group = np.array([survey.field_names.index(f) for f in used.fields])
+            offset = (data.volume.log_dvdz_at(used.z) + np.log(area[group[used.galaxy_index]])
+                      - used.log_prior_or_zero() + used.normalized_log_weights())
+        del data, arrays
+        gc.collect()
+
+    # The naive numpy reference: the same ln L value (no gradient) on dense (N, S) arrays.
+    t_np, val_np = time_numpy_reference(cat, offset, grid, n, s)
+    thr_np = n * s / t_np
+    print(f"NUMPY float64 N={n} S={s} loglik only: {thr_np:.3e} galaxy-samples/s "
+          f"({t_np:.2f} s per call, best of {N_REPEATS}); ln L = {val_np:.6f}")
+    for name, (_, val) in results.items():
+        print(f"  check {name}: |ln L_jax - ln L_numpy| = {abs(val - val_np):.3g} "
+              f"(relative {abs(val - val_np) / abs(val_np):.2g})")
+    del offset, cat
+    gc.collect()
+
+    probe_after = speed_probe(n * s)
+    probe = max(probe_before, probe_after)
+    print(f"PROBE exp+log float64 (after): {probe_after:.3e} transcendental evaluations/s")
+    for name, (thr, _) in results.items():
+        print(f"RATIO {name} jax loglik+grad / numpy loglik-only: {thr / thr_np:.2f}")
+        print(f"RATIO {name} jax loglik+grad / probe: {thr / probe:.4f} galaxy-samples per "
+              f"exp-or-log evaluation (~{probe / thr:.1f} exp/log-equivalents per sample)")
+
+    # The wall time of the default fit.
+    fit_fields, fit_area = (5, 180.0) if args.full else (1, 60.0)
+    fit_survey = Survey(tuple(
+        Field(f"F{i}", fit_area, 0.2, 3.0, [0.65, 1.0, 1.5, 2.1, 3.0],
+              [8.87, 9.07, 9.63, 9.89, 10.15], mass_error_dex=[0.1, 0.2, 0.3], z_error=0.02,
+              area_unit="arcmin2")
+        for i in range(fit_fields)), name="3dhst-like")
+    mock, _ = draw_mock(fit_survey, seed=0, n_samples=32)
+    if args.full:
+        cfg = FitConfig(progress_bar=False)
+    else:
+        cfg = FitConfig(num_warmup=50, num_samples=50, n_bootstrap=2, progress_bar=False)
+    t0 = time.perf_counter()
+    fit = fit_smf(mock, fit_survey, cfg, log=lambda msg: print(f"  [fit] {msg}"))
+    t_fit = time.perf_counter() - t0
+    tm = fit.timing
+    print(f"FIT wall time: {t_fit:.1f} s ({fit.data.report.n_used} galaxies, 32 samples, "
+          f"{cfg.num_warmup}+{cfg.num_samples} warmup+draws, {cfg.num_chains} chains; "
+          f"{fit_fields} fields x {fit_area:g} arcmin2, "
+          f"{'FitConfig() defaults' if args.full else 'shortened FitConfig'})")
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in tm.items() if k.endswith("_s"))
+    grads = tm.get("nuts_sampling_gradients")
+    print(f"  fit breakdown: {parts}; NUTS gradients in the sampling phase (all chains): "
+          f"{grads if grads is not None else 'n/a'}; "
+          f"{jax.local_device_count()} host devices")
+    print(f"MEMORY peak RSS at end: {peak_rss_mib():.0f} MiB")
+    print(f"TOTAL benchmark wall time: {time.perf_counter() - t_start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

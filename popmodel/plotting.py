@@ -1,0 +1,119 @@
+"""Figures: mass functions with posterior bands, rho_*(z), corner plots (numpy in, figures out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from popmodel.literature import SMFPoints  # noqa: E402
+
+__all__ = ["plot_corner", "plot_rho_star", "plot_smf", "save"]
+
+
+def save(fig: plt.Figure, stem: str) -> list[str]:
+    """Write ``stem.png`` and ``stem.pdf``; returns the paths."""
+    paths = [f"{stem}.png", f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def plot_smf(
+    log_m: np.ndarray,
+    z_panels: Sequence[float],
+    bands: np.ndarray,
+    *,
+    reference: np.ndarray | None = None,
+    reference_label: str = "Leja+20 continuity model (medians)",
+    points: Sequence[SMFPoints] = (),
+    completeness: Sequence[float] | None = None,
+    extrapolated: Sequence[bool] | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """The SMF at several redshifts: posterior median and 16-84% band per panel.
+
+    Args:
+        log_m: (M,) masses [log10 Msun].
+        z_panels: (Z,) redshifts of the panels.
+        bands: (3, Z, M) p16/p50/p84 of log10 Phi.
+        reference: (Z, M) log10 Phi of a reference curve (e.g. Leja+20).
+        points: literature points; each is drawn in the panel whose z lies in its bin.
+        completeness: (Z,) log M_c at each panel's z (shaded below).
+        extrapolated: (Z,) True where the panel's z lies outside the data.
+    """
+    n = len(z_panels)
+    ncol = min(3, n)
+    nrow = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.6 * nrow), sharex=True, sharey=True, squeeze=False)
+    for k, z in enumerate(z_panels):
+        ax = axes.flat[k]
+        ax.fill_between(log_m, bands[0, k], bands[2, k], color="C0", alpha=0.35, lw=0, label="popmodel 16-84%")
+        ax.plot(log_m, bands[1, k], color="C0", lw=2, label="popmodel median")
+        if reference is not None:
+            ax.plot(log_m, reference[k], color="k", ls="--", lw=1.2, label=reference_label)
+        for pts in points:
+            if pts.z_lo <= z < pts.z_hi:
+                ax.errorbar(pts.log_mass, pts.log_phi, yerr=[pts.err_lo, pts.err_hi], fmt="o", ms=3.5,
+                            color="C3", label=f"{pts.label} {pts.z_lo}<z<{pts.z_hi}")
+        if completeness is not None:
+            ax.axvspan(log_m[0], completeness[k], color="0.85", zorder=0, label="below completeness")
+        tag = " (extrapolated)" if extrapolated is not None and extrapolated[k] else ""
+        ax.set_title(f"z = {z:g}{tag}")
+        ax.set_ylim(-5.5, -1.0)
+        ax.grid(alpha=0.3)
+        if k % ncol == 0:
+            ax.set_ylabel(r"$\log_{10}\,\Phi$ [Mpc$^{-3}$ dex$^{-1}$]")
+        if k >= n - ncol:
+            ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
+        ax.legend(fontsize=6.5, loc="lower left")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rho_star(
+    z: np.ndarray,
+    bands: np.ndarray,
+    *,
+    reference: np.ndarray | None = None,
+    reference_label: str = "Leja+20 continuity model (medians)",
+    data_range: tuple[float, float] | None = None,
+    mass_range: tuple[float, float] = (8.0, 13.0),
+) -> plt.Figure:
+    """rho_*(z): posterior median and 16-84% band; shading outside the data's z range."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    ax.fill_between(z, bands[0], bands[2], color="C0", alpha=0.35, lw=0, label="popmodel 16-84%")
+    ax.plot(z, bands[1], color="C0", lw=2, label="popmodel median")
+    if reference is not None:
+        ax.plot(z, reference, "k--", lw=1.2, label=reference_label)
+    if data_range is not None:
+        for a, b in ((z[0], data_range[0]), (data_range[1], z[-1])):
+            if b > a:
+                ax.axvspan(a, b, color="0.9", zorder=0)
+        ax.text(0.02, 0.03, "grey: outside the data (extrapolation)", transform=ax.transAxes, fontsize=7)
+    ax.set_xlabel("redshift z")
+    ax.set_ylabel(rf"$\log_{{10}}\,\rho_*$ [M$_\odot$ Mpc$^{{-3}}$], {mass_range[0]:g}<log M<{mass_range[1]:g}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_corner(samples: dict[str, np.ndarray], truths: dict[str, float] | None = None) -> plt.Figure:
+    """Corner plot of the parameters (``corner``)."""
+    import corner
+
+    names = list(samples)
+    x = np.column_stack([np.asarray(samples[n]).reshape(-1) for n in names])
+    t = None if truths is None else [truths.get(n) for n in names]
+    return corner.corner(x, labels=names, truths=t, quantiles=[0.16, 0.5, 0.84], show_titles=True,
+                         title_kwargs={"fontsize": 7}, label_kwargs={"fontsize": 7})

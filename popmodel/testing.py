@@ -1,0 +1,90 @@
+"""Helpers shared by the tests, the calibration scripts and the notebooks: small surveys,
+narrow priors, offsets in sigma, and simulation-based-calibration ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import astropy.units as u
+import numpy as np
+from scipy import stats
+
+from popmodel.smf.evolution import LEJA2020_MEDIAN, LEJA2020_SIGMA, ContinuityParams
+from popmodel.smf.model import SMFPrior
+from popmodel.survey import Field, Survey
+
+__all__ = [
+    "LEJA_COMPLETENESS_3DHST",
+    "deep_survey",
+    "draw_from_prior",
+    "narrow_prior",
+    "offset_chi2",
+    "sbc_rank_test",
+    "sbc_ranks",
+]
+
+#: 3D-HST mass-completeness limits converted to Prospector masses (science.md section 1.5).
+LEJA_COMPLETENESS_3DHST = ([0.65, 1.0, 1.5, 2.1, 3.0],
+                           [8.86614882, 9.07108637, 9.63281923, 9.89486727, 10.15444536])
+
+
+def deep_survey(
+    n_fields: int = 1,
+    area_arcmin2: float = 150.0,
+    *,
+    z_min: float = 0.2,
+    z_max: float = 3.0,
+    mass_error_dex: float | Sequence[float] = (0.1, 0.2, 0.3),
+    z_error: float = 0.02,
+    completeness_shift: float = 0.0,
+    cosmology: str = "WMAP9",
+) -> Survey:
+    """A 3D-HST-like survey of identical deep fields (Leja et al. 2022 limits)."""
+    cz, cm = LEJA_COMPLETENESS_3DHST
+    fields = [
+        Field(f"F{k}", area_arcmin2 * u.arcmin**2, z_min, z_max, cz,
+              np.asarray(cm) + completeness_shift, mass_error_dex=mass_error_dex, z_error=z_error)
+        for k in range(n_fields)
+    ]
+    return Survey(fields, cosmology=cosmology, name=f"{n_fields} deep field(s)")
+
+
+def narrow_prior(scale: float = 2.0) -> SMFPrior:
+    """Normal priors centred on the Leja et al. (2020) medians, ``scale`` x their published
+    sigma wide, truncated to the default bounds (for simulation-based calibration)."""
+    return SMFPrior(normal={k: (LEJA2020_MEDIAN[k], scale * LEJA2020_SIGMA[k]) for k in LEJA2020_MEDIAN})
+
+
+def draw_from_prior(prior: SMFPrior, rng: np.random.Generator) -> ContinuityParams:
+    """One parameter vector from a (truncated-normal / uniform) :class:`SMFPrior`."""
+    vals = {}
+    for n in prior.names:
+        lo, hi = prior.bounds[n]
+        if n in prior.normal:
+            mu, sd = prior.normal[n]
+            vals[n] = float(stats.truncnorm.rvs((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd,
+                                                random_state=rng))
+        else:
+            vals[n] = float(rng.uniform(lo, hi))
+    return ContinuityParams.from_dict(vals, prior.anchor_z)
+
+
+def offset_chi2(estimate: dict[str, float], cov: np.ndarray, truth: dict[str, float],
+                names: Sequence[str]) -> float:
+    """(estimate - truth)^T Cov^-1 (estimate - truth) over ``names`` (chi2 with len(names) dof)."""
+    d = np.array([estimate[n] - truth[n] for n in names])
+    return float(d @ np.linalg.solve(cov, d))
+
+
+def sbc_ranks(draws: np.ndarray, truth: float, n_keep: int) -> int:
+    """Rank of ``truth`` among ``n_keep`` draws thinned evenly from ``draws`` (0..n_keep)."""
+    d = np.asarray(draws).reshape(-1)
+    idx = np.linspace(0, d.size - 1, n_keep).round().astype(int)
+    return int(np.sum(d[idx] < truth))
+
+
+def sbc_rank_test(ranks: Sequence[int], n_keep: int, n_bins: int = 5) -> float:
+    """Chi-square p-value that pooled SBC ranks (0..n_keep) are uniform, in ``n_bins`` bins."""
+    r = np.asarray(ranks)
+    counts = np.bincount((r * n_bins) // (n_keep + 1), minlength=n_bins)
+    return float(stats.chisquare(counts).pvalue)
