@@ -42,7 +42,7 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500)
     p.add_argument("--no-progress", action="store_true")
 
 
-def _fit_config(a: argparse.Namespace):  # noqa: ANN202
+def _fit_config(a: argparse.Namespace):
     from popmodel.smf.fit import FitConfig
 
     return FitConfig(
@@ -52,7 +52,7 @@ def _fit_config(a: argparse.Namespace):  # noqa: ANN202
     )
 
 
-def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) -> int:  # noqa: ANN001
+def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) -> int:
     from popmodel.results import write_smf_results
     from popmodel.smf.fit import fit_smf
 
@@ -158,9 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit_smf)
 
     p = sub.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=200, samples=300)
+    _fit_args(p, warmup=150, samples=250)
     p.add_argument("--full", action="store_true",
-                   help="64 samples per galaxy, 500 warm-up + 1000 draws (default: 16, 200 + 300)")
+                   help="64 samples per galaxy, 500 warm-up + 1000 draws (default: 16, 150 + 250)")
     p.add_argument("--n-samples", type=int, default=None)
     p.add_argument("--mass-error-dex", type=float, default=0.1)
     p.add_argument("--z-error", default="catalog",

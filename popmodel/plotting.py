@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg") if matplotlib.get_backend().lower() == "agg" else None
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from popmodel.literature import SMFPoints  # noqa: E402
+from popmodel.literature import SMFPoints
 
 __all__ = ["plot_corner", "plot_rho_star", "plot_smf", "save"]
 

@@ -133,8 +133,8 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
         },
         meta=dict(meta),
     )
-    par.meta["comments"] = ["log_phi in log10 Mpc^-3 dex^-1; log_mstar in log10 Msun; "
-                            "extrapolated = anchor redshift outside the data's z range"]
+    par.meta["comments"] = [("log_phi in log10 Mpc^-3 dex^-1; log_mstar in log10 Msun; "
+                            "extrapolated = anchor redshift outside the data's z range")]
     par.write(out / "smf_parameters.ecsv", format="ascii.ecsv", overwrite=True)
     written["parameters"] = [str(out / "smf_parameters.ecsv")]
 

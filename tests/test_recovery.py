@@ -37,7 +37,7 @@ def test_injection_recovery_nuts():
     """>= 20,000 galaxies in 3D-HST-like fields, selected on observed values with 0.1-0.3 dex
     mass errors: every parameter within 3 sigma, rho_*(0.5, 1, 2) within 2 sigma."""
     survey = deep_survey(5, 150.0, mass_error_dex=(0.1, 0.15, 0.2, 0.25, 0.3))
-    cat, truth = draw_mock(survey, seed=11, n_samples=16)
+    cat, _truth = draw_mock(survey, seed=11, n_samples=16)
     assert cat.n_galaxies >= 20_000
     fit = fit_smf(cat, survey, FitConfig(num_warmup=200, num_samples=250, num_chains=2,
                                          n_bootstrap=0, progress_bar=False), log=lambda s: None)

@@ -11,7 +11,7 @@ from popmodel.cosmology import VolumeTable
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
 from popmodel.survey import Survey
 
-__all__ = ["LOG_MASS_SUPPORT", "SMFData", "SelectionReport", "Z_SUPPORT", "prepare_smf_data"]
+__all__ = ["LOG_MASS_SUPPORT", "Z_SUPPORT", "SMFData", "SelectionReport", "prepare_smf_data"]
 
 #: The model's support: samples outside it are an error, not something to drop.
 LOG_MASS_SUPPORT = (4.0, 14.0)

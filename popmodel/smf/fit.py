@@ -237,8 +237,8 @@ def fit_smf(
         diag = {"r_hat": {k: float("nan") for k in samples},
                 "ess_bulk": {k: float(v.size) for k, v in samples.items()},
                 "divergences": 0, "ok": True,
-                "plain_words": ["Laplace draws (Gaussian approximation at the MAP): independent, "
-                                "no sampler diagnostics apply; use method='nuts' for results"]}
+                "plain_words": [("Laplace draws (Gaussian approximation at the MAP): independent, "
+                                "no sampler diagnostics apply; use method='nuts' for results")]}
     if cfg.method == "nuts" and not diag["ok"]:
         warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
     zlo, zhi = data.z_data_range

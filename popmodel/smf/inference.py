@@ -234,7 +234,7 @@ def run_nuts(
 def _per_galaxy_mc(p: ContinuityParams, blocks: tuple[GalaxyBlock, ...], lw: tuple[jax.Array, ...]) -> tuple:
     out = []
     for blk, lwn in zip(blocks, lw, strict=True):
-        pc = jax.tree_util.tree_map(lambda a: jnp.asarray(a, blk.log_mass.dtype), p)
+        pc = jax.tree_util.tree_map(lambda a, dt=blk.log_mass.dtype: jnp.asarray(a, dt), p)
         v = ln_phi(blk.log_mass, blk.z, pc) + blk.offset
         lse = jax.nn.logsumexp(v, axis=-1, keepdims=True)
         q = jnp.exp(v - lse)

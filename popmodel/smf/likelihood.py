@@ -56,6 +56,7 @@ is second order in sigma_z.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import partial
 
@@ -227,8 +228,8 @@ def build_selection_grid(
         # has kinks there), n_z nodes per piece.
         cz = np.asarray(f.completeness_z)
         brk = np.concatenate([[z_lo], cz[(cz > z_lo) & (cz < z_hi)], [z_hi]])
-        zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in zip(brk[:-1], brk[1:])])
-        wz = np.concatenate([0.5 * (b - a) * ws for a, b in zip(brk[:-1], brk[1:])])
+        zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in itertools.pairwise(brk)])
+        wz = np.concatenate([0.5 * (b - a) * ws for a, b in itertools.pairwise(brk)])
         pz = np.zeros_like(zn)
         for s_k in sz:  # equal-weight mixture of Gaussian redshift errors
             if s_k > 0:
