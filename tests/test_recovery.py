@@ -111,13 +111,13 @@ def test_simulation_based_calibration(n_mocks):
     """SBC: truths from a narrow prior that the fit also uses; pooled ranks of all 11
     parameters over the mocks are uniform (chi-square p > 0.01)."""
     prior = narrow_prior(2.0)
-    survey = deep_survey(1, 40.0, mass_error_dex=(0.1, 0.2))
+    survey = deep_survey(1, 25.0, mass_error_dex=(0.1, 0.2))
     rng = np.random.default_rng(2024)
     ranks, n_keep = [], 49
     for k in range(n_mocks):
         truth = draw_from_prior(prior, rng)
         cat, _ = draw_mock(survey, truth, seed=1000 + k, n_samples=8)
-        fit = fit_smf(cat, survey, FitConfig(num_warmup=150, num_samples=100, num_chains=1,
+        fit = fit_smf(cat, survey, FitConfig(num_warmup=100, num_samples=100, num_chains=1,
                                              n_bootstrap=0, seed=k, progress_bar=False),
                       prior=prior, log=lambda s: None)
         tv = truth.to_dict()
