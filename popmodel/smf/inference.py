@@ -27,7 +27,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 from popmodel.smf.data import SMFData
 from popmodel.smf.evolution import LEJA2020_MEDIAN, ContinuityParams
-from popmodel.smf.likelihood import PAD, GalaxyBlock, LikelihoodData
+from popmodel.smf.likelihood import PAD, GalaxyBlock, LikelihoodData, _cast
 from popmodel.smf.model import SMFPrior, smf_model
 from popmodel.smf.schechter import ln_phi
 
@@ -234,7 +234,7 @@ def run_nuts(
 def _per_galaxy_mc(p: ContinuityParams, blocks: tuple[GalaxyBlock, ...], lw: tuple[jax.Array, ...]) -> tuple:
     out = []
     for blk, lwn in zip(blocks, lw, strict=True):
-        pc = jax.tree_util.tree_map(lambda a, dt=blk.log_mass.dtype: jnp.asarray(a, dt), p)
+        pc = _cast(p, blk.log_mass.dtype)
         v = ln_phi(blk.log_mass, blk.z, pc) + blk.offset
         lse = jax.nn.logsumexp(v, axis=-1, keepdims=True)
         q = jnp.exp(v - lse)
