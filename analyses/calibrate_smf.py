@@ -23,7 +23,7 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-from popmodel.testing import run_sbc  # noqa: E402
+from popmodel.testing import run_sbc
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
