@@ -172,7 +172,8 @@ def tiny_data(tiny_catalog, survey):
 
 @pytest.fixture(scope="module")
 def loglike():
-    return jax.jit(log_likelihood)
+    # the brute-force references are the plain importance-sampled estimator
+    return jax.jit(lambda p, d: log_likelihood(p, d, jensen_correction=False))
 
 
 # --------------------------------------------------------------------- (a) brute force
@@ -220,7 +221,7 @@ def test_expected_number_hard_cut_vs_quadrature(tiny_catalog, survey) -> None:
     # the galaxy terms do not depend on the selection model
     p = params_from(v)
     np.testing.assert_allclose(
-        float(log_likelihood(p, arr) + expected_number(p, arr)),
+        float(log_likelihood(p, arr, jensen_correction=False) + expected_number(p, arr)),
         brute_galaxy_terms(v, tiny_catalog, survey).sum(),
         rtol=1e-6,
     )
@@ -448,3 +449,16 @@ def test_selection_uses_weighted_median_without_catalogue_values(survey) -> None
     assert data.report.below_completeness == {"A": 1, "B": 0}
     assert data.report.point_estimate.startswith("weighted median")
     np.testing.assert_array_equal(data.catalog.ids, ["high"])
+
+
+def test_jensen_correction_is_half_the_delta_method_variance(tiny_data):
+    """ln L with the correction minus ln L without = 0.5 sum_i Var(ln L-hat_i), the variance that
+    mc_error_diagnostics estimates (itself checked against a bootstrap in test_mc_error)."""
+    from popmodel.smf.inference import mc_error_diagnostics
+
+    p = leja2020_params()
+    d = float(log_likelihood(p, tiny_data.arrays)) - float(
+        log_likelihood(p, tiny_data.arrays, jensen_correction=False))
+    var = mc_error_diagnostics(tiny_data, p)["var_log_l_total"]
+    assert var > 0
+    np.testing.assert_allclose(d, 0.5 * var, rtol=1e-8)

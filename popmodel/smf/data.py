@@ -141,7 +141,8 @@ def prepare_smf_data(
         + used.normalized_log_weights()
     )
     blocks, index = build_blocks(
-        used.offsets, used.log_mass, used.z, offset, ugroup, chunk_size=chunk_size, dtype=dtype
+        used.offsets, used.log_mass, used.z, offset, ugroup,
+        log_weight=used.normalized_log_weights(), chunk_size=chunk_size, dtype=dtype,
     )
     gm, gz, gw, gg = build_selection_grid(
         list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard")

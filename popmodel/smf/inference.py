@@ -308,7 +308,8 @@ def bootstrap_map_shift(
             extra = np.where(k > 0, np.log(k), PAD)
         ex = data.index.scatter(extra, 0.0)
         blocks = tuple(
-            GalaxyBlock(b.log_mass, b.z, b.offset + jnp.asarray(e, b.offset.dtype), b.valid, b.group)
+            GalaxyBlock(b.log_mass, b.z, b.offset + jnp.asarray(e, b.offset.dtype),
+                        b.log_weight + jnp.asarray(e, b.offset.dtype), b.valid, b.group)
             for b, e in zip(arrays.blocks, ex, strict=True)
         )
         ab = LikelihoodData(blocks, arrays.grid_log_mass, arrays.grid_z, arrays.grid_log_weight, arrays.grid_group)

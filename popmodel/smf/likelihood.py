@@ -84,7 +84,7 @@ LOG_MASS_MAX = 14.0
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["log_mass", "z", "offset", "valid", "group"],
+    data_fields=["log_mass", "z", "offset", "log_weight", "valid", "group"],
     meta_fields=[],
 )
 @dataclass(frozen=True)
@@ -94,6 +94,7 @@ class GalaxyBlock:
     Attributes:
         log_mass, z: samples [log10 Msun], [-]; padding holds benign finite values.
         offset: theta-independent per-sample log term c_ij (PAD for padding samples).
+        log_weight: ln of the normalised sample weights w~_ij (PAD for padding samples).
         valid: (C, G) False for padding galaxies.
         group: (C, G) int field index of each galaxy (later: field x redshift-slice index).
     """
@@ -101,6 +102,7 @@ class GalaxyBlock:
     log_mass: jax.Array
     z: jax.Array
     offset: jax.Array
+    log_weight: jax.Array
     valid: jax.Array
     group: jax.Array
 
@@ -148,6 +150,7 @@ def build_blocks(
     sample_offset: np.ndarray,
     group: np.ndarray,
     *,
+    log_weight: np.ndarray | None = None,
     chunk_size: int = 1 << 16,
     dtype: np.dtype = np.float64,
 ) -> tuple[tuple[GalaxyBlock, ...], BlockIndex]:
@@ -161,6 +164,8 @@ def build_blocks(
         dtype: dtype of the sample arrays (float32 halves memory; sums stay float64).
     """
     counts = np.diff(offsets)
+    if log_weight is None:
+        log_weight = -np.log(np.repeat(counts, counts).astype(float))
     padded = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(int)
     blocks, sidx, gidx = [], [], []
     for s_b in np.unique(padded):
@@ -181,6 +186,7 @@ def build_blocks(
                 log_mass=jnp.asarray(np.where(ok, log_mass[np.maximum(ix, 0)], 10.0), dtype=dtype),
                 z=jnp.asarray(np.where(ok, z[np.maximum(ix, 0)], 1.0), dtype=dtype),
                 offset=jnp.asarray(np.where(ok, sample_offset[np.maximum(ix, 0)], PAD), dtype=dtype),
+                log_weight=jnp.asarray(np.where(ok, log_weight[np.maximum(ix, 0)], PAD), dtype=dtype),
                 valid=jnp.asarray(gi >= 0),
                 group=jnp.asarray(np.where(gi >= 0, group[np.maximum(gi, 0)], 0), dtype=jnp.int32),
             )
@@ -287,16 +293,21 @@ def galaxy_log_terms(p: ContinuityParams, data: LikelihoodData) -> tuple[jax.Arr
     return tuple(_block_terms(p, b) for b in data.blocks)
 
 
-def _sum_block(p: ContinuityParams, blk: GalaxyBlock, acc_dtype: jnp.dtype) -> jax.Array:
+def _sum_block(p: ContinuityParams, blk: GalaxyBlock, acc_dtype: jnp.dtype, jensen: bool) -> jax.Array:
     pc = _cast(p, blk.log_mass.dtype)
 
     @jax.checkpoint
     def step(carry: jax.Array, args: tuple) -> tuple[jax.Array, None]:
-        lm, z, off, valid = args
-        lg = jax.nn.logsumexp(ln_phi(lm, z, pc) + off, axis=-1)
+        lm, z, off, lw, valid = args
+        v = ln_phi(lm, z, pc) + off
+        lg = jax.nn.logsumexp(v, axis=-1)
+        if jensen:
+            q = jnp.exp(v - lg[..., None])
+            lg = lg + 0.5 * jnp.sum((q - jnp.exp(lw)) ** 2, axis=-1)
         return carry + jnp.sum(jnp.where(valid, lg, 0.0).astype(acc_dtype)), None
 
-    total, _ = jax.lax.scan(step, jnp.zeros((), acc_dtype), (blk.log_mass, blk.z, blk.offset, blk.valid))
+    args = (blk.log_mass, blk.z, blk.offset, blk.log_weight, blk.valid)
+    total, _ = jax.lax.scan(step, jnp.zeros((), acc_dtype), args)
     return total
 
 
@@ -307,8 +318,17 @@ def expected_number(p: ContinuityParams, data: LikelihoodData) -> jax.Array:
     return jnp.sum(jnp.exp(ln_phi(data.grid_log_mass, data.grid_z, pc) + data.grid_log_weight))
 
 
-def log_likelihood(p: ContinuityParams, data: LikelihoodData) -> jax.Array:
-    """ln L(theta) of the module docstring, up to a theta-independent constant."""
+def log_likelihood(p: ContinuityParams, data: LikelihoodData, jensen_correction: bool = True) -> jax.Array:
+    """ln L(theta) of the module docstring, up to a theta-independent constant.
+
+    Args:
+        jensen_correction: add the delta-method correction +Var(L-hat)/(2 L-hat^2) =
+            0.5 sum_j (q_j - w~_j)^2 to each galaxy term, which removes the O(1/ESS) bias of
+            ln of an importance-sampled mean (E ln L-hat ~ ln L - Var/2L^2). Without it, at
+            small effective sample sizes (massive galaxies with broad mass posteriors on the
+            exponential cut-off) the fit prefers models that are flat across each posterior,
+            pushing M* up (measured: +2-3 sigma on a 26,000-galaxy mock at 8 samples).
+    """
     acc = jnp.result_type(float)
-    total = sum(_sum_block(p, b, acc) for b in data.blocks)
+    total = sum(_sum_block(p, b, acc, jensen_correction) for b in data.blocks)
     return total - expected_number(p, data)
