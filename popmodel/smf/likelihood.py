@@ -50,6 +50,12 @@ theta-independent factors are folded into the grid's log weights. A hard cut on 
 (``selection="hard"``, sigma -> 0) is available as an approximation; with mass errors of
 0.15-0.3 dex it biases the low-mass slope (science.md section 1.4), so it is not the default.
 
+**Monte Carlo (Jensen) correction.** ln of an importance-sampled mean is biased low,
+E ln L-hat_i ~ ln L_i - Var(L-hat_i)/(2 L_i^2), and the bias depends on theta (it is largest for
+massive galaxies whose broad posteriors straddle the exponential cut-off). By default each
+galaxy term adds the delta-method estimate 0.5 sum_j (q_ij - w~_ij)^2, q_ij being the
+normalised importance ratios, which removes the O(1/ESS) part of the bias.
+
 The approximation that the limit is evaluated at the true rather than the observed redshift
 is second order in sigma_z.
 """
