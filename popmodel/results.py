@@ -197,7 +197,6 @@ def _figures(fit: SMFFit, out: Path, lm: np.ndarray, zp: np.ndarray, bands: np.n
     leja = leja2020_params()
     ref = np.array([np.asarray(log10_phi(lm, zz, leja)) for zz in zp])
     pts = tomczak2014_smf(fit.data.survey.cosmology)
-    mc = None
     fields = fit.data.survey.fields
     mc = [min(float(f.log_mass_limit(zz)) for f in fields) for zz in zp]
     zlo, zhi = fit.data.z_data_range
