@@ -8,6 +8,7 @@ import numpy as np
 
 from popmodel.catalog import CatalogError, PosteriorCatalog
 from popmodel.cosmology import VolumeTable
+from popmodel.compress import quadrature_galaxies
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
 from popmodel.survey import Survey
 
@@ -142,7 +143,8 @@ def prepare_smf_data(
     )
     blocks, index = build_blocks(
         used.offsets, used.log_mass, used.z, offset, ugroup,
-        log_weight=used.normalized_log_weights(), chunk_size=chunk_size, dtype=dtype,
+        log_weight=used.normalized_log_weights(), monte_carlo=~quadrature_galaxies(used),
+        chunk_size=chunk_size, dtype=dtype,
     )
     gm, gz, gw, gg = build_selection_grid(
         list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard")

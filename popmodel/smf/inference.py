@@ -25,6 +25,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS, init_to_value
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
+from popmodel.compress import quadrature_galaxies
 from popmodel.smf.data import SMFData
 from popmodel.smf.evolution import LEJA2020_MEDIAN, ContinuityParams
 from popmodel.smf.likelihood import PAD, GalaxyBlock, LikelihoodData, _cast
@@ -301,15 +302,18 @@ def bootstrap_map_shift(
     g0 = np.asarray(pot.grad(u, arrays))
     rng = np.random.default_rng(seed)
     sd_u = np.sqrt(np.diag(map_result.cov_u))
+    mc_gal = ~quadrature_galaxies(data.catalog)
     shifts = []
     for _ in range(n_boot):
         k = bootstrap_counts(data.catalog.offsets, rng)
+        k[np.repeat(~mc_gal, data.catalog.n_samples)] = 1.0  # quadrature nodes: no MC error
         with np.errstate(divide="ignore"):
             extra = np.where(k > 0, np.log(k), PAD)
         ex = data.index.scatter(extra, 0.0)
         blocks = tuple(
             GalaxyBlock(b.log_mass, b.z, b.offset + jnp.asarray(e, b.offset.dtype),
-                        b.log_weight + jnp.asarray(e, b.offset.dtype), b.valid, b.group)
+                        b.log_weight + jnp.asarray(e, b.offset.dtype), b.valid, b.group,
+                        b.monte_carlo)
             for b, e in zip(arrays.blocks, ex, strict=True)
         )
         ab = LikelihoodData(blocks, arrays.grid_log_mass, arrays.grid_z, arrays.grid_log_weight, arrays.grid_group)

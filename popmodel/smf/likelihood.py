@@ -54,7 +54,10 @@ theta-independent factors are folded into the grid's log weights. A hard cut on 
 E ln L-hat_i ~ ln L_i - Var(L-hat_i)/(2 L_i^2), and the bias depends on theta (it is largest for
 massive galaxies whose broad posteriors straddle the exponential cut-off). By default each
 galaxy term adds the delta-method estimate 0.5 sum_j (q_ij - w~_ij)^2, q_ij being the
-normalised importance ratios, which removes the O(1/ESS) part of the bias.
+normalised importance ratios, which removes the O(1/ESS) part of the bias. It does not remove
+the rest: with 0.3 dex mass errors a 145,000-galaxy mock gave M* +0.16 dex high at 16 samples
+and +0.06 dex at 128. Galaxies compressed to Gauss-Hermite nodes (:mod:`popmodel.compress`)
+carry no Monte Carlo error and get no correction.
 
 The approximation that the limit is evaluated at the true rather than the observed redshift
 is second order in sigma_z.
@@ -90,7 +93,7 @@ LOG_MASS_MAX = 14.0
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["log_mass", "z", "offset", "log_weight", "valid", "group"],
+    data_fields=["log_mass", "z", "offset", "log_weight", "valid", "group", "monte_carlo"],
     meta_fields=[],
 )
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class GalaxyBlock:
         log_weight: ln of the normalised sample weights w~_ij (PAD for padding samples).
         valid: (C, G) False for padding galaxies.
         group: (C, G) int field index of each galaxy (later: field x redshift-slice index).
+        monte_carlo: (C, G) True where the samples are Monte Carlo draws (the Jensen
+            correction applies), False for quadrature nodes (:mod:`popmodel.compress`).
     """
 
     log_mass: jax.Array
@@ -111,6 +116,7 @@ class GalaxyBlock:
     log_weight: jax.Array
     valid: jax.Array
     group: jax.Array
+    monte_carlo: jax.Array
 
 
 @partial(
@@ -157,6 +163,7 @@ def build_blocks(
     group: np.ndarray,
     *,
     log_weight: np.ndarray | None = None,
+    monte_carlo: np.ndarray | None = None,
     chunk_size: int = 1 << 16,
     dtype: np.dtype = np.float64,
 ) -> tuple[tuple[GalaxyBlock, ...], BlockIndex]:
@@ -166,12 +173,16 @@ def build_blocks(
         offsets: (N+1,) sample offsets of the galaxies.
         log_mass, z, sample_offset: (S,) flat per-sample arrays.
         group: (N,) integer group (field) of each galaxy.
+        log_weight: (S,) ln of the normalised sample weights (default: equal).
+        monte_carlo: (N,) False for galaxies whose samples are quadrature nodes.
         chunk_size: target number of samples per chunk (memory of one scan step).
         dtype: dtype of the sample arrays (float32 halves memory; sums stay float64).
     """
     counts = np.diff(offsets)
     if log_weight is None:
         log_weight = -np.log(np.repeat(counts, counts).astype(float))
+    if monte_carlo is None:
+        monte_carlo = np.ones(counts.size, bool)
     padded = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(int)
     blocks, sidx, gidx = [], [], []
     for s_b in np.unique(padded):
@@ -195,6 +206,7 @@ def build_blocks(
                 log_weight=jnp.asarray(np.where(ok, log_weight[np.maximum(ix, 0)], PAD), dtype=dtype),
                 valid=jnp.asarray(gi >= 0),
                 group=jnp.asarray(np.where(gi >= 0, group[np.maximum(gi, 0)], 0), dtype=jnp.int32),
+                monte_carlo=jnp.asarray((gi >= 0) & monte_carlo[np.maximum(gi, 0)]),
             )
         )
     return tuple(blocks), BlockIndex(tuple(sidx), tuple(gidx))
@@ -304,15 +316,15 @@ def _sum_block(p: ContinuityParams, blk: GalaxyBlock, acc_dtype: jnp.dtype, jens
 
     @jax.checkpoint
     def step(carry: jax.Array, args: tuple) -> tuple[jax.Array, None]:
-        lm, z, off, lw, valid = args
+        lm, z, off, lw, valid, mc = args
         v = ln_phi(lm, z, pc) + off
         lg = jax.nn.logsumexp(v, axis=-1)
         if jensen:
             q = jnp.exp(v - lg[..., None])
-            lg = lg + 0.5 * jnp.sum((q - jnp.exp(lw)) ** 2, axis=-1)
+            lg = lg + jnp.where(mc, 0.5 * jnp.sum((q - jnp.exp(lw)) ** 2, axis=-1), 0.0)
         return carry + jnp.sum(jnp.where(valid, lg, 0.0).astype(acc_dtype)), None
 
-    args = (blk.log_mass, blk.z, blk.offset, blk.log_weight, blk.valid)
+    args = (blk.log_mass, blk.z, blk.offset, blk.log_weight, blk.valid, blk.monte_carlo)
     total, _ = jax.lax.scan(step, jnp.zeros((), acc_dtype), args)
     return total
 
