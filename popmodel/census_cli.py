@@ -25,12 +25,14 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import astropy.cosmology as apc
 import numpy as np
 
-from popmodel import census as C
-from popmodel.smf.evolution import ContinuityParams, parameter_names
+if TYPE_CHECKING:  # jax is imported only when a census runs, not when the CLI parser is built
+    from popmodel import census as C
+    from popmodel.smf.evolution import ContinuityParams
 
 __all__ = [
     "SFSInputs",
@@ -67,6 +69,7 @@ def read_smf_draws(smf_dir: str | Path, *, max_draws: int | None = 500, seed: in
         ``source`` and ``n_total``.
     """
     from popmodel.cosmology import cosmology_from_config
+    from popmodel.smf.evolution import ContinuityParams, parameter_names
 
     d = Path(smf_dir)
     nc, par = d / "smf_posterior.nc", d / "smf_parameters.ecsv"
@@ -156,6 +159,8 @@ def _grid_interpolator(zg: np.ndarray, mg: np.ndarray, values: np.ndarray) -> Ca
 def read_sfs_dir(sfs_dir: str | Path | None, *, n_members: int = 64, seed: int = 0,
                  cut: str = "hubble", cosmology: apc.Cosmology | None = None) -> SFSInputs:
     """Route-2 and SF/Q inputs from a flow result folder, or the Leja+22 fallbacks (see module doc)."""
+    from popmodel import census as C
+
     cut_fn = (lambda z: C.ssfr_cut(z, cut, cosmology=cosmology))
     cut_text = ("sSFR cut 0.2/t_H(z)" if cut == "hubble" else "sSFR cut 1e-11/yr")
     path = None if sfs_dir is None else Path(sfs_dir) / "sfs.ecsv"
@@ -246,6 +251,7 @@ def plot_census_rho_star(res: C.CensusResult, *, cosmology: apc.Cosmology,
     """rho_*(z): posterior band with the Leja+20 median model and literature points."""
     import matplotlib.pyplot as plt
 
+    from popmodel import census as C
     from popmodel import literature as L
     from popmodel.smf.evolution import leja2020_params
 
@@ -388,6 +394,7 @@ def run_census(
     """The ``popmodel census`` job (see the module doc); returns kind -> written paths."""
     from astropy.table import Table
 
+    from popmodel import census as C
     from popmodel.plotting import save
 
     out = Path(out)

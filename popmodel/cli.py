@@ -34,6 +34,10 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--selection", choices=("noisy", "hard"), default="noisy",
                    help="selection on noisy catalogue masses (default) or a hard cut on true mass")
+    p.add_argument("--posterior", choices=("samples", "gauss-hermite"), default="samples",
+                   help="per-galaxy integrals from the posterior samples (importance-sampled "
+                   "means) or from a Gauss-Hermite rule of each posterior's mean and covariance "
+                   "(no Monte Carlo error; exact for Gaussian posteriors)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--bootstrap", type=int, default=16,
                    help="bootstrap replicates for the Monte Carlo shift of the MAP")
@@ -47,7 +51,7 @@ def _fit_config(a: argparse.Namespace):
 
     return FitConfig(
         method=a.method, num_warmup=a.warmup, num_samples=a.samples, num_chains=a.chains,
-        seed=a.seed, selection=a.selection, dtype=a.dtype, n_bootstrap=a.bootstrap,
+        seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,
     )
 
@@ -199,6 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--z-error", default="catalog")
     p.set_defaults(func=cmd_survey_3dhst)
+
+    from popmodel.census_cli import register as register_census
+
+    register_census(sub)
     return ap
 
 

@@ -89,6 +89,8 @@ def gauss_hermite(
     n_z: int = 3,
     interim_prior: InterimPrior | None = None,
     keep_samples: np.ndarray | None = None,
+    on_invalid: str = "raise",
+    log_mass_max: float = 14.0,
 ) -> PosteriorCatalog:
     """Compress each galaxy's posterior samples into a Gauss-Hermite rule.
 
@@ -99,6 +101,10 @@ def gauss_hermite(
         interim_prior: the SED fit's interim prior, evaluated at the nodes (default: flat;
             required when the catalogue carries a ``log_prior`` column).
         keep_samples: ``(N,)`` boolean mask of galaxies to leave as samples.
+        on_invalid: what to do with galaxies whose nodes would fall at z <= 0 or above
+            ``log_mass_max``: "raise" (default) or "keep" them as samples (counted in
+            ``meta["compression"]["n_kept_as_samples"]``).
+        log_mass_max: upper end of the model's mass support.
 
     Returns:
         A catalogue with the nodes as samples, the rule's weights in ``weight`` and, when an
@@ -134,7 +140,6 @@ def gauss_hermite(
     slope = np.where(exact_z, 0.0, cmz / np.where(exact_z, 1.0, vz))
     sm_cond = np.sqrt(np.maximum(vm - slope * cmz, 0.0))
     two_d = ~exact_z
-    nodes_m, nodes_z, nodes_w = [], [], []
     # Exact-z galaxies: n_mass nodes; others: n_mass * n_z nodes.
     u2 = np.repeat(xz, n_mass)
     v2 = np.tile(xm, n_z)
@@ -142,11 +147,17 @@ def gauss_hermite(
     z2 = mz[:, None] + sz[:, None] * u2[None, :]
     m2 = mm[:, None] + slope[:, None] * (z2 - mz[:, None]) + sm_cond[:, None] * v2[None, :]
     m1 = mm[:, None] + np.sqrt(vm)[:, None] * xm[None, :]
-    bad = two_d & ~keep & np.any(z2 <= 0.0, axis=1)
-    if np.any(bad):
+    if on_invalid not in ("raise", "keep"):
+        raise CatalogError(f"on_invalid must be 'raise' or 'keep', got {on_invalid!r}")
+    bad = ~keep & np.where(two_d, np.any(z2 <= 0.0, axis=1) | np.any(m2 > log_mass_max, axis=1),
+                           np.any(m1 > log_mass_max, axis=1))
+    if np.any(bad) and on_invalid == "keep":
+        keep = keep | bad
+    elif np.any(bad):
         ids = ", ".join(map(str, catalog.ids[bad][:5]))
         raise CatalogError(f"{int(bad.sum())} galaxies have Gauss-Hermite nodes at z <= 0 "
-                           f"(e.g. {ids}); keep them as samples with keep_samples")
+                           f"(e.g. {ids}) or above log M = {log_mass_max}; keep them as samples with "
+                           "keep_samples or on_invalid='keep'")
     counts = np.where(keep, catalog.n_samples, np.where(two_d, n_mass * n_z, n_mass))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     log_mass = np.empty(offsets[-1])

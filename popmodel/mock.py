@@ -87,6 +87,7 @@ def draw_mock(
     n_samples: int = 32,
     spec_fraction: float = 0.0,
     interim_prior: str | None = None,
+    moment_matched: bool = False,
     volume: VolumeTable | None = None,
     n_grid_z: int = 600,
     dlogm: float = 0.004,
@@ -100,6 +101,12 @@ def draw_mock(
         n_samples: posterior samples per galaxy.
         spec_fraction: fraction of galaxies with exact (spectroscopic) redshifts.
         interim_prior: None (flat) or "prospector-beta" (needs exact redshifts).
+        moment_matched: rescale each galaxy's standard-normal draws to zero mean and unit
+            variance before use, so that the samples' mean and variance equal the exact
+            Gaussian posterior's (flat prior only). A perfect SED fitter: the posterior's
+            moments carry no sampling noise, so :func:`popmodel.compress.gauss_hermite`
+            recovers the exact posterior (used to test the population model separately from
+            the Monte Carlo error of finite samples).
         volume: a precomputed :class:`VolumeTable` for the survey's cosmology.
         n_grid_z, dlogm: resolution of the grid the true galaxies are drawn from.
 
@@ -150,14 +157,23 @@ def draw_mock(
         cols["field"].append(np.full(int(keep.sum()), f.name))
     c = {k: np.concatenate(v) for k, v in cols.items()}
     n = c["mo"].size
+    if moment_matched and (prior is not None or n_samples < 2):
+        raise ValueError("moment_matched mocks need a flat interim prior and n_samples >= 2")
+
+    def normal_draws() -> np.ndarray:
+        e = rng.standard_normal((n, n_samples))
+        if moment_matched:
+            e = (e - e.mean(axis=1, keepdims=True)) / e.std(axis=1, keepdims=True)
+        return e
+
     sz_post = c["szf"] * (1.0 + c["zo"])  # posterior width from the observed redshift
-    zs = c["zo"][:, None] + sz_post[:, None] * rng.standard_normal((n, n_samples))
+    zs = c["zo"][:, None] + sz_post[:, None] * normal_draws()
     bad = zs <= 1e-3
     while np.any(bad):  # truncate at z > 0 by redrawing (the flat prior lives on z > 0)
-        zs[bad] = (c["zo"][:, None] + sz_post[:, None] * rng.standard_normal((n, n_samples)))[bad]
+        zs[bad] = (c["zo"][:, None] + sz_post[:, None] * normal_draws())[bad]
         bad = zs <= 1e-3
     if prior is None:
-        ms = c["mo"][:, None] + c["sm"][:, None] * rng.standard_normal((n, n_samples))
+        ms = c["mo"][:, None] + c["sm"][:, None] * normal_draws()
         log_prior = None
     else:
         ms = _sample_mass_with_prior(rng, c["mo"], c["sm"], c["zo"], prior, n_samples)
@@ -177,6 +193,7 @@ def draw_mock(
             "n_samples": int(n_samples),
             "spec_fraction": float(spec_fraction),
             "interim_prior": interim_prior or "flat",
+            "moment_matched": bool(moment_matched),
             "true_params": {k: float(v) for k, v in p.to_dict().items()},
             "error_model": "Gaussian mass errors (width drawn per galaxy from each field's "
             "mass_error_dex); z errors z_error*(1+z); posterior samples centred on observed values",

@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from popmodel.catalog import CatalogError, PosteriorCatalog
+from popmodel.catalog import CatalogError, InterimPrior, PosteriorCatalog
+from popmodel.compress import gauss_hermite, quadrature_galaxies
 from popmodel.cosmology import VolumeTable
-from popmodel.compress import quadrature_galaxies
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
 from popmodel.survey import Survey
 
@@ -29,6 +29,8 @@ class SelectionReport:
     below_completeness: dict[str, int] = field(default_factory=dict)
     n_samples_used: int = 0
     point_estimate: str = ""
+    posterior: str = "samples"
+    n_kept_as_samples: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -36,9 +38,11 @@ class SelectionReport:
     def summary(self) -> str:
         nz = sum(self.outside_z_range.values())
         nc = sum(self.below_completeness.values())
+        rep = ("posterior samples" if self.posterior == "samples" else
+               f"{self.posterior} nodes/samples; {self.n_kept_as_samples} galaxies kept as "
+               "samples")
         return (
-            f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} posterior "
-            f"samples); not used: {nz} outside their field's redshift range, {nc} below the "
+            f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} {rep}); not used: {nz} outside their field's redshift range, {nc} below the "
             f"mass-completeness limit (point estimates: {self.point_estimate})"
         )
 
@@ -93,6 +97,9 @@ def prepare_smf_data(
     chunk_size: int = 1 << 16,
     dtype: type = np.float64,
     volume: VolumeTable | None = None,
+    posterior: str = "samples",
+    gh_nodes: tuple[int, int] = (8, 3),
+    interim_prior: InterimPrior | None = None,
 ) -> SMFData:
     """Validate, apply the survey's cuts to the point estimates, and build the arrays.
 
@@ -103,7 +110,16 @@ def prepare_smf_data(
             function) or ``"hard"`` (hard cut on true mass, an approximation).
         chunk_size: samples per scan step.
         dtype: dtype of the sample arrays.
+        posterior: "samples" (importance-sampled means over the posterior samples) or
+            "gauss-hermite" (each used galaxy compressed to a Gauss-Hermite rule of its
+            samples' mean and covariance, ``gh_nodes`` = (mass, z) nodes; no Monte Carlo
+            error, exact for Gaussian posteriors; see :mod:`popmodel.compress`). Galaxies whose
+            nodes would leave the model's support stay as samples (counted in the report).
+        interim_prior: the SED fit's prior, needed by "gauss-hermite" when the catalogue
+            carries a ``log_prior`` column.
     """
+    if posterior not in ("samples", "gauss-hermite"):
+        raise ValueError(f"posterior must be 'samples' or 'gauss-hermite', got {posterior!r}")
     if selection not in ("noisy", "hard"):
         raise ValueError(f"selection must be 'noisy' or 'hard', got {selection!r}")
     names = survey.field_names
@@ -127,6 +143,12 @@ def prepare_smf_data(
         report.below_completeness[f.name] = int(np.sum(inf & in_z & ~above))
         keep &= ~inf | (in_z & above)
     used = catalog.subset(np.flatnonzero(keep))
+    report.posterior = posterior
+    if posterior == "gauss-hermite":
+        used = gauss_hermite(used, n_mass=gh_nodes[0], n_z=gh_nodes[1],
+                             interim_prior=interim_prior, on_invalid="keep",
+                             log_mass_max=LOG_MASS_SUPPORT[1])
+        report.n_kept_as_samples = used.meta["compression"]["n_kept_as_samples"]
     _check_support(used)  # only what the model sees must lie in its support
     ugroup = group[keep]
     report.n_used = used.n_galaxies

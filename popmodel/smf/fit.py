@@ -43,6 +43,9 @@ class FitConfig:
             has that many devices).
         seed: seed of the NUTS / Laplace / bootstrap random keys.
         selection: "noisy" (selection on noisy catalogue masses; default) or "hard".
+        posterior: "samples" (default) or "gauss-hermite": how each galaxy's integral is
+            computed (see :func:`popmodel.smf.data.prepare_smf_data`).
+        gh_nodes: Gauss-Hermite nodes in (mass, redshift) for ``posterior="gauss-hermite"``.
         chunk_size: posterior samples per likelihood chunk.
         dtype: "float64" or "float32" for the sample arrays (sums are float64 either way).
         dense_mass: NUTS with a dense mass matrix seeded by the Laplace covariance.
@@ -58,6 +61,8 @@ class FitConfig:
     num_chains: int = 2
     seed: int = 0
     selection: str = "noisy"
+    posterior: str = "samples"
+    gh_nodes: tuple[int, int] = (8, 3)
     chunk_size: int = 1 << 16
     dtype: str = "float64"
     dense_mass: bool = True
@@ -69,6 +74,7 @@ class FitConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["anchor_z"] = list(self.anchor_z)
+        d["gh_nodes"] = list(self.gh_nodes)
         return d
 
 
@@ -186,7 +192,7 @@ def fit_smf(
     t0 = time.perf_counter()
     data = prepare_smf_data(
         catalog, survey, selection=cfg.selection, chunk_size=cfg.chunk_size,
-        dtype=np.dtype(cfg.dtype).type,
+        dtype=np.dtype(cfg.dtype).type, posterior=cfg.posterior, gh_nodes=cfg.gh_nodes,
     )
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())
