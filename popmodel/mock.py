@@ -15,7 +15,7 @@ log density is recorded per sample so that the fit can divide it out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
 from popmodel.cosmology import VolumeTable
+from popmodel.smf.density import DEFAULT_SLICE_DZ, build_density_terms
 from popmodel.smf.evolution import ContinuityParams, leja2020_params
 from popmodel.smf.schechter import ln_phi
 from popmodel.survey import Survey
@@ -77,6 +78,7 @@ class MockTruth:
     expected_true: dict[str, float]
     true_log_mass: np.ndarray  # of the selected galaxies, in catalogue order
     true_z: np.ndarray
+    deltas: dict[str, float] = field(default_factory=dict)  # injected density contrasts
 
 
 def draw_mock(
@@ -88,6 +90,9 @@ def draw_mock(
     spec_fraction: float = 0.0,
     interim_prior: str | None = None,
     moment_matched: bool = False,
+    cosmic_variance: bool = False,
+    slice_dz: float = DEFAULT_SLICE_DZ,
+    deltas: dict[str, float] | None = None,
     volume: VolumeTable | None = None,
     n_grid_z: int = 600,
     dlogm: float = 0.004,
@@ -107,6 +112,12 @@ def draw_mock(
             moments carry no sampling noise, so :func:`popmodel.compress.gauss_hermite`
             recovers the exact posterior (used to test the population model separately from
             the Monte Carlo error of finite samples).
+        cosmic_variance: apply per-field, per-slice density contrasts to the true galaxies,
+            drawn from the prior the fit uses (:mod:`popmodel.smf.density`; fields with a known
+            geometry only): the number density of mass M in field f, slice k is multiplied by
+            exp(b(M, z) delta_fk - b^2 sigma_DM^2 / 2).
+        slice_dz: slice width of the density terms.
+        deltas: label -> delta to inject instead of prior draws (others still drawn).
         volume: a precomputed :class:`VolumeTable` for the survey's cosmology.
         n_grid_z, dlogm: resolution of the grid the true galaxies are drawn from.
 
@@ -124,6 +135,18 @@ def draw_mock(
         prior = ProspectorBetaLikePrior()
     elif interim_prior is not None:
         raise ValueError(f"unknown interim_prior {interim_prior!r}")
+    terms, delta_vec = None, None
+    if cosmic_variance:
+        terms = build_density_terms(survey, dz=slice_dz)
+        if terms is None:
+            raise ValueError("cosmic_variance=True, but no field has a known geometry")
+        delta_vec = terms.sigma_dm * rng.standard_normal(terms.n_terms)
+        for k, v in (deltas or {}).items():
+            if k not in terms.labels:
+                raise ValueError(f"unknown density term {k!r}; known: {list(terms.labels)}")
+            delta_vec[terms.labels.index(k)] = float(v)
+    elif deltas:
+        raise ValueError("deltas given but cosmic_variance=False")
     cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz", "szf")}
     n_true, n_sel, expected = {}, {}, {}
     for f in survey.fields:
@@ -137,6 +160,11 @@ def draw_mock(
         rate = np.exp(_ln_phi_np(mc[None, :], zc[:, None], p) + vt.log_dvdz_at(zc)[:, None])
         rate *= f.area_sr * np.diff(z_edges)[:, None] * dlogm
         rate[mc[None, :] < (f.log_mass_limit(zc) - 6.0 * smax - 0.05)[:, None]] = 0.0
+        g = survey.field_names.index(f.name)
+        if terms is not None and g in terms.field_index:
+            gz, gm = np.meshgrid(zc, mc, indexing="ij")
+            idx, b = terms.assign(np.full(gz.shape, g), gm, gz)
+            rate *= np.exp(b * delta_vec[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
         lam = float(rate.sum())
         n = int(rng.poisson(lam))
         cell = rng.choice(rate.size, size=n, p=(rate / lam).ravel())
@@ -194,12 +222,14 @@ def draw_mock(
             "spec_fraction": float(spec_fraction),
             "interim_prior": interim_prior or "flat",
             "moment_matched": bool(moment_matched),
+            "deltas": {} if terms is None else dict(zip(terms.labels, map(float, delta_vec), strict=True)),
             "true_params": {k: float(v) for k, v in p.to_dict().items()},
             "error_model": "Gaussian mass errors (width drawn per galaxy from each field's "
             "mass_error_dex); z errors z_error*(1+z); posterior samples centred on observed values",
         },
     )
-    return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"])
+    dd = {} if terms is None else dict(zip(terms.labels, map(float, delta_vec), strict=True))
+    return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"], dd)
 
 
 def _sample_mass_with_prior(

@@ -9,6 +9,7 @@ import numpy as np
 from popmodel.catalog import CatalogError, InterimPrior, PosteriorCatalog
 from popmodel.compress import gauss_hermite, quadrature_galaxies
 from popmodel.cosmology import VolumeTable
+from popmodel.smf.density import DEFAULT_SLICE_DZ, DensityTerms, build_density_terms
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
 from popmodel.survey import Survey
 
@@ -59,6 +60,7 @@ class SMFData:
     survey: Survey
     selection: str
     z_data_range: tuple[float, float]
+    density: DensityTerms | None = None
 
 
 def point_estimates(catalog: PosteriorCatalog) -> tuple[np.ndarray, np.ndarray, str]:
@@ -100,6 +102,8 @@ def prepare_smf_data(
     posterior: str = "samples",
     gh_nodes: tuple[int, int] = (8, 3),
     interim_prior: InterimPrior | None = None,
+    cosmic_variance: bool = True,
+    slice_dz: float = DEFAULT_SLICE_DZ,
 ) -> SMFData:
     """Validate, apply the survey's cuts to the point estimates, and build the arrays.
 
@@ -117,6 +121,10 @@ def prepare_smf_data(
             nodes would leave the model's support stay as samples (counted in the report).
         interim_prior: the SED fit's prior, needed by "gauss-hermite" when the catalogue
             carries a ``log_prior`` column.
+        cosmic_variance: add per-field, per-slice density terms (:mod:`popmodel.smf.density`)
+            for the fields with a known geometry (side lengths or a sigma_dm override) that
+            hold galaxies; fields without one get none.
+        slice_dz: redshift width of the density terms' slices.
     """
     if posterior not in ("samples", "gauss-hermite"):
         raise ValueError(f"posterior must be 'samples' or 'gauss-hermite', got {posterior!r}")
@@ -163,22 +171,35 @@ def prepare_smf_data(
         - used.log_prior_or_zero()
         + used.normalized_log_weights()
     )
+    used_fields = [f for g, f in enumerate(survey.fields) if np.any(ugroup == g)]
+    density = None
+    if cosmic_variance:
+        density = build_density_terms(survey, dz=slice_dz, fields=[f.name for f in used_fields])
+    cv_i = cv_b = None
+    if density is not None:
+        cv_i, cv_b = density.assign(ugroup[gi], used.log_mass, used.z)
     blocks, index = build_blocks(
         used.offsets, used.log_mass, used.z, offset, ugroup,
         log_weight=used.normalized_log_weights(), monte_carlo=~quadrature_galaxies(used),
-        chunk_size=chunk_size, dtype=dtype,
+        cv_index=cv_i, cv_bias=cv_b, chunk_size=chunk_size, dtype=dtype,
     )
     gm, gz, gw, gg = build_selection_grid(
         list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard")
     )
+    gcv_i = gcv_b = cv_sigma = None
+    if density is not None:
+        gcv_i, gcv_b = density.assign(gg, gm, gz)
+        cv_sigma = np.asarray(density.sigma_dm)
     arrays = LikelihoodData(
         blocks=blocks,
         grid_log_mass=np.asarray(gm),
         grid_z=np.asarray(gz),
         grid_log_weight=np.asarray(gw),
         grid_group=np.asarray(gg, dtype=np.int32),
+        grid_cv_index=gcv_i,
+        grid_cv_bias=gcv_b,
+        cv_sigma=cv_sigma,
     )
     # the data's redshift range: the union of the ranges of the fields that hold galaxies
-    used_fields = [f for g, f in enumerate(survey.fields) if np.any(ugroup == g)]
     zr = (min(f.z_min for f in used_fields), max(f.z_max for f in used_fields))
-    return SMFData(arrays, index, used, report, vt, survey, selection, zr)
+    return SMFData(arrays, index, used, report, vt, survey, selection, zr, density)

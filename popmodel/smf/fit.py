@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
 from popmodel.smf.data import SMFData, prepare_smf_data
+from popmodel.smf.density import DEFAULT_SLICE_DZ
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
 from popmodel.smf.inference import (
     MAPResult,
@@ -46,6 +48,9 @@ class FitConfig:
         posterior: "samples" (default) or "gauss-hermite": how each galaxy's integral is
             computed (see :func:`popmodel.smf.data.prepare_smf_data`).
         gh_nodes: Gauss-Hermite nodes in (mass, redshift) for ``posterior="gauss-hermite"``.
+        cosmic_variance: per-field, per-slice density terms for fields with a known geometry
+            (:mod:`popmodel.smf.density`); their draws are named ``delta_<field>_z<lo>_<hi>``.
+        slice_dz: redshift width of the density terms' slices.
         chunk_size: posterior samples per likelihood chunk.
         dtype: "float64" or "float32" for the sample arrays (sums are float64 either way).
         dense_mass: NUTS with a dense mass matrix seeded by the Laplace covariance.
@@ -63,6 +68,8 @@ class FitConfig:
     selection: str = "noisy"
     posterior: str = "samples"
     gh_nodes: tuple[int, int] = (8, 3)
+    cosmic_variance: bool = True
+    slice_dz: float = DEFAULT_SLICE_DZ
     chunk_size: int = 1 << 16
     dtype: str = "float64"
     dense_mass: bool = True
@@ -101,7 +108,7 @@ class SMFFit:
 
     def draws(self) -> ContinuityParams:
         """All posterior draws, chains concatenated, as a batched ContinuityParams."""
-        flat = {k: v.reshape(-1) for k, v in self.samples.items()}
+        flat = {k: v.reshape(-1) for k, v in self.samples.items() if k in self.prior.names}
         return ContinuityParams.from_dict(flat, self.prior.anchor_z)
 
     def summary_lines(self) -> list[str]:
@@ -193,9 +200,18 @@ def fit_smf(
     data = prepare_smf_data(
         catalog, survey, selection=cfg.selection, chunk_size=cfg.chunk_size,
         dtype=np.dtype(cfg.dtype).type, posterior=cfg.posterior, gh_nodes=cfg.gh_nodes,
+        cosmic_variance=cfg.cosmic_variance, slice_dz=cfg.slice_dz,
     )
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())
+    if data.density is not None:
+        prior = dataclasses.replace(prior, density_terms=data.density.labels)
+        sig = data.density.sigma_dm
+        log(f"cosmic variance: {data.density.n_terms} density terms (fields x slices of "
+            f"dz ~ {data.density.dz}), sigma_DM {sig.min():.3f}-{sig.max():.3f}")
+    elif cfg.cosmic_variance:
+        log("cosmic variance: no field has a known geometry (side lengths or sigma_dm); "
+            "no density terms")
     t0 = time.perf_counter()
     log("finding the MAP (L-BFGS) and its Laplace covariance ...")
     mp = find_map(data, prior)
@@ -227,7 +243,8 @@ def fit_smf(
             dense_mass=cfg.dense_mass, progress_bar=cfg.progress_bar,
         )
         raw = mcmc.get_samples(group_by_chain=True)
-        samples = {k: np.asarray(raw[k], dtype=np.float64) for k in prior.names}
+        keep = prior.names + list(prior.density_terms)
+        samples = {k: np.asarray(raw[k], dtype=np.float64) for k in keep}
         divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
         n_grad = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
         timing["nuts_sampling_gradients"] = n_grad
@@ -268,7 +285,8 @@ def _laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData, cfg: FitConfig
     _, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in template.items()})
 
     def one(uu: jax.Array) -> dict:
-        return constrain_fn(smf_model, (data.arrays, prior), {}, unravel(uu))
+        return constrain_fn(smf_model, (data.arrays, prior), {}, unravel(uu), return_deterministic=True)
 
     c = jax.vmap(one)(u)
-    return {k: np.asarray(c[k]).reshape(cfg.num_chains, cfg.num_samples) for k in prior.names}
+    keep = prior.names + list(prior.density_terms)
+    return {k: np.asarray(c[k]).reshape(cfg.num_chains, cfg.num_samples) for k in keep}

@@ -89,6 +89,8 @@ def _default_init(prior: SMFPrior) -> dict[str, float]:
             else:
                 v = LEJA2020_MEDIAN[key]
         init[n] = float(np.clip(v, lo + 0.02 * (hi - lo), hi - 0.02 * (hi - lo)))
+    for n in prior.eta_names:
+        init[n] = 0.0
     return init
 
 
@@ -109,11 +111,15 @@ class _Potential:
         self.hessian = jax.jit(jax.hessian(pot))
 
     def constrain(self, u: np.ndarray, template: LikelihoodData) -> dict[str, float]:
-        c = constrain_fn(smf_model, (template, self.prior), {}, self.unravel(jnp.asarray(u)))
-        return {k: float(c[k]) for k in self.prior.names}
+        c = constrain_fn(smf_model, (template, self.prior), {}, self.unravel(jnp.asarray(u)),
+                         return_deterministic=True)
+        keys = self.prior.latent_names + list(self.prior.density_terms)
+        return {k: float(c[k]) for k in keys}
 
     def unconstrain(self, params: dict[str, float], template: LikelihoodData) -> np.ndarray:
-        u = unconstrain_fn(smf_model, (template, self.prior), {}, params)
+        full = _default_init(self.prior)  # density terms not given start at delta = 0
+        full.update({k: v for k, v in params.items() if k in full})
+        u = unconstrain_fn(smf_model, (template, self.prior), {}, full)
         return np.asarray(ravel_pytree(u)[0])
 
 
@@ -145,6 +151,7 @@ def find_map(
         options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-13, "gtol": 1e-6},
     )
     u = res.x
+    # Laplace covariance of the whole latent vector (mass function and density terms).
     h = np.asarray(pot.hessian(jnp.asarray(u), arrays))
     h = 0.5 * (h + h.T)
     evals, evecs = np.linalg.eigh(h)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
@@ -41,17 +42,22 @@ class SMFPrior:
         anchor_z: anchor redshifts.
         bounds: name -> (low, high), the support of each parameter (uniform prior).
         normal: name -> (mean, sigma): a normal prior truncated to ``bounds`` instead.
+        density_terms: labels ``delta_<field>_z<lo>_<hi>`` of the cosmic-variance terms
+            (:mod:`popmodel.smf.density`), in the data's order; each gets a non-centred
+            ``<label>_eta ~ N(0, 1)`` and ``<label> = sigma_DM * eta``. Empty: no terms.
     """
 
     anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
     normal: dict[str, tuple[float, float]] = field(default_factory=dict)
+    density_terms: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         b = _default_bounds(tuple(self.anchor_z))
         b.update(self.bounds)
         object.__setattr__(self, "bounds", b)
         object.__setattr__(self, "anchor_z", tuple(float(z) for z in self.anchor_z))
+        object.__setattr__(self, "density_terms", tuple(str(t) for t in self.density_terms))
         unknown = (set(self.bounds) | set(self.normal)) - set(self.names)
         if unknown:
             raise ValueError(f"unknown parameter(s) in prior: {sorted(unknown)}; known: {self.names}")
@@ -62,7 +68,18 @@ class SMFPrior:
 
     @property
     def names(self) -> list[str]:
+        """The mass-function parameters."""
         return parameter_names(self.anchor_z)
+
+    @property
+    def eta_names(self) -> list[str]:
+        """The standard-normal latent variables of the density terms."""
+        return [f"{t}_eta" for t in self.density_terms]
+
+    @property
+    def latent_names(self) -> list[str]:
+        """Every sampled site."""
+        return self.names + self.eta_names
 
     def distribution(self, name: str) -> dist.Distribution:
         lo, hi = self.bounds[name]
@@ -83,7 +100,16 @@ class SMFPrior:
 
 
 def smf_model(data: LikelihoodData, prior: SMFPrior) -> None:
-    """NumPyro model: sample the 11 parameters, add ln L as a factor."""
+    """NumPyro model: sample the 11 parameters (and the density terms), add ln L as a factor."""
     vals = {n: numpyro.sample(n, prior.distribution(n)) for n in prior.names}
     p = ContinuityParams.from_dict(vals, prior.anchor_z)
-    numpyro.factor("log_likelihood", log_likelihood(p, data))
+    delta = None
+    if prior.density_terms:
+        if data.n_density_terms != len(prior.density_terms):
+            raise ValueError(f"the prior names {len(prior.density_terms)} density terms, the "
+                             f"data have {data.n_density_terms}")
+        eta = jnp.stack([numpyro.sample(n, dist.Normal(0.0, 1.0)) for n in prior.eta_names])
+        delta = eta * data.cv_sigma
+        for i, t in enumerate(prior.density_terms):
+            numpyro.deterministic(t, delta[i])
+    numpyro.factor("log_likelihood", log_likelihood(p, data, delta=delta))
