@@ -5,7 +5,7 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from popmodel.survey import DEFAULT_MASS_ERROR_DEX, Field, Survey, SurveyError
+from popmodel.survey import DEFAULT_MASS_ERROR_DEX, Field, SigmaDMOverride, Survey, SurveyError
 
 THREEDHST_Z = [0.65, 1.0, 1.5, 2.1, 3.0]
 THREEDHST_M = [8.86614882, 9.07108637, 9.63281923, 9.89486727, 10.15444536]
@@ -35,8 +35,18 @@ def make_survey() -> Survey:
                 THREEDHST_M,
                 mass_error_dex=[0.08, 0.15, 0.3],
                 z_error=0.02,
+                side_arcmin=(6.0, 30.0) * u.arcmin,
             ),
-            Field("UDS", 190.0, 0.6, 2.8, [1.0, 2.0], [9.0, 9.6], area_unit="arcmin2"),
+            Field(
+                "UDS",
+                190.0,
+                0.6,
+                2.8,
+                [1.0, 2.0],
+                [9.0, 9.6],
+                area_unit="arcmin2",
+                sigma_dm={"z": [1.0, 2.0], "value": [0.16, 0.12], "dz": 0.25},
+            ),
             Field(
                 "COSMOS2015",
                 1.6,
@@ -46,6 +56,8 @@ def make_survey() -> Survey:
                 [8.58, 9.13, 9.55],
                 mass_error_dex=0.12,
                 area_unit="deg2",
+                side_arcmin=(1.2 * u.deg, 80.0 * u.arcmin),
+                sigma_dm=0.05,
             ),
             Field("TINY", 1e-5 * u.sr, 1.0, 1.5, [1.2], [9.5]),
         ),
@@ -61,6 +73,11 @@ def assert_fields_equal(a: Field, b: Field) -> None:
     np.testing.assert_array_equal(a.completeness_z, b.completeness_z)
     np.testing.assert_array_equal(a.completeness_log_mass, b.completeness_log_mass)
     assert a.mass_error_dex == b.mass_error_dex
+    if a.side_arcmin is None:
+        assert b.side_arcmin is None
+    else:
+        np.testing.assert_allclose(a.side_arcmin, b.side_arcmin, rtol=1e-13)
+    assert a.sigma_dm == b.sigma_dm
 
 
 # --------------------------------------------------------------------- areas
@@ -253,3 +270,118 @@ def test_unknown_field_lookup() -> None:
 def test_no_fields() -> None:
     with pytest.raises(SurveyError, match="no \\[\\[fields\\]\\]"):
         Survey.from_dict({"name": "empty"})
+
+
+# --------------------------------------------------------------------- cosmic-variance keys
+def test_side_lengths_in_all_units() -> None:
+    s = make_survey()
+    assert s.field("AEGIS").side_arcmin == (6.0, 30.0)
+    np.testing.assert_allclose(s.field("COSMOS2015").side_arcmin, (72.0, 80.0), rtol=1e-13)
+    assert s.field("UDS").side_arcmin is None and s.field("TINY").side_arcmin is None
+    f = Field("F", 0.04, 0.5, 2.5, [1.0], [9.0], area_unit="deg2", side_arcmin=[10.0, 14.4])
+    assert f.side_arcmin == (10.0, 14.4)
+    d = field_dict("DEG", area_arcmin2=120.0, side_deg=[0.2, 1 / 6])
+    np.testing.assert_allclose(Field.from_dict(d).side_arcmin, (12.0, 10.0), rtol=1e-13)
+    assert [f.has_cosmic_variance for f in s.fields] == [True, True, True, False]
+
+
+def test_toml_hand_written_cosmic_variance_keys(tmp_path) -> None:
+    text = """
+[[fields]]
+name = "A"
+area_arcmin2 = 160.0
+side_arcmin = [10.0, 16.0]
+z_min = 0.5
+z_max = 3.0
+sigma_dm = 0.14
+[fields.completeness]
+z = [1.0]
+log_mass = [9.0]
+
+[[fields]]
+name = "B"
+area_arcmin2 = 100.0
+side_deg = [0.1, 0.2777777777777778]
+z_min = 0.5
+z_max = 3.0
+[fields.completeness]
+z = [1.0]
+log_mass = [9.0]
+[fields.sigma_dm]
+z = [0.5, 1.5]
+value = [0.2, 0.1]
+"""
+    (tmp_path / "cv.toml").write_text(text)
+    s = Survey.read(tmp_path / "cv.toml")
+    a, b = s.fields
+    assert a.sigma_dm == SigmaDMOverride(value=(0.14,), z=(), dz=0.2)
+    assert b.sigma_dm == SigmaDMOverride(value=(0.2, 0.1), z=(0.5, 1.5), dz=0.2)
+    np.testing.assert_allclose(b.side_arcmin, (6.0, 16.666666666666668), rtol=1e-12)
+    # overrides: linear in z, flat beyond, sqrt(dz_ref / dz) for other slice widths
+    np.testing.assert_allclose(b.sigma_dm_slice([0.5, 1.0, 2.0]), [0.2, 0.15, 0.1], rtol=1e-14)
+    np.testing.assert_allclose(a.sigma_dm_slice([1.0, 2.0], 0.8), [0.07, 0.07], rtol=1e-14)
+    np.testing.assert_allclose(s.sigma_dm("B", 1.0, 0.1), 0.15 * np.sqrt(2), rtol=1e-14)
+    s.write(tmp_path / "again.toml")
+    again = Survey.read(tmp_path / "again.toml")
+    for x, y in zip(s.fields, again.fields, strict=True):
+        assert_fields_equal(x, y)
+
+
+def test_survey_sigma_dm_uses_survey_cosmology() -> None:
+    from popmodel.cosmic_variance import sigma_dm
+
+    strip = Field("COSMOS", 178.0, 0.5, 3.0, [1.0], [9.0], area_unit="arcmin2",
+                  side_arcmin=(8.28, 21.5))  # fmt: skip
+    planck = Survey((strip,), cosmology="Planck18")
+    got = planck.sigma_dm("COSMOS", [1.0, 2.0], 0.3)
+    np.testing.assert_allclose(got, sigma_dm(strip, [1.0, 2.0], 0.3, cosmology=apc.Planck18))
+    wmap = Survey((strip,)).sigma_dm("COSMOS", [1.0, 2.0], 0.3)
+    assert np.all(np.abs(got / wmap - 1) > 1e-3)  # a different spectrum and distances
+    # a field with neither side lengths nor an override has no cosmic variance
+    with pytest.raises(ValueError, match="'TINY' has no side lengths"):
+        make_survey().sigma_dm("TINY", 1.2)
+
+
+def test_sides_inconsistent_with_area_names_field() -> None:
+    with pytest.raises(SurveyError, match=r"'RECT'.*differs from the area 172 arcmin\^2"):
+        Field.from_dict(field_dict("RECT", side_arcmin=[10.0, 20.0]))
+    # within 10% is accepted
+    assert Field.from_dict(field_dict("RECT", side_arcmin=[10.0, 18.0])).side_arcmin == (10, 18)
+
+
+@pytest.mark.parametrize(
+    ("sides", "match"),
+    [
+        ([10.0], "two positive lengths"),
+        ([10.0, -17.2], "two positive lengths"),
+        ([10.0, float("nan")], "two positive lengths"),
+        ("abc", "two lengths"),
+        ((10.0, 17.2) * u.Mpc, "not angles"),
+    ],
+)
+def test_bad_sides_name_field(sides: object, match: str) -> None:
+    with pytest.raises(SurveyError, match=rf"'SIDES'.*{match}"):
+        Field("SIDES", 172.0, 0.5, 2.5, [1.0], [9.0], area_unit="arcmin2", side_arcmin=sides)
+
+
+def test_both_side_keys_rejected() -> None:
+    with pytest.raises(SurveyError, match=r"'TWO'.*side_arcmin or side_deg"):
+        Field.from_dict(field_dict("TWO", side_arcmin=[10.0, 17.2], side_deg=[0.1, 0.3]))
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (-0.1, "values must be >= 0"),
+        ({"value": [0.1, 0.2]}, "needs a z table"),
+        ({"value": [0.1, 0.2], "z": [2.0, 1.0]}, "strictly increasing"),
+        ({"value": [0.1, 0.2], "z": [1.0]}, "strictly increasing"),
+        ({"value": 0.1, "dz": 0.0}, "dz must be > 0"),
+        ({"z": [1.0]}, "needs 'value'"),
+        ({"value": 0.1, "width": 0.2}, r"unknown keys \['width'\]"),
+        ("big", "must be numbers"),
+    ],
+)
+def test_bad_sigma_dm_override_names_field(override: object, match: str) -> None:
+    with pytest.raises(SurveyError, match=rf"'CV'.*{match}"):
+        Field.from_dict(field_dict("CV", sigma_dm=override))
