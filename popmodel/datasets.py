@@ -280,6 +280,7 @@ def threedhst_survey(
             completeness_log_mass=FAST_COMPLETENESS_TOMCZAK14["log_mass"],
             mass_error_dex=mass_error_dex,
             z_error=z_error,
+            side_arcmin=fp.shape_arcmin,
         )
         for fp in THREEDHST_FIELDS.values()
     )

@@ -112,7 +112,7 @@ def build_density_terms(
     *,
     dz: float = DEFAULT_SLICE_DZ,
     fields: list[str] | None = None,
-    method: str = "auto",
+    method: str = "pk",
 ) -> DensityTerms | None:
     """Density terms for the survey's fields with a known geometry (or sigma_dm override).
 
@@ -120,7 +120,9 @@ def build_density_terms(
         survey: the survey (its cosmology sets the power spectrum).
         dz: target slice width; each field's range is cut into ceil(range / dz) equal slices.
         fields: restrict to these field names (default: every field with a known geometry).
-        method: passed to :func:`popmodel.cosmic_variance.sigma_dm`.
+        method: passed to :func:`popmodel.cosmic_variance.sigma_dm`; default "pk" (the linear
+            power spectrum in the survey's cosmology for every field, so that all fields share
+            one cosmology; a field's ``sigma_dm`` override still wins).
 
     Returns:
         The terms, or None when no field has a known geometry.
@@ -136,7 +138,8 @@ def build_density_terms(
         n = max(1, int(np.ceil((f.z_max - f.z_min) / dz - 1e-9)))
         e = np.linspace(f.z_min, f.z_max, n + 1)
         zc, w = 0.5 * (e[1:] + e[:-1]), np.diff(e)
-        s = np.asarray(survey.sigma_dm(f.name, zc, w, method=method), dtype=float)
+        m = "auto" if f.sigma_dm is not None else method  # a user override always wins
+        s = np.asarray(survey.sigma_dm(f.name, zc, w, method=m), dtype=float)
         for a, b, sk in zip(e[:-1], e[1:], s, strict=True):
             labels.append(f"delta_{f.name}_z{_fmt(a)}_{_fmt(b)}")
             fidx.append(g)
