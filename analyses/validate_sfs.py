@@ -1,0 +1,228 @@
+"""Full-size validation of the deconvolving SFS flow on mocks with known truth (issue 4).
+
+Parts (``--part``, default all):
+
+* ``sequence``: a known intrinsic sequence (Leja+22 ridge, 0.3 dex Gaussian scatter) with
+  0.4 dex SFR and 0.1 dex mass errors. The deconvolving ensemble must recover the scatter
+  (half the 16-84 width) within 0.05 dex and log10 <SFR> within 0.03 dex at log M = 9.5, 10,
+  10.5 and z = 1, 2; a naive flow (fit to the posterior samples as points) must fail both;
+  noise-free training must agree with the deconvolved ridge and scatter within 0.05 dex
+  (science.md check 11b).
+* ``selection``: the same sequence selected on observed mass (0.2 dex errors) above a limit;
+  the sequence above the limit is recovered, with and without the selection normalisation.
+* ``leja``: a realistic mock from the Leja+20 mass function and the released Leja+22 flow's
+  conditional, 3D-HST completeness limits, 0.1 dex mass and 0.25-0.6 dex SFR errors; the ridge
+  and log mean SFR must lie within 0.1 dex of science.md check 8 (the released flow) at
+  z = 0.5, 1, 1.5, 2 above completeness.
+
+Each part writes ``analyses/recorded/validate_sfs_<part>.json`` (measured numbers, settings,
+timings, popmodel version). ``--smoke`` runs tiny versions (seconds) for CI.
+
+    python analyses/validate_sfs.py --part sequence
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import torch
+
+from popmodel._version import __version__
+from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs
+from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
+from popmodel.flow.sfs import sequence_statistics
+from popmodel.flow.train import TrainConfig
+
+HERE = Path(__file__).resolve().parent
+RECORDED = HERE / "recorded"
+SHARED = HERE.parents[1] / "shared" / "data"
+POINTS_M = np.array([9.5, 10.0, 10.5, 9.5, 10.0, 10.5])
+POINTS_Z = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+GRID = np.arange(-4.0, 4.0001, 0.01)
+
+
+def _point_stats(fit: SFSFit, m: np.ndarray, z: np.ndarray) -> dict:
+    """Per-member statistics at the points, and their ensemble median and 16/84 band."""
+    per = [sequence_statistics(GRID, f.conditional_log_density(m, z, GRID), m, z) for f in fit.flows]
+    out = {}
+    for name in ("ridge", "log_mean_sfr", "q50", "scatter"):
+        arr = np.stack([getattr(s, name) for s in per])
+        q = np.nanpercentile(arr, [16, 50, 84], axis=0)
+        out[name] = {"p16": q[0].tolist(), "p50": q[1].tolist(), "p84": q[2].tolist()}
+    return out
+
+
+def _train_summary(fit: SFSFit) -> dict:
+    return {
+        "members": [{"best_epoch": r.best_epoch, "epochs": len(r.history), "seconds": round(r.seconds, 1),
+                     "sample_points_per_second": round(r.sample_points_per_second)} for r in fit.results],
+        "timing_s": {k: round(v, 1) for k, v in fit.timing.items()},
+    }
+
+
+def _write(part: str, record: dict, smoke: bool) -> None:
+    record = {"popmodel_version": __version__, "part": part, "smoke": smoke,
+              "torch_threads": torch.get_num_threads(), **record}
+    RECORDED.mkdir(exist_ok=True)
+    path = RECORDED / (f"validate_sfs_{part}" + ("_smoke" if smoke else "") + ".json")
+    path.write_text(json.dumps(record, indent=1))
+    print(f"wrote {path}")
+
+
+def part_sequence(args: argparse.Namespace) -> dict:
+    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies, 32, args.members)
+    epochs = 3 if args.smoke else 60
+    base = SFSConfig(n_members=members, train=TrainConfig(max_epochs=epochs, seed=args.seed,
+                                                          progress=args.progress))
+    kw = {"scatter": 0.3, "sfr_error": 0.4, "mass_error": 0.1, "seed": args.seed, "schechter": (10.8, -1.0)}
+    cat, _, truth = sequence_mock(n, n_samples=s, **kw)
+    t_scatter = np.full(6, 0.3)
+    t_mean = truth.log_mean_sfr(POINTS_M, POINTS_Z)
+    t_ridge = truth.ridge(POINTS_M, POINTS_Z)
+    record = {"settings": {"n_galaxies": n, "n_samples": s, **{k: v for k, v in kw.items()}},
+              "points": {"log_mass": POINTS_M.tolist(), "z": POINTS_Z.tolist()},
+              "truth": {"scatter": t_scatter.tolist(), "log_mean_sfr": t_mean.tolist(), "ridge": t_ridge.tolist()}}
+    runs = {
+        "deconvolved": (cat, base),
+        "naive": (cat, replace(base, n_members=1, train=replace(base.train, method="naive"))),
+        "noise_free": (truth.noise_free_catalog(cat.ids, cat.fields), replace(base, max_samples=1)),
+        "deconvolved_no_bias_correction": (cat, replace(base, n_members=1,
+                                                        train=replace(base.train, bias_correction=False))),
+    }
+    for name, (catalog, config) in runs.items():
+        if args.skip and name in args.skip:
+            continue
+        t0 = time.perf_counter()
+        fit = fit_sfs(catalog, None, config)
+        st = _point_stats(fit, POINTS_M, POINTS_Z)
+        err = {
+            "scatter": (np.array(st["scatter"]["p50"]) - t_scatter).round(4).tolist(),
+            "log_mean_sfr": (np.array(st["log_mean_sfr"]["p50"]) - t_mean).round(4).tolist(),
+            "ridge": (np.array(st["ridge"]["p50"]) - t_ridge).round(4).tolist(),
+            "median": (np.array(st["q50"]["p50"]) - t_ridge).round(4).tolist(),
+        }
+        record[name] = {"stats": st, "error_vs_truth": err, "n_members": config.n_members,
+                        "wall_s": round(time.perf_counter() - t0, 1), **_train_summary(fit)}
+        print(name, json.dumps(err), flush=True)
+    if "deconvolved" in record and "naive" in record:
+        d, nv = record["deconvolved"]["error_vs_truth"], record["naive"]["error_vs_truth"]
+        record["verdict"] = {
+            "deconvolved_max_abs_scatter_error": float(np.max(np.abs(d["scatter"]))),
+            "deconvolved_max_abs_log_mean_error": float(np.max(np.abs(d["log_mean_sfr"]))),
+            "deconvolved_pass": bool(np.max(np.abs(d["scatter"])) < 0.05 and np.max(np.abs(d["log_mean_sfr"])) < 0.03),
+            "naive_min_abs_scatter_error": float(np.min(np.abs(nv["scatter"]))),
+            "naive_min_abs_log_mean_error": float(np.min(np.abs(nv["log_mean_sfr"]))),
+            "naive_fails_both": bool(np.min(np.abs(nv["scatter"])) > 0.05 and np.min(np.abs(nv["log_mean_sfr"])) > 0.03),
+        }
+    if "deconvolved" in record and "noise_free" in record:
+        d, nf = record["deconvolved"]["stats"], record["noise_free"]["stats"]
+        dr = np.array(d["ridge"]["p50"]) - np.array(nf["ridge"]["p50"])
+        ds = np.array(d["scatter"]["p50"]) - np.array(nf["scatter"]["p50"])
+        record["check_11b"] = {"ridge_difference": dr.round(4).tolist(), "scatter_difference": ds.round(4).tolist(),
+                               "pass": bool(np.max(np.abs(dr)) < 0.05 and np.max(np.abs(ds)) < 0.05)}
+    return record
+
+
+def part_selection(args: argparse.Namespace) -> dict:
+    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies // 2, 32, args.members)
+    epochs = 3 if args.smoke else 60
+    limit = (np.array([0.3, 2.7]), np.array([9.25, 9.75]))
+    kw = {"scatter": 0.3, "sfr_error": 0.3, "mass_error": 0.2, "seed": args.seed + 1, "schechter": (10.8, -1.3),
+          "log_mass_rolloff": 8.0}
+    cat, survey, truth = sequence_mock(n, n_samples=s, log_mass_limit=limit, **kw)
+    m = np.array([9.75, 10.0, 10.5, 10.0, 10.25, 10.75])
+    z = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
+    record = {"settings": {"n_galaxies": n, "n_samples": s, "limit_z": limit[0].tolist(),
+                           "limit_log_mass": limit[1].tolist(), **kw},
+              "points": {"log_mass": m.tolist(), "z": z.tolist(),
+                         "limit_at_points": np.interp(z, *limit).tolist()},
+              "truth": {"ridge": truth.ridge(m, z).tolist(), "log_mean_sfr": truth.log_mean_sfr(m, z).tolist()}}
+    base = SFSConfig(n_members=members, train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
+    for name, config in (("normalised", base), ("no_normalisation", replace(base, selection="none", n_members=1))):
+        t0 = time.perf_counter()
+        fit = fit_sfs(cat, survey, config)
+        st = _point_stats(fit, m, z)
+        err = {"median": (np.array(st["q50"]["p50"]) - truth.ridge(m, z)).round(4).tolist(),
+               "scatter": (np.array(st["scatter"]["p50"]) - 0.3).round(4).tolist(),
+               "log_mean_sfr": (np.array(st["log_mean_sfr"]["p50"]) - truth.log_mean_sfr(m, z)).round(4).tolist()}
+        record[name] = {"stats": st, "error_vs_truth": err, "wall_s": round(time.perf_counter() - t0, 1),
+                        "cuts": fit.cuts, **_train_summary(fit)}
+        print(name, json.dumps(err), flush=True)
+    return record
+
+
+def part_leja(args: argparse.Namespace) -> dict:
+    from popmodel.flow.leja2022 import Leja2022Flow, leja2022_mass_limit
+
+    weights = Path(args.leja_weights or SHARED / "sfs_leja2022_trained_flow" / "trained_flow_nsamp100.pth")
+    flow = Leja2022Flow.load(weights, dtype=torch.float32)
+    ref = json.loads((SHARED / "reference_values" / "flow_reference_values.json").read_text())
+    t0 = time.perf_counter()
+    if args.smoke:
+        cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=30.0, seed=args.seed, n_samples=8,
+                                                z_step=0.2, m_step=0.2, n_dummy=5)
+    else:
+        cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=args.area, seed=args.seed, n_samples=32)
+    t_mock = time.perf_counter() - t0
+    print(f"Leja mock: {cat.n_galaxies} galaxies ({t_mock:.0f} s)", flush=True)
+    members = 1 if args.smoke else args.members
+    config = SFSConfig(n_members=members, train=TrainConfig(max_epochs=3 if args.smoke else 60, seed=args.seed,
+                                                            progress=args.progress))
+    fit = fit_sfs(cat, survey, config)
+    pts = [(0.5, 10.0), (1.0, 10.0), (1.0, 10.5), (1.5, 10.0), (1.5, 10.5), (2.0, 10.0), (2.0, 10.5)]
+    rows = {(r["z"], r["logM"]): r for r in ref["ridge_and_mean"]}
+    z = np.array([p[0] for p in pts])
+    m = np.array([p[1] for p in pts])
+    st = _point_stats(fit, m, z)
+    want_r = np.array([rows[p]["ridge_flow"] for p in pts])
+    want_m = np.array([rows[p]["logmeanSFR_flow"] for p in pts])
+    dr = np.array(st["ridge"]["p50"]) - want_r
+    dm = np.array(st["log_mean_sfr"]["p50"]) - want_m
+    above = m > leja2022_mass_limit(z)
+    return {
+        "settings": {**truth.settings, "n_galaxies": cat.n_galaxies, "weights": str(weights)},
+        "mock_seconds": round(t_mock, 1),
+        "points": {"z": z.tolist(), "log_mass": m.tolist(), "above_completeness": above.tolist()},
+        "check8_flow": {"ridge": want_r.tolist(), "log_mean_sfr": want_m.tolist()},
+        "recovered": st,
+        "error_vs_check8": {"ridge": dr.round(4).tolist(), "log_mean_sfr": dm.round(4).tolist()},
+        "pass_within_0.1": bool(np.all(np.abs(dr[above]) < 0.1) and np.all(np.abs(dm[above]) < 0.1)),
+        **_train_summary(fit),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("sequence", "selection", "leja", "all"), default="all")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for CI)")
+    ap.add_argument("--n-galaxies", type=int, default=60000)
+    ap.add_argument("--members", type=int, default=5)
+    ap.add_argument("--area", type=float, default=900.0, help="Leja mock area [arcmin^2]")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--skip", nargs="*", default=None, help="sequence runs to skip")
+    ap.add_argument("--leja-weights", default=None)
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    parts = ("sequence", "selection", "leja") if args.part == "all" else (args.part,)
+    for part in parts:
+        t0 = time.perf_counter()
+        record = {"sequence": part_sequence, "selection": part_selection, "leja": part_leja}[part](args)
+        record["wall_s"] = round(time.perf_counter() - t0, 1)
+        record["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
+        _write(part, record, args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,520 @@
+r"""Training the population flow by deconvolution, with validation, early stopping and checkpoints.
+
+**Objective.** For galaxy i with posterior samples x_is drawn under the interim prior pi_i and
+normalised weights w_is (sum_s w_is = 1), the marginal likelihood of its data under the
+population density p_theta is estimated by importance sampling (Hogg, Myers & Bovy 2010),
+
+.. math::
+
+    \hat\ell_i(\theta) = \ln \sum_s w_{is}\,\frac{p_\theta(x_{is})}{\pi_i(x_{is})}
+    \;-\;\ln P_{f(i)}(\theta),
+
+computed with ``logsumexp``, where P_f is the selection normalisation of the galaxy's field
+(:mod:`popmodel.flow.selection`; omitted when no survey is given). The loss is
+:math:`-\frac{1}{N}\sum_i \hat\ell_i`, minibatched over galaxies. Maximising it deconvolves
+the measurement errors: the flow learns the intrinsic density whose convolution with each
+galaxy's likelihood explains the data, not the density of the noisy samples (which the
+``method="naive"`` option fits, as a foil: :math:`\sum_s w_{is} \ln p_\theta(x_{is})`).
+
+**Small-S bias.** By Jensen's inequality :math:`E[\hat\ell_i] < \ell_i`, by about
+:math:`\mathrm{Var}(\hat L_i)/(2 L_i^2)`, and the variance is largest for *narrow* models
+(when the population is narrower than the galaxy's likelihood only a few samples carry the
+sum), so the plain estimator favours broad populations: a true 0.30 dex scatter came back as
+0.34 with S = 32 samples when the SFR errors are 0.4 dex. With ``bias_correction=True``
+(default) each term gets the delta-method correction
+
+.. math::
+
+    \hat\ell_i + \frac{\widehat{\mathrm{Var}}}{2\hat L_i^2}
+    = \hat\ell_i + \frac{\sum_s (r_{is} - w_{is})^2}{2\,(1 - \sum_s w_{is}^2)},\qquad
+    r_{is} = \frac{w_{is}\,p_\theta(x_{is})/\pi_i(x_{is})}{\sum_t w_{it}\,p_\theta(x_{it})/\pi_i(x_{it})},
+
+(for equal weights :math:`(S/\mathrm{ESS}_r - 1)/(2(S-1))`, with ESS_r the effective sample
+size of the importance ratios), which removes the O(1/S) term of the bias; it is bounded
+(at most ~1/2 per galaxy) and differentiable. The remaining bias is O(1/S^2); the measured
+effect on the mocks is in ``tests/test_flow_recovery.py`` and ``analyses/recorded/``.
+
+**Robustness.** Inputs are standardised inside the flow; gradients are clipped to
+``clip_norm``; a validation set of galaxies drives a plateau learning-rate schedule and early
+stopping, and the best state is kept; any non-finite loss or gradient stops training with an
+error naming the epoch, the step and the galaxies; minibatch order is seeded per epoch so a
+run resumed from a checkpoint is identical to an uninterrupted one.
+
+References:
+    | Hogg, Myers & Bovy 2010, ApJ 725, 2166 (importance-sampled hierarchical likelihood)
+    | Bovy, Hogg & Roweis 2011, AoAS 5, 1657 (extreme deconvolution)
+    | Leja et al. 2022, ApJ 936, 165
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from popmodel.flow.data import FlowData
+from popmodel.flow.model import FlowConfig, SFSFlow
+from popmodel.flow.selection import NormalizationGrid
+
+__all__ = [
+    "FlowTrainingError",
+    "TrainConfig",
+    "TrainResult",
+    "build_flow",
+    "galaxy_log_likelihood",
+    "split_galaxies",
+    "train_flow",
+]
+
+
+class FlowTrainingError(RuntimeError):
+    """Training produced a non-finite loss or gradient, or a checkpoint does not match."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+        method: ``"deconvolve"`` (the importance-sampled likelihood) or ``"naive"`` (fit the
+            density of the posterior samples themselves; a foil for tests).
+        bias_correction: Apply the delta-method small-S correction (module docstring).
+        batch_size: Galaxies per minibatch.
+        max_epochs: Upper limit on epochs.
+        learning_rate: Initial Adam learning rate.
+        weight_decay: AdamW weight decay.
+        clip_norm: Gradient-norm clipping threshold.
+        val_fraction: Fraction of galaxies held out for validation (random split), when no
+            explicit split is given.
+        patience: Epochs without validation improvement before stopping.
+        lr_patience: Epochs without improvement before the learning rate is reduced.
+        lr_factor: Learning-rate reduction factor.
+        min_delta: Improvement in validation loss [nats/galaxy] that counts.
+        ema_decay: Per-step decay of the exponential moving average of the weights (Polyak
+            averaging; warmed up as min(decay, (1 + t) / (10 + t))). The averaged weights are
+            the ones validated, kept and returned; 0 disables averaging.
+        seed: Seed of the initialisation, the split and the minibatch order.
+        threads: torch intra-op threads during training (None: leave as is).
+        progress: Show a tqdm progress bar with train and validation loss.
+    """
+
+    method: str = "deconvolve"
+    bias_correction: bool = True
+    batch_size: int = 256
+    max_epochs: int = 60
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 10.0
+    val_fraction: float = 0.15
+    patience: int = 6
+    lr_patience: int = 2
+    lr_factor: float = 0.3
+    min_delta: float = 1e-3
+    ema_decay: float = 0.995
+    seed: int = 0
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in ("deconvolve", "naive"):
+            raise ValueError(f"TrainConfig.method must be 'deconvolve' or 'naive', got {self.method!r}")
+        for name in ("batch_size", "max_epochs", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"TrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not (self.learning_rate > 0 and self.clip_norm > 0 and 0 < self.lr_factor < 1):
+            raise ValueError("learning_rate and clip_norm must be > 0 and lr_factor in (0, 1)")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_flow` did.
+
+    Attributes:
+        history: One dict per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``lr``,
+            ``seconds``, ``max_grad_norm``.
+        best_epoch: Epoch (1-based) of the kept state.
+        best_val_loss: Its validation loss [nats per galaxy].
+        stopped_early: Whether early stopping ended training.
+        seconds: Wall time of this call.
+        sample_points_per_second: Training throughput (samples through forward + backward).
+        n_train, n_val: Galaxies in the training (with repeats) and validation sets.
+    """
+
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+    seconds: float = 0.0
+    sample_points_per_second: float = 0.0
+    n_train: int = 0
+    n_val: int = 0
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def galaxy_log_likelihood(
+    log_p: Tensor, log_prior: Tensor, log_weight: Tensor, bias_correction: bool = True
+) -> Tensor:
+    r"""Per-galaxy importance-sampled log marginal likelihood (without selection term).
+
+    Args:
+        log_p: ``(B, S)`` log population density at the samples.
+        log_prior: ``(B, S)`` log interim prior density at the samples.
+        log_weight: ``(B, S)`` normalised log sample weights (-inf for padding).
+        bias_correction: Add the delta-method small-S correction.
+
+    Returns:
+        ``(B,)`` :math:`\ln\sum_s w_s p/\pi` (+ correction).
+    """
+    a = log_p - log_prior + log_weight
+    ll = torch.logsumexp(a, dim=1)
+    if not bias_correction:
+        return ll
+    resp = torch.exp(a - ll[:, None])
+    w = torch.exp(log_weight)
+    sw2 = (w * w).sum(1)
+    denom = torch.clamp(1.0 - sw2, min=1e-12)
+    corr = ((resp - w) ** 2).sum(1) / (2.0 * denom)
+    return ll + torch.where(sw2 < 1.0 - 1e-9, corr, torch.zeros_like(corr))
+
+
+def build_flow(config: FlowConfig, data: FlowData, seed: int) -> SFSFlow:
+    """A freshly initialised flow standardised to ``data``, its initialisation seeded."""
+    loc, scale = data.standardization()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SFSFlow(config, loc, scale)
+
+
+def split_galaxies(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train / validation split of ``n`` galaxies (validation at least 1 if n > 1)."""
+    rng = np.random.default_rng([seed, 7919])
+    perm = rng.permutation(n)
+    n_val = round(val_fraction * n)
+    if val_fraction > 0 and n > 1:
+        n_val = max(1, n_val)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _fingerprint(data: FlowData) -> str:
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(data.x, dtype=np.float32).tobytes())
+    h.update(np.ascontiguousarray(data.log_weight, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+class _Objective:
+    """Per-galaxy objective on index batches of the full data (float32 tensors)."""
+
+    def __init__(self, flow: SFSFlow, data: FlowData, config: TrainConfig,
+                 normalization: NormalizationGrid | None) -> None:
+        self.flow = flow
+        self.config = config
+        self.x = torch.as_tensor(data.x, dtype=torch.float32)
+        self.log_w = torch.as_tensor(data.log_weight, dtype=torch.float32)
+        self.log_prior = torch.as_tensor(data.log_prior, dtype=torch.float32)
+        self.field_index = torch.as_tensor(data.field_index, dtype=torch.long)
+        self.ids = data.ids
+        self.norm = normalization
+        if normalization is not None:
+            self.norm_nodes = torch.as_tensor(normalization.nodes, dtype=torch.float32)
+            self.norm_log_w = torch.as_tensor(normalization.log_weight, dtype=torch.float32)
+            if normalization.mode == "conditional":
+                self.u_z = (torch.as_tensor(data.z_ref, dtype=torch.float32) - flow.loc[0]) / flow.scale[0]
+            if normalization.mode == "joint" and normalization.field_names != data.field_names:
+                raise ValueError("normalisation grid fields differ from the data's fields")
+
+    def log_norm(self, idx: Tensor) -> Tensor:
+        """``(B,)`` log P_f for the galaxies ``idx``."""
+        if self.norm is None:
+            return torch.zeros(idx.shape[0])
+        if self.norm.mode == "joint":
+            lp = self.flow.log_prob_zm_u(self.norm_nodes)  # (G,)
+            log_p_field = torch.logsumexp(lp[None, :] + self.norm_log_w, dim=1)  # (F,)
+            return log_p_field[self.field_index[idx]]
+        nodes = self.norm_nodes[idx]  # (B, G)
+        b, g = nodes.shape
+        u_zm = torch.stack([self.u_z[idx][:, None].expand(b, g), nodes], dim=-1).reshape(-1, 2)
+        lp = self.flow.log_prob_zm_u(u_zm).reshape(b, g)
+        return torch.logsumexp(lp + self.norm_log_w[idx], dim=1)
+
+    def galaxy_terms(self, idx: Tensor) -> Tensor:
+        """``(B,)`` per-galaxy log-likelihood terms."""
+        x = self.x[idx]
+        b, s, _ = x.shape
+        log_p = self.flow.log_prob(x.reshape(-1, 3)).reshape(b, s)
+        log_w = self.log_w[idx]
+        if self.config.method == "naive":
+            w = torch.exp(log_w)
+            ll = (w * torch.where(w > 0, log_p, torch.zeros_like(log_p))).sum(1)
+        else:
+            ll = galaxy_log_likelihood(log_p, self.log_prior[idx], log_w, self.config.bias_correction)
+        return ll - self.log_norm(idx)
+
+    def check(self, terms: Tensor, idx: Tensor, where: str) -> None:
+        bad = ~torch.isfinite(terms)
+        if bool(bad.any()):
+            rows = idx[bad].numpy()
+            ids = ", ".join(repr(str(i)) for i in self.ids[rows][:10])
+            with torch.no_grad():
+                x = self.x[idx[bad]]
+                lp = self.flow.log_prob(x.reshape(-1, 3))
+            raise FlowTrainingError(
+                f"non-finite log-likelihood {where} for {int(bad.sum())} galaxy(ies), id(s) {ids}: "
+                f"log p_theta at their samples ranges over [{float(lp.min()):.3g}, {float(lp.max()):.3g}] "
+                f"and their samples over z [{float(x[..., 0].min()):.3g}, {float(x[..., 0].max()):.3g}], "
+                f"log_mass [{float(x[..., 1].min()):.3g}, {float(x[..., 1].max()):.3g}], "
+                f"log_sfr [{float(x[..., 2].min()):.3g}, {float(x[..., 2].max()):.3g}]. "
+                "Check these galaxies' samples (values far outside the training range, interim "
+                "prior of zero) or lower the learning rate."
+            )
+
+    def mean_loss(self, idx: np.ndarray, batch: int) -> float:
+        """Mean negative log-likelihood over galaxies ``idx`` (no gradient)."""
+        if idx.size == 0:
+            return math.nan
+        total = 0.0
+        with torch.no_grad():
+            for k in range(0, idx.size, batch):
+                ib = torch.as_tensor(idx[k : k + batch])
+                terms = self.galaxy_terms(ib)
+                self.check(terms, ib, "on the validation set")
+                total += float(terms.sum())
+        return -total / idx.size
+
+
+class _EMA:
+    """Exponential moving average of a module's parameters, swapped in for evaluation."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = list(module.parameters())
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.steps = 0
+
+    def update(self) -> None:
+        self.steps += 1
+        if self.decay == 0.0:
+            for e, p in zip(self.shadow, self.params, strict=True):
+                e.copy_(p.detach())
+            return
+        d = min(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        with torch.no_grad():
+            for e, p in zip(self.shadow, self.params, strict=True):
+                e.lerp_(p.detach(), 1.0 - d)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        """Temporarily load the averaged weights into the module."""
+        backup = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for p, e in zip(self.params, self.shadow, strict=True):
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, b in zip(self.params, backup, strict=True):
+                    p.copy_(b)
+
+    def state_dict(self) -> dict:
+        return {"shadow": [e.clone() for e in self.shadow], "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for e, v in zip(self.shadow, state["shadow"], strict=True):
+                e.copy_(v)
+        self.steps = int(state["steps"])
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_flow(
+    flow: SFSFlow,
+    data: FlowData,
+    config: TrainConfig,
+    *,
+    normalization: NormalizationGrid | None = None,
+    train_idx: np.ndarray | None = None,
+    val_idx: np.ndarray | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    desc: str = "flow",
+) -> TrainResult:
+    """Train ``flow`` in place on ``data``; on return it holds the best validation state.
+
+    Args:
+        flow: The flow (from :func:`build_flow`).
+        data: Padded catalogue arrays.
+        config: Optimisation settings.
+        normalization: Selection normalisation grid, or None for no selection term.
+        train_idx: Galaxy indices to train on (repeats allowed, e.g. a bootstrap); default a
+            random ``1 - val_fraction`` split.
+        val_idx: Galaxy indices for validation; default the rest of the split.
+        checkpoint: File written after every epoch (model, optimiser, scheduler, history).
+        resume: Continue from ``checkpoint`` if it exists.
+        desc: Label of the progress bar.
+
+    Returns:
+        The training record.
+
+    Raises:
+        FlowTrainingError: On a non-finite loss or gradient, or a checkpoint written for other
+            data or settings.
+    """
+    from tqdm.auto import tqdm
+
+    t_start = time.perf_counter()
+    if train_idx is None or val_idx is None:
+        tr, va = split_galaxies(data.n_galaxies, config.val_fraction, config.seed)
+        train_idx = tr if train_idx is None else train_idx
+        val_idx = va if val_idx is None else val_idx
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    if train_idx.size == 0:
+        raise ValueError("no galaxies to train on")
+    objective = _Objective(flow, data, config, normalization)
+    opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=config.lr_factor, patience=config.lr_patience,
+        threshold=config.min_delta, threshold_mode="abs",
+    )
+    ema = _EMA(flow, config.ema_decay)
+    result = TrainResult(n_train=int(train_idx.size), n_val=int(val_idx.size))
+    best_state = copy.deepcopy(flow.state_dict())
+    bad_epochs = 0
+    start_epoch = 0
+    fingerprint = _fingerprint(data)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and resume and ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint or state.get("train_config") != config.to_dict():
+            raise FlowTrainingError(
+                f"checkpoint {ckpt} was written for other data or training settings; "
+                "delete it or resume with the original inputs"
+            )
+        flow.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        ema.load_state_dict(state["ema"])
+        best_state = state["best_state"]
+        result.history = state["history"]
+        result.best_epoch = state["best_epoch"]
+        result.best_val_loss = state["best_val_loss"]
+        bad_epochs = state["bad_epochs"]
+        start_epoch = state["epoch"]
+        if state.get("finished"):
+            flow.load_state_dict(best_state)
+            result.stopped_early = state.get("stopped_early", False)
+            return result
+
+    n_points = 0
+    t_train = 0.0
+    s_dim = data.x.shape[1]
+    with _threads(config.threads):
+        bar = tqdm(range(start_epoch, config.max_epochs), desc=desc, disable=not config.progress,
+                   initial=start_epoch, total=config.max_epochs, leave=False)
+        finished = False
+        for epoch in bar:
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+            order = torch.as_tensor(train_idx)[torch.randperm(train_idx.size, generator=gen)]
+            flow.train()
+            total, max_gn = 0.0, 0.0
+            for step, k in enumerate(range(0, order.numel(), config.batch_size)):
+                ib = order[k : k + config.batch_size]
+                terms = objective.galaxy_terms(ib)
+                objective.check(terms, ib, f"at epoch {epoch + 1}, step {step + 1}")
+                loss = -terms.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_norm)
+                if not bool(torch.isfinite(gn)):
+                    raise FlowTrainingError(
+                        f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1} "
+                        f"(loss {float(loss):.4g}); lower the learning rate or check the inputs"
+                    )
+                opt.step()
+                ema.update()
+                total += float(loss.detach()) * ib.numel()
+                max_gn = max(max_gn, float(gn))
+            t_epoch = time.perf_counter() - t0
+            n_points += train_idx.size * s_dim
+            t_train += t_epoch
+            flow.eval()
+            train_loss = total / train_idx.size
+            with ema.swapped():
+                val_loss = objective.mean_loss(val_idx, 4 * config.batch_size) if val_idx.size else train_loss
+                ema_state = copy.deepcopy(flow.state_dict())
+            lr = opt.param_groups[0]["lr"]
+            sched.step(val_loss)
+            result.history.append({
+                "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+                "seconds": time.perf_counter() - t0, "max_grad_norm": max_gn,
+            })
+            if val_loss < result.best_val_loss - config.min_delta:
+                result.best_val_loss = float(val_loss)
+                result.best_epoch = epoch + 1
+                best_state = ema_state
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", lr=f"{lr:.1e}")
+            stop = bad_epochs >= config.patience
+            finished = stop or epoch + 1 == config.max_epochs
+            if ckpt is not None:
+                _save(ckpt, {
+                    "model": flow.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "ema": ema.state_dict(), "best_state": best_state,
+                    "history": result.history, "best_epoch": result.best_epoch,
+                    "best_val_loss": result.best_val_loss, "bad_epochs": bad_epochs,
+                    "epoch": epoch + 1, "fingerprint": fingerprint,
+                    "train_config": config.to_dict(), "flow": flow.describe(),
+                    "finished": finished, "stopped_early": stop,
+                })
+            if stop:
+                result.stopped_early = True
+                break
+        bar.close()
+    flow.load_state_dict(best_state)
+    flow.eval()
+    result.seconds = time.perf_counter() - t_start
+    result.sample_points_per_second = n_points / t_train if t_train > 0 else 0.0
+    return result

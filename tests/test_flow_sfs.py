@@ -1,0 +1,90 @@
+"""SFS statistics against closed forms: Gaussian and two-component mixtures."""
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from popmodel.flow.sfs import log_ssfr_cut, sequence_statistics
+
+LN10 = np.log(10.0)
+GRID = np.arange(-5.0, 5.0001, 0.005)
+
+
+def _mixture(grid, comps):
+    return np.log(sum(w * stats.norm.pdf(grid, mu, sig) for w, mu, sig in comps))
+
+
+def _mixture_quantile(q, comps):
+    cdf = lambda x: sum(w * stats.norm.cdf(x, mu, sig) for w, mu, sig in comps) - q
+    return optimize.brentq(cdf, -10, 10, xtol=1e-10)
+
+
+def test_gaussian_closed_forms():
+    mu = np.array([0.2, 1.0, -0.5])
+    sig = np.array([0.3, 0.25, 0.5])
+    lp = stats.norm.logpdf(GRID[None, :], mu[:, None], sig[:, None]) + 3.0  # unnormalised
+    st = sequence_statistics(GRID, lp, np.array([10.0, 10.0, 9.0]), np.array([1.0, 2.0, 0.5]))
+    assert np.allclose(st.ridge, mu, atol=1e-4)
+    # log10 <SFR> of a log-normal: mu + ln(10) sigma^2 / 2 (not the mean of log SFR)
+    assert np.allclose(st.log_mean_sfr, mu + 0.5 * LN10 * sig**2, atol=1e-4)
+    assert np.allclose(st.q50, mu, atol=1e-4)
+    assert np.allclose(st.q16, mu + sig * stats.norm.ppf(0.16), atol=1e-4)
+    assert np.allclose(st.q84, mu + sig * stats.norm.ppf(0.84), atol=1e-4)
+    assert np.allclose(st.scatter, sig * stats.norm.ppf(0.84), atol=1e-4)
+    assert not st.bimodal.any()
+
+
+def test_mixture_ridge_on_star_forming_branch_and_bimodal_flag():
+    # logM = 11 at z = 1: cut at log SFR = 11 + log10(0.1 / t_age) ~ 0.23
+    cut = 11.0 + log_ssfr_cut(1.0)
+    assert -0.5 < cut < 0.8
+    sf = (0.35, 1.3, 0.3)     # star-forming peak, lower than the quiescent peak
+    q = (0.65, -0.8, 0.35)    # quiescent peak, below the cut
+    comps = [sf, q]
+    lp = _mixture(GRID, comps)[None, :]
+    st = sequence_statistics(GRID, lp, np.array([11.0]), np.array([1.0]))
+    # the global mode is quiescent; the ridge is the star-forming local maximum
+    assert GRID[np.argmax(lp)] < cut
+    dens = lambda x: -_mixture(np.array([x]), comps)[0]
+    sf_mode = optimize.minimize_scalar(dens, bounds=(0.5, 2.0), method="bounded", options={"xatol": 1e-9}).x
+    assert abs(st.ridge[0] - sf_mode) < 1e-3
+    assert st.bimodal[0]
+    want_mean = np.log10(sum(w * 10 ** (mu + 0.5 * LN10 * s**2) for w, mu, s in comps))
+    assert abs(st.log_mean_sfr[0] - want_mean) < 1e-4
+    for name, qq in (("q16", 0.16), ("q50", 0.5), ("q84", 0.84)):
+        assert abs(getattr(st, name)[0] - _mixture_quantile(qq, comps)) < 1e-3
+
+
+def test_no_ridge_when_only_quiescent():
+    lp = stats.norm.logpdf(GRID, -1.0, 0.3)[None, :]
+    st = sequence_statistics(GRID, lp, np.array([11.0]), np.array([1.0]))
+    assert np.isnan(st.ridge[0])
+    assert not st.bimodal[0]
+
+
+def test_weak_second_peak_not_bimodal():
+    comps = [(0.97, 1.0, 0.3), (0.03, -1.0, 0.3)]  # second peak 3% of the first: below 10%
+    st = sequence_statistics(GRID, _mixture(GRID, comps)[None, :], np.array([10.5]), np.array([1.0]))
+    assert not st.bimodal[0]
+    comps = [(0.8, 1.0, 0.3), (0.2, -1.0, 0.3)]
+    st = sequence_statistics(GRID, _mixture(GRID, comps)[None, :], np.array([10.5]), np.array([1.0]))
+    assert st.bimodal[0]
+
+
+def test_ssfr_cut_values():
+    # t_age(WMAP9) = 5.86 Gyr at z=1, 3.29 Gyr at z=2
+    assert np.allclose(log_ssfr_cut([1.0, 2.0]), [-10.77, -10.52], atol=0.01)
+
+
+def test_bad_inputs():
+    lp = np.zeros((2, GRID.size))
+    with pytest.raises(ValueError, match="evenly spaced"):
+        sequence_statistics(GRID**3, lp, [10, 10], [1, 1])
+    with pytest.raises(ValueError, match="columns"):
+        sequence_statistics(GRID, lp[:, :-1], [10, 10], [1, 1])
+    with pytest.raises(ValueError, match="entries"):
+        sequence_statistics(GRID, lp, [10, 10, 10], [1, 1, 1])
+    with pytest.raises(ValueError, match="no finite value at nodes \\[1\\]"):
+        sequence_statistics(GRID, np.stack([lp[0], np.full(GRID.size, -np.inf)]), [10, 10], [1, 1])
+    with pytest.raises(ValueError, match="doubling_cut"):
+        log_ssfr_cut(1.0, doubling_cut=0.0)
