@@ -12,7 +12,7 @@ import numpy as np
 
 from popmodel.literature import SMFPoints
 
-__all__ = ["plot_corner", "plot_rho_star", "plot_smf", "save"]
+__all__ = ["plot_corner", "plot_density_terms", "plot_rho_star", "plot_smf", "save"]
 
 
 def save(fig: plt.Figure, stem: str) -> list[str]:
@@ -117,3 +117,31 @@ def plot_corner(samples: dict[str, np.ndarray], truths: dict[str, float] | None 
     t = None if truths is None else [truths.get(n) for n in names]
     return corner.corner(x, labels=names, truths=t, quantiles=[0.16, 0.5, 0.84], show_titles=True,
                          title_kwargs={"fontsize": 7}, label_kwargs={"fontsize": 7})
+
+
+def plot_density_terms(terms: object, samples: dict[str, np.ndarray]) -> plt.Figure:
+    """Posterior of each field's density contrast vs redshift (median and 16-84% band per
+    slice), with the prior's +-1 sigma_DM as a dashed envelope."""
+    fields = sorted(set(terms.field_index.tolist()))
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    n = len(fields)
+    for j, fi in enumerate(fields):
+        sel = np.flatnonzero(terms.field_index == fi)
+        zc = 0.5 * (terms.z_lo[sel] + terms.z_hi[sel])
+        off = (j - (n - 1) / 2) * 0.02
+        q = np.array([np.percentile(np.asarray(samples[terms.labels[i]]).reshape(-1), [16, 50, 84])
+                      for i in sel])
+        name = terms.labels[sel[0]].removeprefix("delta_").rsplit("_z", 1)[0]
+        ax.errorbar(zc + off, q[:, 1], yerr=[q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]], fmt="o-",
+                    ms=4, capsize=2, label=name)
+        if j == 0:
+            ax.plot(zc, terms.sigma_dm[sel], "k--", lw=0.8, label=r"prior $\pm\sigma_{\rm DM}$")
+            ax.plot(zc, -terms.sigma_dm[sel], "k--", lw=0.8)
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xlabel("redshift z (slice centre)")
+    ax.set_ylabel(r"dark-matter density contrast $\delta$ of the field")
+    ax.set_title("cosmic variance: per-field, per-slice density terms (16-50-84%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    return fig

@@ -174,6 +174,19 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     phi.write(out / "smf_phi.ecsv", format="ascii.ecsv", overwrite=True)
     written["phi"] = [str(out / "smf_phi.ecsv")]
 
+    # cosmic-variance density terms (field x redshift slice)
+    dens = fit.data.density
+    if dens is not None and fit.prior.density_terms:
+        qd = np.array([np.percentile(fit.samples[n].reshape(-1), [16, 50, 84]) for n in dens.labels])
+        names_f = [fit.data.survey.fields[i].name for i in dens.field_index]
+        dt = Table({"name": list(dens.labels), "field": names_f, "z_lo": dens.z_lo, "z_hi": dens.z_hi,
+                    "sigma_dm_prior": dens.sigma_dm, "delta_p16": qd[:, 0], "delta_p50": qd[:, 1],
+                    "delta_p84": qd[:, 2]}, meta=dict(meta))
+        dt.meta["comments"] = [("delta: dark-matter density contrast of the field's volume in the "
+                               "slice; galaxies of mass M scale as exp(b(M,z) delta - b^2 sigma^2/2)")]
+        dt.write(out / "density_terms.ecsv", format="ascii.ecsv", overwrite=True)
+        written["density_terms"] = [str(out / "density_terms.ecsv")]
+
     (out / "summary.json").write_text(json.dumps(_jsonable(meta), indent=1))
     written["summary"] = [str(out / "summary.json")]
 
@@ -208,5 +221,9 @@ def _figures(fit: SMFFit, out: Path, lm: np.ndarray, zp: np.ndarray, bands: np.n
     )
     ref_rho = log10_rho_star(leja, z, 8.0, 13.0)
     paths += save(plot_rho_star(z, rho_b, reference=ref_rho, data_range=(zlo, zhi)), str(out / "rho_star"))
-    paths += save(plot_corner(fit.samples), str(out / "corner"))
+    paths += save(plot_corner({n: fit.samples[n] for n in fit.names}), str(out / "corner"))
+    if fit.data.density is not None and fit.prior.density_terms:
+        from popmodel.plotting import plot_density_terms
+
+        paths += save(plot_density_terms(fit.data.density, fit.samples), str(out / "density_terms"))
     return paths

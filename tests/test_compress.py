@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from popmodel.catalog import CatalogError, CallablePrior, PosteriorCatalog
+from popmodel.catalog import CallablePrior, CatalogError, PosteriorCatalog
 from popmodel.compress import gauss_hermite, gaussianity, quadrature_galaxies
 from popmodel.mock import draw_mock
 from popmodel.smf.data import prepare_smf_data

@@ -1,0 +1,67 @@
+"""Slow tier: the mass-function fit with cosmic-variance density terms on mocks with injected
+over-densities (an over-dense field is found; the global mass function stays unbiased), and a
+reduced simulation-based calibration (the full run: analyses/calibrate_cosmic_variance.py)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from popmodel.mock import draw_mock
+from popmodel.smf.density import build_density_terms
+from popmodel.smf.derived import log10_rho_star
+from popmodel.smf.evolution import leja2020_params
+from popmodel.smf.fit import FitConfig, fit_smf
+from popmodel.testing import cv_survey, run_cv_calibration
+
+pytestmark = pytest.mark.slow
+TRUTH = leja2020_params()
+TRUE = {k: float(v) for k, v in TRUTH.to_dict().items()}
+ZS = np.array([0.5, 1.0, 2.0])
+
+
+def test_overdense_field_found_and_global_smf_unbiased():
+    """F0 sits on a +3 sigma_DM over-density in every slice, the other fields at the mean:
+    the fit puts every F0 delta above zero by > 2 sigma and recovers the 11 parameters within
+    3 sigma and rho_* within 2 sigma; without the terms rho_* is pulled high."""
+    survey = cv_survey(5)
+    terms = build_density_terms(survey)
+    inject = {lab: 0.0 for lab in terms.labels}
+    for lab, s in zip(terms.labels, terms.sigma_dm, strict=True):
+        if lab.startswith("delta_F0_"):
+            inject[lab] = 3.0 * float(s)
+    cat, _ = draw_mock(survey, seed=21, n_samples=4, moment_matched=True,
+                           cosmic_variance=True, deltas=inject)
+    cfg = FitConfig(num_warmup=150, num_samples=150, num_chains=1, n_bootstrap=0,
+                    progress_bar=False, posterior="gauss-hermite")
+    fit = fit_smf(cat, survey, cfg, log=lambda s: None)
+    f0 = [lab for lab in terms.labels if lab.startswith("delta_F0_")]
+    z_f0 = {lab: float(np.mean(fit.samples[lab]) / np.std(fit.samples[lab])) for lab in f0}
+    print("F0 delta z-scores:", {k: round(v, 2) for k, v in z_f0.items()})
+    assert all(v > 2.0 for v in z_f0.values()), z_f0
+    z_par = {n: float((np.mean(fit.samples[n]) - TRUE[n]) / np.std(fit.samples[n])) for n in TRUE}
+    print("parameter z-scores:", {k: round(v, 2) for k, v in z_par.items()})
+    assert all(abs(v) < 3.0 for v in z_par.values()), z_par
+    lr = log10_rho_star(fit.draws(), ZS)
+    lt = log10_rho_star(TRUTH, ZS)
+    zr = (lr.mean(axis=0) - lt) / lr.std(axis=0)
+    print("rho_* z-scores with terms:", np.round(zr, 2), "n =", cat.n_galaxies)
+    assert np.all(np.abs(zr) < 2.0), zr
+    # the same data without the terms: the over-density leaks into the global rho_*
+    cfg_off = dataclasses.replace(cfg, cosmic_variance=False)
+    off = fit_smf(cat, survey, cfg_off, log=lambda s: None)
+    lo = log10_rho_star(off.draws(), ZS)
+    shift = lo.mean(axis=0) - lr.mean(axis=0)
+    print("rho_* without minus with terms [dex]:", np.round(shift, 4))
+    assert np.all(shift > 0.0), shift
+
+
+def test_cosmic_variance_calibration_reduced():
+    """Reduced SBC with injected cosmic variance (10 mocks; the full 50 live in analyses/):
+    pooled ranks of the 11 parameters and rho_*(0.5, 1, 2) uniform at p > 0.01, and the
+    68% coverage of rho_* without the terms below the with-terms rate."""
+    res = run_cv_calibration(n_mocks=10, seed=11, warmup=100, draws=100, progress=False)
+    print({k: v for k, v in res.items() if not k.startswith("ranks")})
+    assert res["min_galaxies_per_field_slice"] >= 200
+    assert res["sbc_chi2_p_value_5_bins"] > 0.01
+    assert res["rho_star_68_coverage_without_terms"] < res["rho_star_68_coverage_with_terms"]
