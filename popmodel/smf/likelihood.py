@@ -44,8 +44,11 @@ a galaxy of true (log M, z) passes the cut is
 
 (an equal-weight mixture over the field's widths sigma_k; P_z = 1 on [z_min, z_max] when
 sigma_z = 0). ``N_exp = sum_f Omega_f ∫dz dV/dz ∫ dlogM Phi S_f`` is computed by quadrature:
-Gauss-Legendre in z and, at every z node, composite Simpson in log M on [log M_c - 6 sigma_max,
-log M_c] and [log M_c, 14], so the edge of S_f sits on a node (exact for a hard cut). All
+Gauss-Legendre in z on each piece between completeness nodes and, at every z node,
+Gauss-Legendre in log M on [log M_c - 6 sigma_max, log M_c], [log M_c, 12] and [12, 14], so the
+kink of S_f at the limit is a segment edge (exact for a hard cut); the integrand is analytic
+within each segment, where Gauss-Legendre converges exponentially (about 1e-7 relative against
+adaptive quadrature with 16 + 40 + 8 nodes per z node and 16 z nodes per piece). All
 theta-independent factors are folded into the grid's log weights. A hard cut on *true* mass
 (``selection="hard"``, sigma -> 0) is available as an approximation; with mass errors of
 0.15-0.3 dex it biases the low-mass slope (science.md section 1.4), so it is not the default.
@@ -89,6 +92,7 @@ __all__ = [
 
 PAD = -1.0e30
 LOG_MASS_MAX = 14.0
+MASS_SPLIT = 12.0  # the expected-number quadrature splits the mass range here
 
 
 @partial(
@@ -232,13 +236,11 @@ def build_blocks(
     return tuple(blocks), BlockIndex(tuple(sidx), tuple(gidx))
 
 
-def _simpson_weights(n: int) -> np.ndarray:
-    if n < 3 or n % 2 == 0:
-        raise ValueError("Simpson's rule needs an odd number of nodes >= 3")
-    w = np.ones(n)
-    w[1:-1:2] = 4.0
-    w[2:-1:2] = 2.0
-    return w / 3.0
+def _gl_segment(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [a_i, b_i] for every row i: (Z, n) each."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    half = 0.5 * (np.asarray(b) - np.asarray(a))[:, None]
+    return 0.5 * (np.asarray(b) + np.asarray(a))[:, None] + half * x[None, :], half * w[None, :]
 
 
 def build_selection_grid(
@@ -246,9 +248,10 @@ def build_selection_grid(
     log_dvdz: callable,
     *,
     hard: bool = False,
-    n_z: int = 24,
-    n_m_low: int = 65,
-    n_m_high: int = 161,
+    n_z: int = 16,
+    n_m_low: int = 16,
+    n_m_high: int = 40,
+    n_m_tail: int = 8,
     log_mass_max: float = LOG_MASS_MAX,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Quadrature nodes and theta-independent log weights for the expected number.
@@ -284,18 +287,15 @@ def build_selection_grid(
         mc = f.log_mass_limit(zn)
         smax = float(sig.max())
         segs = []
-        if smax > 0:
-            t = np.linspace(0.0, 1.0, n_m_low)
-            m = (mc - 6.0 * smax)[:, None] + 6.0 * smax * t[None, :]
-            wm = 6.0 * smax * (t[1] - t[0]) * _simpson_weights(n_m_low)
-            segs.append((m, np.broadcast_to(wm, m.shape), False))
-        t = np.linspace(0.0, 1.0, n_m_high)
-        span = log_mass_max - mc
-        if np.any(span <= 0):
+        if smax > 0:  # below the limit: the error function's tail, 6 sigma deep
+            a = mc - 6.0 * smax
+            segs.append((*_gl_segment(a, mc, n_m_low), False))
+        if np.any(log_mass_max - mc <= 0):
             raise ValueError(f"field {f.name!r}: completeness limit above log M = {log_mass_max}")
-        m = mc[:, None] + span[:, None] * t[None, :]
-        wm = (span * (t[1] - t[0]))[:, None] * _simpson_weights(n_m_high)[None, :]
-        segs.append((m, wm, True))
+        # above: [M_c, 12] holds the knee and the exponential cut-off, [12, 14] the far tail
+        split = np.maximum(mc, np.minimum(MASS_SPLIT, log_mass_max))
+        segs.append((*_gl_segment(mc, split, n_m_high), True))
+        segs.append((*_gl_segment(split, np.full_like(mc, log_mass_max), n_m_tail), True))
         for m, wm, upper in segs:
             with np.errstate(divide="ignore", invalid="ignore"):
                 u = (m - mc[:, None])[..., None] / sig
