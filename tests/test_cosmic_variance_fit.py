@@ -24,7 +24,7 @@ def test_overdense_field_found_and_global_smf_unbiased():
     """F0 sits on a +3 sigma_DM over-density in every slice, the other fields at the mean:
     the fit puts every F0 delta above zero by > 2 sigma and recovers the 11 parameters within
     3 sigma and rho_* within 2 sigma; without the terms rho_* is pulled high."""
-    survey = cv_survey(5)
+    survey = cv_survey(3)
     terms = build_density_terms(survey)
     inject = {lab: 0.0 for lab in terms.labels}
     for lab, s in zip(terms.labels, terms.sigma_dm, strict=True):
@@ -57,10 +57,12 @@ def test_overdense_field_found_and_global_smf_unbiased():
 
 
 def test_cosmic_variance_calibration_reduced():
-    """Reduced SBC with injected cosmic variance (10 mocks; the full 50 live in analyses/):
-    pooled ranks of the 11 parameters and rho_*(0.5, 1, 2) uniform at p > 0.01, and the
-    68% coverage of rho_* without the terms below the with-terms rate."""
-    res = run_cv_calibration(n_mocks=10, seed=11, warmup=100, draws=100, progress=False)
+    """Reduced SBC with injected cosmic variance (3 mocks of 3 fields; the full run with 50
+    mocks of 5 fields is analyses/calibrate_cosmic_variance.py): pooled ranks of the 11
+    parameters and rho_*(0.5, 1, 2) uniform at p > 0.01, and the 68% coverage of rho_*
+    without the terms below the with-terms rate."""
+    res = run_cv_calibration(n_mocks=3, n_fields=3, seed=11, warmup=100, draws=100,
+                             progress=False)
     print({k: v for k, v in res.items() if not k.startswith("ranks")})
     assert res["min_galaxies_per_field_slice"] >= 200
     assert res["sbc_chi2_p_value_5_bins"] > 0.01
