@@ -38,6 +38,11 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500)
                    help="per-galaxy integrals from the posterior samples (importance-sampled "
                    "means) or from a Gauss-Hermite rule of each posterior's mean and covariance "
                    "(no Monte Carlo error; exact for Gaussian posteriors)")
+    p.add_argument("--no-cosmic-variance", action="store_true",
+                   help="no per-field density terms (default: on for fields with side lengths "
+                   "or a sigma_dm override)")
+    p.add_argument("--slice-dz", type=float, default=0.5,
+                   help="redshift width of the cosmic-variance slices")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--bootstrap", type=int, default=16,
                    help="bootstrap replicates for the Monte Carlo shift of the MAP")
@@ -51,7 +56,8 @@ def _fit_config(a: argparse.Namespace):
 
     return FitConfig(
         method=a.method, num_warmup=a.warmup, num_samples=a.samples, num_chains=a.chains,
-        seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype, n_bootstrap=a.bootstrap,
+        seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype,
+        cosmic_variance=not a.no_cosmic_variance, slice_dz=a.slice_dz, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,
     )
 
