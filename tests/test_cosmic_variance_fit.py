@@ -21,17 +21,22 @@ ZS = np.array([0.5, 1.0, 2.0])
 
 
 def test_overdense_field_found_and_global_smf_unbiased():
-    """F0 sits on a +3 sigma_DM over-density in every slice, the other fields at the mean:
-    the fit puts every F0 delta above zero by > 2 sigma and recovers the 11 parameters within
-    3 sigma and rho_* within 2 sigma; without the terms rho_* is pulled high."""
+    """F0 sits on a +3 sigma_DM over-density in every slice and the other two fields on
+    -1.5 sigma_DM, so that the fields average to the cosmic mean (the truth). The fit puts
+    every F0 delta above zero by > 2 sigma and recovers the 11 parameters within 3 sigma and
+    rho_* within 2 sigma; without the terms the rho_* posterior is narrower (over-confident:
+    the field-to-field scatter is read as Poisson noise).
+
+    With the other fields at delta = 0 instead, the prior (deltas average to ~0 over the
+    fields) rightly moves part of F0's excess into the global normalisation: measured rho_*
+    z-scores +1.2, +3.2, +2.3, where the shift expected from the prior alone is +3/sqrt(3)."""
     survey = cv_survey(3)
     terms = build_density_terms(survey)
-    inject = {lab: 0.0 for lab in terms.labels}
+    inject = {}
     for lab, s in zip(terms.labels, terms.sigma_dm, strict=True):
-        if lab.startswith("delta_F0_"):
-            inject[lab] = 3.0 * float(s)
+        inject[lab] = (3.0 if lab.startswith("delta_F0_") else -1.5) * float(s)
     cat, _ = draw_mock(survey, seed=21, n_samples=4, moment_matched=True,
-                           cosmic_variance=True, deltas=inject)
+                       cosmic_variance=True, deltas=inject)
     cfg = FitConfig(num_warmup=150, num_samples=150, num_chains=1, n_bootstrap=0,
                     progress_bar=False, posterior="gauss-hermite")
     fit = fit_smf(cat, survey, cfg, log=lambda s: None)
@@ -47,13 +52,12 @@ def test_overdense_field_found_and_global_smf_unbiased():
     zr = (lr.mean(axis=0) - lt) / lr.std(axis=0)
     print("rho_* z-scores with terms:", np.round(zr, 2), "n =", cat.n_galaxies)
     assert np.all(np.abs(zr) < 2.0), zr
-    # the same data without the terms: the over-density leaks into the global rho_*
-    cfg_off = dataclasses.replace(cfg, cosmic_variance=False)
-    off = fit_smf(cat, survey, cfg_off, log=lambda s: None)
+    off = fit_smf(cat, survey, dataclasses.replace(cfg, cosmic_variance=False), log=lambda s: None)
     lo = log10_rho_star(off.draws(), ZS)
-    shift = lo.mean(axis=0) - lr.mean(axis=0)
-    print("rho_* without minus with terms [dex]:", np.round(shift, 4))
-    assert np.all(shift > 0.0), shift
+    ratio = lo.std(axis=0) / lr.std(axis=0)
+    print("rho_* sd without / with terms:", np.round(ratio, 2),
+          "z-scores without:", np.round((lo.mean(axis=0) - lt) / lo.std(axis=0), 2))
+    assert np.all(ratio < 1.0), ratio
 
 
 def test_cosmic_variance_calibration_reduced():

@@ -163,3 +163,19 @@ def test_cosmic_variance_off_gives_the_old_likelihood(survey, data):
                                                                  rel=1e-12)
     prior = dataclasses.replace(SMFPrior(), density_terms=on.density.labels)
     assert prior.latent_names[-1].endswith("_eta") and len(prior.eta_names) == on.density.n_terms
+
+
+def test_map_and_bootstrap_keep_the_density_terms(data):
+    """MAP with density terms, then the sample bootstrap (which rebuilds the data arrays) on
+    the same model: the terms must survive the rebuild (a replicate equal to the data moves
+    nothing)."""
+    from popmodel.smf.inference import bootstrap_map_shift, find_map
+    from popmodel.testing import narrow_prior
+
+    prior = dataclasses.replace(narrow_prior(2.0), density_terms=data.density.labels)
+    m = find_map(data, prior)
+    assert set(data.density.labels) <= set(m.params)
+    assert len(m.u) == 11 + data.density.n_terms
+    b = bootstrap_map_shift(data, prior, m, n_boot=2, seed=1)
+    assert np.all(np.isfinite(b["shift_sigma"]))
+    assert any(n.endswith("_eta") for n in b["u_names"])

@@ -14,6 +14,7 @@ mass matrix cuts NUTS warm-up several-fold):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
@@ -318,12 +319,11 @@ def bootstrap_map_shift(
             extra = np.where(k > 0, np.log(k), PAD)
         ex = data.index.scatter(extra, 0.0)
         blocks = tuple(
-            GalaxyBlock(b.log_mass, b.z, b.offset + jnp.asarray(e, b.offset.dtype),
-                        b.log_weight + jnp.asarray(e, b.offset.dtype), b.valid, b.group,
-                        b.monte_carlo)
+            dataclasses.replace(b, offset=b.offset + jnp.asarray(e, b.offset.dtype),
+                                log_weight=b.log_weight + jnp.asarray(e, b.offset.dtype))
             for b, e in zip(arrays.blocks, ex, strict=True)
         )
-        ab = LikelihoodData(blocks, arrays.grid_log_mass, arrays.grid_z, arrays.grid_log_weight, arrays.grid_group)
+        ab = dataclasses.replace(arrays, blocks=blocks)
         gb = np.asarray(pot.grad(u, ab)) - g0
         shifts.append(-(map_result.cov_u @ gb) / sd_u)
     shifts = np.array(shifts)
