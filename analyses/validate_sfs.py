@@ -52,7 +52,8 @@ GRID = np.arange(-4.0, 4.0001, 0.01)
 
 def _point_stats(fit: SFSFit, m: np.ndarray, z: np.ndarray) -> dict:
     """Per-member statistics at the points, and their ensemble median and 16/84 band."""
-    per = [sequence_statistics(GRID, f.conditional_log_density(m, z, GRID), m, z) for f in fit.flows]
+    per = [sequence_statistics(GRID, f.conditional_log_density(m, z, GRID), m, z,
+                               ridge_smoothing=fit.config.ridge_smoothing) for f in fit.flows]
     out = {}
     for name in ("ridge", "log_mean_sfr", "q50", "scatter"):
         arr = np.stack([getattr(s, name) for s in per])
@@ -69,20 +70,20 @@ def _train_summary(fit: SFSFit) -> dict:
     }
 
 
-def _write(part: str, record: dict, smoke: bool) -> None:
+def _write(part: str, record: dict, smoke: bool, tag: str = "", directory: Path = RECORDED) -> None:
     record = {"popmodel_version": __version__, "part": part, "smoke": smoke,
               "torch_threads": torch.get_num_threads(), **record}
-    RECORDED.mkdir(exist_ok=True)
-    path = RECORDED / (f"validate_sfs_{part}" + ("_smoke" if smoke else "") + ".json")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (f"validate_sfs_{part}" + (f"_{tag}" if tag else "") + ("_smoke" if smoke else "") + ".json")
     path.write_text(json.dumps(record, indent=1))
     print(f"wrote {path}")
 
 
 def part_sequence(args: argparse.Namespace) -> dict:
-    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies, 32, args.members)
+    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies, args.n_samples, args.members)
     epochs = 3 if args.smoke else 60
-    base = SFSConfig(n_members=members, train=TrainConfig(max_epochs=epochs, seed=args.seed,
-                                                          progress=args.progress))
+    base = SFSConfig(n_members=members, max_samples=s,
+                     train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
     kw = {"scatter": 0.3, "sfr_error": 0.4, "mass_error": 0.1, "seed": args.seed, "schechter": (10.8, -1.0)}
     cat, _, truth = sequence_mock(n, n_samples=s, **kw)
     t_scatter = np.full(6, 0.3)
@@ -133,7 +134,7 @@ def part_sequence(args: argparse.Namespace) -> dict:
 
 
 def part_selection(args: argparse.Namespace) -> dict:
-    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies // 2, 32, args.members)
+    n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies // 2, args.n_samples, args.members)
     epochs = 3 if args.smoke else 60
     limit = (np.array([0.3, 2.7]), np.array([9.25, 9.75]))
     kw = {"scatter": 0.3, "sfr_error": 0.3, "mass_error": 0.2, "seed": args.seed + 1, "schechter": (10.8, -1.3),
@@ -146,7 +147,8 @@ def part_selection(args: argparse.Namespace) -> dict:
               "points": {"log_mass": m.tolist(), "z": z.tolist(),
                          "limit_at_points": np.interp(z, *limit).tolist()},
               "truth": {"ridge": truth.ridge(m, z).tolist(), "log_mean_sfr": truth.log_mean_sfr(m, z).tolist()}}
-    base = SFSConfig(n_members=members, train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
+    base = SFSConfig(n_members=members, max_samples=s,
+                     train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
     for name, config in (("normalised", base), ("no_normalisation", replace(base, selection="none", n_members=1))):
         t0 = time.perf_counter()
         fit = fit_sfs(cat, survey, config)
@@ -171,12 +173,13 @@ def part_leja(args: argparse.Namespace) -> dict:
         cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=30.0, seed=args.seed, n_samples=8,
                                                 z_step=0.2, m_step=0.2, n_dummy=5)
     else:
-        cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=args.area, seed=args.seed, n_samples=32)
+        cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=args.area, seed=args.seed,
+                                                n_samples=args.n_samples)
     t_mock = time.perf_counter() - t0
     print(f"Leja mock: {cat.n_galaxies} galaxies ({t_mock:.0f} s)", flush=True)
     members = 1 if args.smoke else args.members
-    config = SFSConfig(n_members=members, train=TrainConfig(max_epochs=3 if args.smoke else 60, seed=args.seed,
-                                                            progress=args.progress))
+    config = SFSConfig(n_members=members, max_samples=None,
+                       train=TrainConfig(max_epochs=3 if args.smoke else 60, seed=args.seed, progress=args.progress))
     fit = fit_sfs(cat, survey, config)
     pts = [(0.5, 10.0), (1.0, 10.0), (1.0, 10.5), (1.5, 10.0), (1.5, 10.5), (2.0, 10.0), (2.0, 10.5)]
     rows = {(r["z"], r["logM"]): r for r in ref["ridge_and_mean"]}
@@ -205,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--part", choices=("sequence", "selection", "leja", "all"), default="all")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for CI)")
     ap.add_argument("--n-galaxies", type=int, default=60000)
+    ap.add_argument("--n-samples", type=int, default=64,
+                    help="posterior samples per galaxy (the S=32 run is recorded with --tag S32)")
+    ap.add_argument("--tag", default="", help="suffix of the recorded file name")
+    ap.add_argument("--recorded-dir", default=str(RECORDED), help="where the JSON record goes")
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--area", type=float, default=900.0, help="Leja mock area [arcmin^2]")
     ap.add_argument("--seed", type=int, default=1)
@@ -220,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {"sequence": part_sequence, "selection": part_selection, "leja": part_leja}[part](args)
         record["wall_s"] = round(time.perf_counter() - t0, 1)
         record["command"] = " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
-        _write(part, record, args.smoke)
+        _write(part, record, args.smoke, args.tag, Path(args.recorded_dir))
     return 0
 
 

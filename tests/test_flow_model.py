@@ -21,7 +21,7 @@ def flow():
     # random (non-identity) weights so that the densities are not trivially Gaussian
     with torch.no_grad():
         for p in f.parameters():
-            p.add_(0.3 * torch.randn_like(p))
+            p.add_(0.15 * torch.randn_like(p))
     return f.double()
 
 

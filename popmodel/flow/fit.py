@@ -74,6 +74,8 @@ class SFSConfig:
             percentile of catalogue mass + 0.25).
         sfr_grid: (min, max, step) of the log SFR grid for the statistics.
         doubling_cut: Mass-doubling number of the star-forming-branch cut of the ridge.
+        ridge_smoothing: Gaussian kernel [dex] applied to p(log SFR | log M, z) before its
+            mode is located (see :func:`popmodel.flow.sfs.sequence_statistics`).
         n_norm_grid: Nodes per axis of the selection-normalisation quadrature.
         n_workers: Train members in this many processes (1: sequentially in this process).
     """
@@ -90,6 +92,7 @@ class SFSConfig:
     log_mass_max: float = 11.75
     sfr_grid: tuple[float, float, float] = (-4.0, 4.0, 0.01)
     doubling_cut: float = DEFAULT_DOUBLING_CUT
+    ridge_smoothing: float = 0.1
     n_norm_grid: int = 64
     n_workers: int = 1
 
@@ -266,7 +269,8 @@ def sfs_table(
     grid = np.arange(lo, hi + step / 2, step)
     stats = [
         sequence_statistics(grid, f.conditional_log_density(log_mass, z, grid), log_mass, z,
-                            doubling_cut=config.doubling_cut, cosmology=cosmology)
+                            doubling_cut=config.doubling_cut, ridge_smoothing=config.ridge_smoothing,
+                            cosmology=cosmology)
         for f in flows
     ]
 

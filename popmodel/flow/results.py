@@ -60,8 +60,8 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
         "units": {"log_mass": "log10 Msun", "log_sfr": "log10 Msun/yr",
                   "density": "per unit z per dex^2 (joint) or per dex^2 (conditional on z)"},
         "definitions": {
-            "ridge": "mode of p(log SFR | log M, z) above the star-forming-branch cut "
-                     "log sSFR > log10(doubling_cut / t_age(z))",
+            "ridge": "mode of p(log SFR | log M, z), smoothed with a Gaussian of ridge_smoothing "
+                     "dex, above the star-forming-branch cut log sSFR > log10(doubling_cut / t_age(z))",
             "log_mean_sfr": "log10 of the mean SFR over the whole population (not <log SFR>)",
             "log_sfr_q16/q50/q84": "percentiles of p(log SFR | log M, z), ensemble medians",
             "bands": "p16/p50/p84 over the ensemble members (bootstrap resamples of galaxies)"

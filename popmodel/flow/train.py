@@ -119,7 +119,7 @@ class TrainConfig:
     patience: int = 6
     lr_patience: int = 2
     lr_factor: float = 0.3
-    min_delta: float = 1e-3
+    min_delta: float = 1e-4
     ema_decay: float = 0.995
     seed: int = 0
     threads: int | None = None

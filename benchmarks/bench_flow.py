@@ -1,0 +1,168 @@
+"""Training throughput of the deconvolving SFS flow, and the time to train the 5-flow ensemble.
+
+Run from the repository root::
+
+    python benchmarks/bench_flow.py          # about 3-4 minutes on a 2-core CPU
+    python benchmarks/bench_flow.py --full   # + the 5-flow ensemble on the real 3D-HST sample
+
+Data: the packaged 3D-HST sample above completeness at 0.5 <= z <= 2.5 (37,032 galaxies with
+UV+IR SFRs, 32 samples each; :func:`popmodel.flow.threedhst.threedhst_sfs_catalog`). The issue's
+target is stated for "63k galaxies x 32 samples" (the whole td_new sample, most of which lies
+below completeness); the script reports both sizes.
+
+Lines (timings are the best of 3 repeats of ``--steps`` optimiser steps, batches of 256
+galaxies x 32 samples, the full objective: deconvolution sum with the small-S correction and
+the selection normalisation, backward, clipping, AdamW, EMA):
+
+* ``THROUGHPUT <config> threads=<t>: <v> sample-points/s`` for the popmodel default flow at 1
+  and 2 threads, and two same-process references at 1 thread: ``ref-zuko-NSF-3x64`` (a stock
+  ``zuko.flows.NSF`` over the three variables with 3 transforms of (64, 64) hidden units, the
+  configuration of the issue's first look) and ``ref-stock-zuko-spline`` (the popmodel
+  architecture with zuko's own spline transform, whose softmax is slower on CPU).
+* ``RATIO``: popmodel default over each reference (compare these across machines).
+* ``EPOCH``: wall time of one training epoch of one member on the real sample (1 thread).
+* ``ESTIMATE``: 5 members x (epochs per member) x epoch time, for 37k and 63k galaxies, with
+  the epochs per member from the recorded real-data fit if present
+  (``analyses/recorded/fit_sfs_3dhst.json``), else 20.
+* ``--full``: ``ENSEMBLE wall time`` of :func:`popmodel.flow.fit.fit_sfs` with 5 members on
+  the real sample (``--workers`` processes; each ``--threads`` threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+import torch
+import zuko
+from torch import nn
+
+from popmodel.flow.data import flow_data_from_catalog
+from popmodel.flow.fit import SFSConfig, fit_sfs
+from popmodel.flow.model import FlowConfig, SFSFlow
+from popmodel.flow.selection import selection_grids
+from popmodel.flow.threedhst import threedhst_sfs_catalog
+from popmodel.flow.train import TrainConfig, _Objective, build_flow, train_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+BATCH = 256
+
+
+class _StockNSF(nn.Module):
+    """Reference: one zuko NSF over standardised (z, log M, log SFR), same interface."""
+
+    def __init__(self, like: SFSFlow, transforms: int = 3, hidden: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__()
+        self.config = like.config
+        self.register_buffer("loc", like.loc.clone())
+        self.register_buffer("scale", like.scale.clone())
+        self.flow = zuko.flows.NSF(3, transforms=transforms, hidden_features=hidden)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flow().log_prob((x - self.loc) / self.scale) - torch.log(self.scale).sum()
+
+
+def _steps_per_second(model: nn.Module, data, norm, steps: int, threads: int) -> float:
+    torch.set_num_threads(threads)
+    obj = _Objective(model, data, TrainConfig(), norm if isinstance(model, SFSFlow) else None)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    best = np.inf
+    for rep in range(4):  # the first repeat is a warm-up
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, data.n_galaxies, (BATCH,), generator=gen)
+            loss = -obj.galaxy_terms(idx).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            opt.step()
+        if rep > 0:
+            best = min(best, time.perf_counter() - t0)
+    return steps / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="also train the 5-flow ensemble on the real sample")
+    ap.add_argument("--steps", type=int, default=10, help="optimiser steps per timing repeat")
+    ap.add_argument("--workers", type=int, default=1, help="--full: members trained in parallel")
+    ap.add_argument("--threads", type=int, default=1, help="--full: torch threads per worker")
+    a = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} python {platform.python_version()} torch {torch.__version__} "
+          f"zuko {zuko.__version__} numpy {np.__version__} cpus {os.cpu_count()}")
+    t0 = time.perf_counter()
+    catalog, survey, prov = threedhst_sfs_catalog(n_samples=32)
+    data = flow_data_from_catalog(catalog)
+    loc, scale = data.standardization()
+    norm = selection_grids(survey, data.field_names, loc, scale, log_mass_max=float(data.x[..., 1].max()) + 1)
+    print(f"DATA 3D-HST {data.n_galaxies} galaxies x 32 samples ({time.perf_counter() - t0:.1f} s); "
+          f"counts {prov['counts']}")
+    points = BATCH * 32
+    ours = build_flow(FlowConfig(), data, seed=0)
+    stock_spline = build_flow(FlowConfig(), data, seed=0)
+    from functools import partial
+
+    from zuko.transforms import MonotonicRQSTransform
+
+    for sub in (stock_spline.mass_flow, stock_spline.sfr_flow):
+        for t in sub.transform.transforms:
+            if isinstance(getattr(t, "univariate", None), partial):
+                t.univariate = partial(MonotonicRQSTransform, slope=1e-3)
+    ref = _StockNSF(ours)
+    results = {}
+    for name, model, threads in (("popmodel-default", ours, 1), ("popmodel-default", ours, 2),
+                                 ("ref-zuko-NSF-3x64", ref, 1), ("ref-stock-zuko-spline", stock_spline, 1)):
+        rate = _steps_per_second(model, data, norm, a.steps, threads) * points
+        results[(name, threads)] = rate
+        n_par = sum(p.numel() for p in model.parameters())
+        print(f"THROUGHPUT {name} threads={threads}: {rate:.3e} sample-points/s ({n_par} parameters)", flush=True)
+    base = results[("popmodel-default", 1)]
+    print(f"RATIO popmodel-default / ref-zuko-NSF-3x64 (1 thread): {base / results[('ref-zuko-NSF-3x64', 1)]:.2f}")
+    print(f"RATIO popmodel-default / ref-stock-zuko-spline (1 thread): "
+          f"{base / results[('ref-stock-zuko-spline', 1)]:.2f}")
+    print(f"RATIO 2 threads / 1 thread: {results[('popmodel-default', 2)] / base:.2f}")
+
+    torch.set_num_threads(1)
+    one = build_flow(FlowConfig(), data, seed=0)
+    res = train_flow(one, data, TrainConfig(max_epochs=1, progress=False), normalization=norm)
+    epoch_s = res.history[0]["seconds"]
+    print(f"EPOCH 1 member, 1 thread, {res.n_train} training galaxies: {epoch_s:.1f} s "
+          f"({res.sample_points_per_second:.3e} sample-points/s incl. validation)")
+    rec = ROOT / "analyses" / "recorded" / "fit_sfs_3dhst.json"
+    epochs, source = 20.0, "assumed"
+    if rec.exists():
+        r = json.loads(rec.read_text())
+        epochs = float(np.mean([m["epochs"] for m in r["training"]]))
+        source = f"mean of the recorded 3D-HST fit ({rec.name})"
+    for n_gal in (data.n_galaxies, 63430):
+        est = 5 * epochs * epoch_s * n_gal / data.n_galaxies
+        print(f"ESTIMATE 5 members x {epochs:.1f} epochs ({source}), {n_gal} galaxies x 32, 1 thread: "
+              f"{est / 60:.1f} min (target 15 min)")
+    if a.full:
+        cfg = SFSConfig(n_members=5, n_workers=a.workers,
+                        train=replace(TrainConfig(), threads=a.threads, progress=False))
+        torch.set_num_threads(a.threads)
+        t0 = time.perf_counter()
+        fit = fit_sfs(catalog, survey, cfg)
+        wall = time.perf_counter() - t0
+        print(f"ENSEMBLE wall time: {wall:.0f} s = {wall / 60:.1f} min (5 members, {data.n_galaxies} galaxies x 32, "
+              f"{a.workers} worker(s) x {a.threads} thread(s); epochs per member "
+              f"{[len(r.history) for r in fit.results]}; train {fit.timing['train_s']:.0f} s, "
+              f"grid {fit.timing['grid_s']:.0f} s)")
+    print(f"TOTAL {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
