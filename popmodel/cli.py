@@ -211,8 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_survey_3dhst)
 
     from popmodel.census_cli import register as register_census
+    from popmodel.flow.cli import register as register_sfs
 
     register_census(sub)
+    register_sfs(sub)
     return ap
 
 
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd is None:
         ap.print_help()
         return 2
-    _setup_jax(getattr(a, "chains", 1))
+    if getattr(a, "needs_jax", True):  # fit-sfs is torch only
+        _setup_jax(getattr(a, "chains", 1))
     return int(a.func(a) or 0)
 
 

@@ -29,13 +29,42 @@ Example::
     fit.table["ridge_p50"]
 """
 
-from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs, load_flow, save_flow
-from popmodel.flow.leja2022 import Leja2022Flow
-from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
-from popmodel.flow.model import FlowConfig, SFSFlow
-from popmodel.flow.parametric import LEJA2022_TABLE1, eq10_log_sfr, fit_eq10, leja2022_log_sfr
-from popmodel.flow.sfs import sequence_statistics
-from popmodel.flow.train import FlowTrainingError, TrainConfig, train_flow
+import importlib
+from typing import TYPE_CHECKING
+
+# Public names are loaded on first use (PEP 562), so that ``import popmodel.flow.cli`` (done by
+# the ``popmodel`` command line to build its parser) does not import torch.
+_WHERE = {
+    "SFSConfig": "fit", "SFSFit": "fit", "fit_sfs": "fit", "load_flow": "fit", "save_flow": "fit",
+    "Leja2022Flow": "leja2022",
+    "leja2022_flow_mock": "mock", "sequence_mock": "mock",
+    "FlowConfig": "model", "SFSFlow": "model",
+    "LEJA2022_TABLE1": "parametric", "eq10_log_sfr": "parametric", "fit_eq10": "parametric",
+    "leja2022_log_sfr": "parametric",
+    "sequence_statistics": "sfs",
+    "FlowTrainingError": "train", "TrainConfig": "train", "train_flow": "train",
+}
+
+if TYPE_CHECKING:
+    from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs, load_flow, save_flow
+    from popmodel.flow.leja2022 import Leja2022Flow
+    from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
+    from popmodel.flow.model import FlowConfig, SFSFlow
+    from popmodel.flow.parametric import (
+        LEJA2022_TABLE1,
+        eq10_log_sfr,
+        fit_eq10,
+        leja2022_log_sfr,
+    )
+    from popmodel.flow.sfs import sequence_statistics
+    from popmodel.flow.train import FlowTrainingError, TrainConfig, train_flow
+
+
+def __getattr__(name: str) -> object:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"popmodel.flow.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'popmodel.flow' has no attribute {name!r}")
+
 
 __all__ = [
     "LEJA2022_TABLE1",
