@@ -137,12 +137,20 @@ class SMFFit:
 
 
 def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws: int) -> dict:
+    import logging
+
     import arviz as az
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.from_dict(posterior=samples)
-        summ = az.summary(idata, kind="diagnostics")
+    arviz_log = logging.getLogger("arviz")
+    level = arviz_log.level
+    arviz_log.setLevel(logging.ERROR)  # one chain: arviz logs a shape warning; said below instead
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = az.from_dict(posterior=samples)
+            summ = az.summary(idata, kind="diagnostics")
+    finally:
+        arviz_log.setLevel(level)
     rhat = {k: float(summ.loc[k, "r_hat"]) for k in samples}
     ess = {k: float(summ.loc[k, "ess_bulk"]) for k in samples}
     n_chains = next(iter(samples.values())).shape[0]
