@@ -1,6 +1,8 @@
 """Model checks of the mass function: predicted counts against Monte Carlo mocks, the 1/Vmax SMF
 against the truth, the coverage helper, bad input, and a posterior predictive check of a fit."""
 
+from pathlib import Path
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -193,7 +195,15 @@ def test_posterior_predictive_coverage_of_a_fitted_mock(tmp_path):
     print(f"posterior predictive 95% coverage: {frac:.3f} of {t.meta['n_scored']} populated bins")
     assert t.meta["n_scored"] >= 60
     assert frac >= 0.90
+    # power: the same check on a wrong model (M* 0.3 dex too high) fails clearly
+    wrong = fit.draws()
+    wrong = wrong.replace(log_mstar=np.asarray(wrong.log_mstar) + 0.3)
+    pw = checks.posterior_predictive_counts(
+        checks.predicted_counts(fit.data, wrong, M_EDGES, Z_EDGES), np.random.default_rng(0))
+    frac_wrong, _ = checks.ppc_coverage(obs, pw, 0.95)
+    print(f"coverage with M* shifted by +0.3 dex: {frac_wrong:.3f}")
+    assert frac_wrong < 0.8
     summary = checks.write_model_checks(fit, tmp_path, log_mass_edges=M_EDGES, z_edges=Z_EDGES)
     for name in summary["files"]:
-        assert (tmp_path / name).is_file()
+        assert Path(name).is_file()
     assert summary["coverage"] >= 0.90

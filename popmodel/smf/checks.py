@@ -536,7 +536,7 @@ def plot_ppc_counts(observed: np.ndarray, predicted_draws: np.ndarray, survey: S
             ax.set_title(f"{survey.field_names[g]}  {z_e[j]:g}<z<{z_e[j + 1]:g}", fontsize=8)
             ax.grid(alpha=0.3)
             if j == 0:
-                ax.set_ylabel("galaxies per bin")
+                ax.set_ylabel("galaxies per bin (0 at 0.5)")
             if g == n_f - 1:
                 ax.set_xlabel(r"observed $\log_{10}\,M_*/M_\odot$")
     axes[0, 0].legend(fontsize=6)
@@ -567,13 +567,14 @@ def plot_vmax_smf(vm: VmaxSMF, log_m: np.ndarray, bands: np.ndarray) -> object:
                         label="model 16-84%")
         ax.plot(log_m, bands[1, j], color="C0", lw=1.5, label="model median")
         ok = vm.phi[:, j] > 0
-        y = np.log10(np.where(ok, vm.phi[:, j], np.nan))
-        lo = y - np.log10(np.maximum(vm.phi[:, j] - vm.phi_err[:, j], 1e-12 * np.maximum(vm.phi[:, j], 1e-300)))
-        hi = np.log10(vm.phi[:, j] + vm.phi_err[:, j]) - y
+        ph = np.where(ok, vm.phi[:, j], 1.0)
+        y = np.where(ok, np.log10(ph), np.nan)
+        lo = y - np.log10(np.maximum(ph - vm.phi_err[:, j], 1e-3 * ph))  # capped at 3 dex
+        hi = np.log10(ph + vm.phi_err[:, j]) - y
         for comp, fmt, lab in ((True, "o", "1/Vmax (complete bins)"), (False, "s", "1/Vmax (partly below limit)")):
             s = ok & (vm.complete[:, j] == comp)
             if np.any(s):
-                ax.errorbar(mc[s], y[s], yerr=[np.minimum(lo[s], 3.0), hi[s]], fmt=fmt, ms=3.5,
+                ax.errorbar(mc[s], y[s], yerr=[lo[s], hi[s]], fmt=fmt, ms=3.5,
                             color="k" if comp else "0.55", mfc="k" if comp else "none", label=lab)
         ax.set_title(f"{vm.z_edges[j]:g} < z < {vm.z_edges[j + 1]:g}")
         ax.set_ylim(-5.5, -1.0)
@@ -598,9 +599,18 @@ def _default_edges(data: SMFData) -> tuple[np.ndarray, np.ndarray]:
 
 def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[float] | None = None,
                        z_edges: Sequence[float] | None = None, level: float = 0.95,
-                       seed: int = 0, max_draws: int = 400) -> dict:
+                       seed: int = 0, max_draws: int = 400, figures: bool = True) -> dict:
     """Write ``ppc_counts.ecsv``, ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and
-    ``vmax_smf`` (PNG + PDF) for an :class:`popmodel.smf.fit.SMFFit`; returns a summary."""
+    ``vmax_smf`` (PNG + PDF) for an :class:`popmodel.smf.fit.SMFFit`.
+
+    Default bins: 0.25 dex from the lowest completeness limit (rounded down) to 10^12, and
+    redshift bins about 0.5 wide over the data's range. At most ``max_draws`` posterior draws
+    (a random subset, ``seed``) are used, each with one Poisson draw of the counts; the density
+    contrasts of the fit (if any) enter through :func:`density_draws`.
+
+    Returns:
+        ``{"coverage", "level", "n_scored", "files"}``; ``files`` are the written paths.
+    """
     from pathlib import Path
 
     from popmodel.plotting import save
@@ -625,6 +635,10 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     table.write(out / "ppc_counts.ecsv", overwrite=True)
     vm = vmax_smf(fit.data.catalog, fit.data.survey, m_e, z_e, volume=fit.data.volume)
     vm.to_table().write(out / "vmax_smf.ecsv", overwrite=True)
+    files = [str(out / "ppc_counts.ecsv"), str(out / "vmax_smf.ecsv")]
+    if not figures:
+        return {"coverage": frac, "level": level, "n_scored": int(table.meta["n_scored"]),
+                "files": files}
     figs = save(plot_ppc_counts(obs, pred, fit.data.survey, m_e, z_e, level), str(out / "ppc_counts"))
     log_m = np.linspace(m_e[0], m_e[-1], 80)
     zc = 0.5 * (z_e[1:] + z_e[:-1])
@@ -632,4 +646,4 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     bands = np.percentile(lphi, [16, 50, 84], axis=0)
     figs += save(plot_vmax_smf(vm, log_m, bands), str(out / "vmax_smf"))
     return {"coverage": frac, "level": level, "n_scored": int(table.meta["n_scored"]),
-            "files": ["ppc_counts.ecsv", "vmax_smf.ecsv", *[Path(p).name for p in figs]]}
+            "files": files + figs}
