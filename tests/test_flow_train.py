@@ -177,3 +177,25 @@ def test_max_samples_and_padding():
     d2 = flow_data_from_catalog(rag)
     assert np.all(np.isneginf(d2.log_weight[0, 2:])) and np.allclose(d2.log_weight[0, :2], -np.log(2))
     assert np.all(np.isfinite(d2.x))
+
+
+def test_conditional_on_z_normalisation_and_training():
+    cat, survey, _ = sequence_mock(300, n_samples=4, log_mass_limit=9.5, mass_error=0.2, seed=6)
+    data = flow_data_from_catalog(cat)
+    cfg = FlowConfig(conditional_on_z=True, mass_hidden=(8, 8), sfr_hidden=(8, 8))
+    flow = build_flow(cfg, data, seed=2)
+    loc, scale = data.standardization()
+    grid = selection_grids(survey, data.field_names, loc, scale, mode="conditional", log_mass_max=13.0,
+                           z_galaxy=data.z_ref, field_index=data.field_index)
+    obj = _Objective(flow, data, TrainConfig(), grid)
+    with torch.no_grad():
+        got = obj.log_norm(torch.tensor([0, 5])).numpy()
+        m = np.linspace(7.0, 13.0, 3001)
+        want = []
+        for i in (0, 5):
+            lp = flow.log_prob_zm(torch.full((m.size,), float(data.z_ref[i])), torch.tensor(m, dtype=torch.float32))
+            s = selection_probability(survey.fields[0], data.z_ref[i], m)
+            want.append(np.log(np.trapezoid(np.exp(lp.double().numpy()) * s, m)))
+    assert np.allclose(got, want, atol=3e-3)
+    res = train_flow(flow, data, TrainConfig(max_epochs=2, batch_size=64, progress=False), normalization=grid)
+    assert all(np.isfinite(h["val_loss"]) for h in res.history)

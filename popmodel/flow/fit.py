@@ -263,16 +263,18 @@ def sfs_table(
     (percentiles over the members), ``log_sfr_q16/q50/q84`` (ensemble medians of the
     population's percentiles), ``bimodal`` (at least half of the members see two prominent
     peaks), plus ``scatter_p50`` (median half 16-84 width), ``ridge_n_members`` (members with
-    a ridge above the sSFR cut), ``log_sfr_cut`` and ``log_mass_limit``.
+    a ridge above the sSFR cut), ``ridge_pooled`` (the mode of the ensemble-averaged density,
+    less sensitive to the irregularities of single members), ``log_sfr_cut`` and
+    ``log_mass_limit``.
     """
     lo, hi, step = config.sfr_grid
     grid = np.arange(lo, hi + step / 2, step)
-    stats = [
-        sequence_statistics(grid, f.conditional_log_density(log_mass, z, grid), log_mass, z,
-                            doubling_cut=config.doubling_cut, ridge_smoothing=config.ridge_smoothing,
-                            cosmology=cosmology)
-        for f in flows
-    ]
+    kw = {"doubling_cut": config.doubling_cut, "ridge_smoothing": config.ridge_smoothing, "cosmology": cosmology}
+    log_dens = [f.conditional_log_density(log_mass, z, grid) for f in flows]
+    stats = [sequence_statistics(grid, lp, log_mass, z, **kw) for lp in log_dens]
+    from scipy.special import logsumexp
+
+    pooled = sequence_statistics(grid, logsumexp(np.stack(log_dens), axis=0), log_mass, z, **kw)
 
     def band(name: str) -> np.ndarray:
         arr = np.stack([getattr(s, name) for s in stats])
@@ -291,6 +293,7 @@ def sfs_table(
         "bimodal": np.mean(np.stack([s.bimodal for s in stats]), 0) >= 0.5,
         "scatter_p50": np.median(np.stack([s.scatter for s in stats]), 0),
         "ridge_n_members": np.sum(np.isfinite(np.stack([s.ridge for s in stats])), 0),
+        "ridge_pooled": pooled.ridge,
         "log_sfr_cut": stats[0].log_sfr_cut,
         "log_mass_limit": log_mass_limit,
     }

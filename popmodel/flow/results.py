@@ -77,7 +77,7 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
             {"best_epoch": r.best_epoch, "best_val_loss": r.best_val_loss, "epochs": len(r.history),
              "stopped_early": r.stopped_early, "seconds": r.seconds,
              "sample_points_per_second": r.sample_points_per_second,
-             "n_train": r.n_train, "n_val": r.n_val}
+             "n_train": r.n_train, "n_val": r.n_val, "importance_ess": r.importance_ess}
             for r in fit.results
         ],
         "timing_s": fit.timing,
