@@ -27,6 +27,20 @@ from popmodel.flow.cli import main as flow_main
 from popmodel.flow.parametric import leja2022_log_sfr
 
 HERE = Path(__file__).resolve().parent
+
+
+def _git_commit() -> str:
+    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "popmodel/flow"], cwd=HERE.parent,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 LEJA_CURVES = HERE.parents[1] / "shared" / "data" / "velociraptor_comparison_data" / "sfs_leja2022"
 
 
@@ -67,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "command": " ".join(["fit_sfs_3dhst.py", *(argv if argv is not None else sys.argv[1:])]),
         "smoke": a.smoke, "wall_s": round(wall, 1), "popmodel_version": meta["popmodel_version"],
+        "git_commit": _git_commit(),
         "data": meta["data"], "catalog_provenance": meta.get("catalog_provenance"),
         "training": meta["training"], "timing_s": meta["timing_s"], "eq10": meta.get("eq10"),
         "comparison_z1_z2": comparison,

@@ -43,6 +43,20 @@ from popmodel.flow.sfs import sequence_statistics
 from popmodel.flow.train import TrainConfig
 
 HERE = Path(__file__).resolve().parent
+
+
+def _git_commit() -> str:
+    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "popmodel/flow"], cwd=HERE.parent,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 RECORDED = HERE / "recorded"
 SHARED = HERE.parents[1] / "shared" / "data"
 POINTS_M = np.array([9.5, 10.0, 10.5, 9.5, 10.0, 10.5])
@@ -87,7 +101,7 @@ def _train_summary(fit: SFSFit) -> dict:
 
 
 def _write(part: str, record: dict, smoke: bool, tag: str = "", directory: Path = RECORDED) -> None:
-    record = {"popmodel_version": __version__, "part": part, "smoke": smoke,
+    record = {"popmodel_version": __version__, "git_commit": _git_commit(), "part": part, "smoke": smoke,
               "torch_threads": torch.get_num_threads(), **record}
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (f"validate_sfs_{part}" + (f"_{tag}" if tag else "") + ("_smoke" if smoke else "") + ".json")

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_flow.py          # about 3-4 minutes on a 2-core CPU
+    python benchmarks/bench_flow.py          # about a minute on a 2-core CPU
     python benchmarks/bench_flow.py --full   # + the 5-flow ensemble on the real 3D-HST sample
 
 Data: the packaged 3D-HST sample above completeness at 0.5 <= z <= 2.5 (37,032 galaxies with
@@ -14,8 +14,9 @@ Lines (timings are the best of 3 repeats of ``--steps`` optimiser steps, batches
 galaxies x 32 samples, the full objective: deconvolution sum with the small-S correction and
 the selection normalisation, backward, clipping, AdamW, EMA):
 
-* ``THROUGHPUT <config> threads=<t>: <v> sample-points/s`` for the popmodel default flow at 1
-  and 2 threads, and two same-process references at 1 thread: ``ref-zuko-NSF-3x64`` (a stock
+* ``THROUGHPUT <config> threads=<t>: <v> sample-points/s`` for the popmodel default (joint) flow
+  at 1 and 2 threads, the flow conditional on z (the real-data default) at 1 thread, and two
+  same-process references at 1 thread (the reference NSF has no selection term): ``ref-zuko-NSF-3x64`` (a stock
   ``zuko.flows.NSF`` over the three variables with 3 transforms of (64, 64) hidden units, the
   configuration of the issue's first look) and ``ref-stock-zuko-spline`` (the popmodel
   architecture with zuko's own spline transform, whose softmax is slower on CPU).
@@ -73,7 +74,7 @@ class _StockNSF(nn.Module):
 
 def _steps_per_second(model: nn.Module, data, norm, steps: int, threads: int) -> float:
     torch.set_num_threads(threads)
-    obj = _Objective(model, data, TrainConfig(), norm if isinstance(model, SFSFlow) else None)
+    obj = _Objective(model, data, TrainConfig(), norm)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     best = np.inf
@@ -94,7 +95,7 @@ def _steps_per_second(model: nn.Module, data, norm, steps: int, threads: int) ->
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also train the 5-flow ensemble on the real sample")
-    ap.add_argument("--steps", type=int, default=10, help="optimiser steps per timing repeat")
+    ap.add_argument("--steps", type=int, default=30, help="optimiser steps per timing repeat")
     ap.add_argument("--workers", type=int, default=1, help="--full: members trained in parallel")
     ap.add_argument("--threads", type=int, default=1, help="--full: torch threads per worker")
     a = ap.parse_args(argv)
@@ -105,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     catalog, survey, prov = threedhst_sfs_catalog(n_samples=32)
     data = flow_data_from_catalog(catalog)
     loc, scale = data.standardization()
-    norm = selection_grids(survey, data.field_names, loc, scale, log_mass_max=float(data.x[..., 1].max()) + 1)
+    m_max = float(data.x[..., 1].max()) + 1
+    norm = selection_grids(survey, data.field_names, loc, scale, log_mass_max=m_max)
+    norm_c = selection_grids(survey, data.field_names, loc, scale, mode="conditional", log_mass_max=m_max,
+                             z_range=(float(data.x[..., 0].min()), float(data.x[..., 0].max())))
     print(f"DATA 3D-HST {data.n_galaxies} galaxies x 32 samples ({time.perf_counter() - t0:.1f} s); "
           f"counts {prov['counts']}")
     points = BATCH * 32
     ours = build_flow(FlowConfig(), data, seed=0)
+    ours_c = build_flow(FlowConfig(conditional_on_z=True), data, seed=0)
     stock_spline = build_flow(FlowConfig(), data, seed=0)
     from functools import partial
 
@@ -121,9 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                 t.univariate = partial(MonotonicRQSTransform, slope=1e-3)
     ref = _StockNSF(ours)
     results = {}
-    for name, model, threads in (("popmodel-default", ours, 1), ("popmodel-default", ours, 2),
-                                 ("ref-zuko-NSF-3x64", ref, 1), ("ref-stock-zuko-spline", stock_spline, 1)):
-        rate = _steps_per_second(model, data, norm, a.steps, threads) * points
+    for name, model, threads, nrm in (("popmodel-default", ours, 1, norm), ("popmodel-default", ours, 2, norm),
+                                      ("popmodel-conditional-on-z", ours_c, 1, norm_c),
+                                      ("ref-zuko-NSF-3x64", ref, 1, None),
+                                      ("ref-stock-zuko-spline", stock_spline, 1, norm)):
+        rate = _steps_per_second(model, data, nrm, a.steps, threads) * points
         results[(name, threads)] = rate
         n_par = sum(p.numel() for p in model.parameters())
         print(f"THROUGHPUT {name} threads={threads}: {rate:.3e} sample-points/s ({n_par} parameters)", flush=True)

@@ -185,17 +185,21 @@ def test_conditional_on_z_normalisation_and_training():
     cfg = FlowConfig(conditional_on_z=True, mass_hidden=(8, 8), sfr_hidden=(8, 8))
     flow = build_flow(cfg, data, seed=2)
     loc, scale = data.standardization()
+    zr = (float(data.x[..., 0].min()), float(data.x[..., 0].max()))
     grid = selection_grids(survey, data.field_names, loc, scale, mode="conditional", log_mass_max=13.0,
-                           z_galaxy=data.z_ref, field_index=data.field_index)
+                           z_range=zr, n_z=128)
     obj = _Objective(flow, data, TrainConfig(), grid)
+    idx = torch.tensor([0, 5])
     with torch.no_grad():
-        got = obj.log_norm(torch.tensor([0, 5])).numpy()
+        got = obj.log_norm(idx)  # (2, S): log P^M at each sample's redshift
         m = np.linspace(7.0, 13.0, 3001)
-        want = []
-        for i in (0, 5):
-            lp = flow.log_prob_zm(torch.full((m.size,), float(data.z_ref[i])), torch.tensor(m, dtype=torch.float32))
-            s = selection_probability(survey.fields[0], data.z_ref[i], m)
-            want.append(np.log(np.trapezoid(np.exp(lp.double().numpy()) * s, m)))
-    assert np.allclose(got, want, atol=3e-3)
+        for row, i in enumerate(idx.tolist()):
+            zs = float(data.x[i, 0, 0])
+            lp = flow.log_prob_zm(torch.full((m.size,), zs), torch.tensor(m, dtype=torch.float32))
+            s = selection_probability(survey.fields[0], zs, m, mass_only=True)
+            want = np.log(np.trapezoid(np.exp(lp.double().numpy()) * s, m))
+            assert abs(float(got[row, 0]) - want) < 5e-3
+    with pytest.raises(ValueError, match="does not fit"):
+        _Objective(build_flow(SMALL, data, seed=2), data, TrainConfig(), grid)
     res = train_flow(flow, data, TrainConfig(max_epochs=2, batch_size=64, progress=False), normalization=grid)
     assert all(np.isfinite(h["val_loss"]) for h in res.history)

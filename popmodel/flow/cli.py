@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-bias-correction", action="store_true",
                    help="turn off the small-S (delta-method) bias correction")
     p.add_argument("--conditional-on-z", action="store_true",
-                   help="model p(log M, log SFR | z) instead of the joint density")
+                   help="model p(log M, log SFR | z) instead of the joint density (see "
+                        "popmodel.flow.selection for its caveat with photometric redshifts)")
     p.add_argument("--selection", choices=("survey", "none"), default="survey",
                    help="normalise by the probability of passing the survey's cuts (default)")
     p.add_argument("--n-samples", type=int, default=32, help="--3dhst: samples per galaxy")

@@ -6,6 +6,16 @@ galaxies with fewer samples than the largest) and the interim-prior log density 
 Galaxies with more than ``max_samples`` samples keep an evenly spaced subset of them with
 their weights renormalised (the samples of a posterior are exchangeable, so this is a smaller
 draw of the same posterior).
+
+**Exact redshifts.** With ``z_jitter`` > 0, galaxies whose samples all share one redshift
+(spectroscopic redshifts, mocks) get Gaussian redshift jitter of ``z_jitter * (1 + z)`` on their
+samples. This bounds the likelihood: a flow evaluated at one exact redshift shared by many
+galaxies (3D-HST quotes spectroscopic redshifts to 4 decimals; 1934 distinct values for 2745
+galaxies, up to 22 at one value) can otherwise grow a spike there, or, conditioned on z, put a
+narrow mass spike at that redshift only, and the importance sum then diverges (seen on the
+3D-HST sample: the validation loss fell without bound). The jitter is equivalent to smoothing
+the population model in redshift by a kernel of that width, far below the scales on which the
+sequence evolves.
 """
 
 from __future__ import annotations
@@ -81,13 +91,16 @@ class FlowData:
 
 
 def flow_data_from_catalog(
-    catalog: PosteriorCatalog, max_samples: int | None = None
+    catalog: PosteriorCatalog, max_samples: int | None = None, z_jitter: float = 0.0, seed: int = 0
 ) -> FlowData:
     """Pad a :class:`~popmodel.catalog.PosteriorCatalog` with SFR samples into :class:`FlowData`.
 
     Args:
         catalog: Catalogue with ``log_sfr`` samples.
         max_samples: Keep at most this many (evenly spaced) samples per galaxy; None keeps all.
+        z_jitter: Gaussian jitter, in units of (1 + z), given to the samples of galaxies with
+            an exact redshift (see the module docstring); 0 for none.
+        seed: Seed of the jitter.
 
     Returns:
         The arrays.
@@ -124,6 +137,13 @@ def flow_data_from_catalog(
             lw = log_w_all[sel]
             log_w[i, :k] = lw - np.logaddexp.reduce(lw)
             log_prior[i, :k] = log_prior_all[sel]
+    if z_jitter < 0:
+        raise ValueError(f"z_jitter must be >= 0, got {z_jitter}")
+    if z_jitter > 0:
+        exact = np.ptp(np.where(np.isfinite(log_w), x[..., 0], x[:, :1, 0]), axis=1) == 0.0
+        rng = np.random.default_rng([seed, 2718])
+        eps = rng.standard_normal((int(exact.sum()), s_max))
+        x[exact, :, 0] = x[exact, :, 0] + z_jitter * (1.0 + x[exact, :, 0]) * eps
     names = sorted(set(catalog.fields.tolist()))
     field_index = np.searchsorted(np.array(names), catalog.fields)
     w = np.exp(log_w)

@@ -65,6 +65,8 @@ class SFSConfig:
         bootstrap: Train each member on a bootstrap resample of the galaxies (validation on
             out-of-bag galaxies); otherwise on the same data with different seeds and splits.
         max_samples: Posterior samples kept per galaxy (None: all).
+        z_jitter: Redshift jitter [units of 1 + z] of galaxies with exact redshifts (see
+            :mod:`popmodel.flow.data`); 0 for none.
         selection: ``"survey"`` (normalise by the probability of passing the survey's cuts; the
             default when a survey is given) or ``"none"``.
         apply_cuts: Drop galaxies that fail the survey's cuts on their catalogue values.
@@ -85,6 +87,7 @@ class SFSConfig:
     n_members: int = 5
     bootstrap: bool = True
     max_samples: int | None = 32
+    z_jitter: float = 0.005
     selection: str = "survey"
     apply_cuts: bool = True
     z_nodes: tuple[float, ...] = Z_NODES
@@ -341,7 +344,8 @@ def fit_sfs(
         unknown = sorted(set(catalog.fields.tolist()) - set(survey.field_names))
         if unknown:
             raise SurveyError(f"catalogue field(s) {unknown} are not in the survey")
-    data = flow_data_from_catalog(catalog, max_samples=config.max_samples)
+    data = flow_data_from_catalog(catalog, max_samples=config.max_samples, z_jitter=config.z_jitter,
+                                  seed=config.train.seed)
     low_ess = int(np.sum(data.ess < 2.0))
     if low_ess:
         msgs.append(f"{low_ess} galaxies have an effective sample size < 2 of their weights")
@@ -351,8 +355,9 @@ def fit_sfs(
         norm = selection_grids(
             survey, data.field_names, loc, scale,
             mode="conditional" if config.flow.conditional_on_z else "joint",
-            log_mass_max=float(data.x[..., 1].max()) + 1.0, z_galaxy=data.z_ref,
-            field_index=data.field_index, n_z=config.n_norm_grid, n_mass=config.n_norm_grid,
+            log_mass_max=float(data.x[..., 1].max()) + 1.0,
+            z_range=(float(data.x[..., 0].min()), float(data.x[..., 0].max())),
+            n_z=config.n_norm_grid, n_mass=config.n_norm_grid,
         )
     elif survey is None:
         msgs.append("no survey: no selection normalisation; the density is that of the sample")

@@ -255,26 +255,61 @@ class _Objective:
         self.ids = data.ids
         self.norm = normalization
         if normalization is not None:
-            self.norm_nodes = torch.as_tensor(normalization.nodes, dtype=torch.float32)
-            self.norm_log_w = torch.as_tensor(normalization.log_weight, dtype=torch.float32)
-            if normalization.mode == "conditional":
-                self.u_z = (torch.as_tensor(data.z_ref, dtype=torch.float32) - flow.loc[0]) / flow.scale[0]
-            if normalization.mode == "joint" and normalization.field_names != data.field_names:
+            if normalization.field_names != data.field_names:
                 raise ValueError("normalisation grid fields differ from the data's fields")
+            if (normalization.mode == "conditional") != flow.config.conditional_on_z:
+                raise ValueError(
+                    f"a {normalization.mode!r} normalisation grid does not fit a flow with "
+                    f"conditional_on_z={flow.config.conditional_on_z}"
+                )
+            nz, nm = normalization.shape
+            self.os = normalization.oversample
+            self.norm_nodes = torch.as_tensor(normalization.nodes, dtype=torch.float32).reshape(nz, nm, 2)
+            self.norm_log_w = torch.as_tensor(normalization.log_weight, dtype=torch.float32).reshape(-1, nz, nm)
+            if normalization.mode == "conditional":
+                self.z_fine = torch.as_tensor(normalization.z_nodes, dtype=torch.float32)
+        self.phase = (0, 0)
 
-    def log_norm(self, idx: Tensor) -> Tensor:
-        """``(B,)`` log P_f for the galaxies ``idx``."""
+    def set_phase(self, generator: torch.Generator | None) -> None:
+        """Pick the sub-lattice of the normalisation quadrature: random, or (0, 0) if None."""
+        if self.norm is None or generator is None:
+            self.phase = (0, 0)
+            return
+        a, b = torch.randint(0, self.os, (2,), generator=generator).tolist()
+        self.phase = (a, b)
+
+    def _log_norm_table(self) -> Tensor:
+        """Joint: ``(F,)`` log P_f. Conditional: ``(F, G_z)`` log P^M_f at the redshift nodes."""
+        a, b = self.phase
+        nodes = self.norm_nodes[a :: self.os, b :: self.os]
+        log_w = self.norm_log_w[:, a :: self.os, b :: self.os]
+        gz, gm = nodes.shape[:2]
+        lp = self.flow.log_prob_zm_u(nodes.reshape(-1, 2)).reshape(gz, gm)
+        if self.norm.mode == "joint":
+            return torch.logsumexp((lp[None] + log_w).reshape(log_w.shape[0], -1), dim=1) + 2 * math.log(self.os)
+        return torch.logsumexp(lp[None] + log_w, dim=2) + math.log(self.os)
+
+    def log_norm(self, idx: Tensor, x: Tensor | None = None) -> Tensor:
+        """log of the selection normalisation: ``(B,)`` (joint) or ``(B, S)`` at each sample's
+        redshift (conditional; ``x`` are the batch's samples)."""
         if self.norm is None:
             return torch.zeros(idx.shape[0])
+        table = self._log_norm_table()
+        fi = self.field_index[idx]
         if self.norm.mode == "joint":
-            lp = self.flow.log_prob_zm_u(self.norm_nodes)  # (G,)
-            log_p_field = torch.logsumexp(lp[None, :] + self.norm_log_w, dim=1)  # (F,)
-            return log_p_field[self.field_index[idx]]
-        nodes = self.norm_nodes[idx]  # (B, G)
-        b, g = nodes.shape
-        u_zm = torch.stack([self.u_z[idx][:, None].expand(b, g), nodes], dim=-1).reshape(-1, 2)
-        lp = self.flow.log_prob_zm_u(u_zm).reshape(b, g)
-        return torch.logsumexp(lp + self.norm_log_w[idx], dim=1)
+            return table[fi]
+        if x is None:
+            x = self.x[idx]
+        zn = self.z_fine[self.phase[0] :: self.os]
+        z0, dz, nz = float(zn[0]), float(zn[1] - zn[0]), zn.numel()
+        u = ((x[..., 0] - self.flow.loc[0]) / self.flow.scale[0] - z0) / dz
+        u = u.clamp(0.0, nz - 1.0)
+        k = torch.clamp(u.floor().long(), max=nz - 2)
+        t = u - k
+        rows = table[fi]  # (B, G_z)
+        lo = rows.gather(1, k)
+        hi = rows.gather(1, k + 1)
+        return lo + t * (hi - lo)
 
     def galaxy_terms(self, idx: Tensor) -> Tensor:
         """``(B,)`` per-galaxy log-likelihood terms."""
@@ -282,12 +317,15 @@ class _Objective:
         b, s, _ = x.shape
         log_p = self.flow.log_prob(x.reshape(-1, 3)).reshape(b, s)
         log_w = self.log_w[idx]
+        per_sample = self.norm is not None and self.norm.mode == "conditional"
+        if per_sample:
+            log_p = log_p - self.log_norm(idx, x)
         if self.config.method == "naive":
             w = torch.exp(log_w)
             ll = (w * torch.where(w > 0, log_p, torch.zeros_like(log_p))).sum(1)
         else:
             ll = galaxy_log_likelihood(log_p, self.log_prior[idx], log_w, self.config.bias_correction)
-        return ll - self.log_norm(idx)
+        return ll if per_sample else ll - self.log_norm(idx)
 
     def check(self, terms: Tensor, idx: Tensor, where: str) -> None:
         bad = ~torch.isfinite(terms)
@@ -316,6 +354,8 @@ class _Objective:
                 x = self.x[ib]
                 b, s, _ = x.shape
                 a = self.flow.log_prob(x.reshape(-1, 3)).reshape(b, s) - self.log_prior[ib] + self.log_w[ib]
+                if self.norm is not None and self.norm.mode == "conditional":
+                    a = a - self.log_norm(ib, x)
                 out.append(torch.exp(2 * torch.logsumexp(a, 1) - torch.logsumexp(2 * a, 1)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -473,10 +513,12 @@ def train_flow(
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
             order = torch.as_tensor(train_idx)[torch.randperm(train_idx.size, generator=gen)]
+            phase_gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch + 500_009)
             flow.train()
             total, max_gn = 0.0, 0.0
             for step, k in enumerate(range(0, order.numel(), config.batch_size)):
                 ib = order[k : k + config.batch_size]
+                objective.set_phase(phase_gen)
                 terms = objective.galaxy_terms(ib)
                 objective.check(terms, ib, f"at epoch {epoch + 1}, step {step + 1}")
                 loss = -terms.mean()
@@ -497,6 +539,7 @@ def train_flow(
             t_train += t_epoch
             flow.eval()
             train_loss = total / train_idx.size
+            objective.set_phase(None)
             with ema.swapped():
                 val_loss = objective.mean_loss(val_idx, 4 * config.batch_size) if val_idx.size else train_loss
                 ema_state = copy.deepcopy(flow.state_dict())
