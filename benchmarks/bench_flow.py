@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{est / 60:.1f} min (target 15 min)")
     if a.full:
         cfg = SFSConfig(n_members=5, n_workers=a.workers,
-                        train=replace(TrainConfig(), threads=a.threads, progress=False))
+                        train=replace(TrainConfig(), threads=a.threads, progress=False, sfs_tolerance=0.005))
         torch.set_num_threads(a.threads)
         t0 = time.perf_counter()
         fit = fit_sfs(catalog, survey, cfg)

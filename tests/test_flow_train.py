@@ -203,3 +203,46 @@ def test_conditional_on_z_normalisation_and_training():
         _Objective(build_flow(SMALL, data, seed=2), data, TrainConfig(), grid)
     res = train_flow(flow, data, TrainConfig(max_epochs=2, batch_size=64, progress=False), normalization=grid)
     assert all(np.isfinite(h["val_loss"]) for h in res.history)
+
+
+def test_shifted_lattice_phases_agree():
+    cat, survey, _ = sequence_mock(400, n_samples=4, log_mass_limit=9.5, mass_error=0.2, seed=3)
+    data = flow_data_from_catalog(cat)
+    flow = build_flow(SMALL, data, seed=1)
+    loc, scale = data.standardization()
+    grid = selection_grids(survey, data.field_names, loc, scale, log_mass_max=13.0)
+    obj = _Objective(flow, data, TrainConfig(), grid)
+    gen = torch.Generator().manual_seed(0)
+    vals = []
+    with torch.no_grad():
+        for _ in range(6):
+            obj.set_phase(gen)
+            vals.append(float(obj.log_norm(torch.tensor([0]))[0]))
+    assert np.ptp(vals) < 2e-3  # every sub-lattice is a good quadrature of the same integral
+
+
+def test_redshift_jitter_only_for_exact_redshifts():
+    cat, _, _ = sequence_mock(200, n_samples=8, seed=2)  # exact redshifts
+    z = cat.z.copy()
+    z[cat.offsets[3] : cat.offsets[4]] += np.linspace(-0.1, 0.1, 8)  # galaxy 3: a real posterior
+    cat2 = PosteriorCatalog(ids=cat.ids, fields=cat.fields, offsets=cat.offsets, log_mass=cat.log_mass, z=z,
+                            log_sfr=cat.log_sfr)
+    d0 = flow_data_from_catalog(cat2)
+    d1 = flow_data_from_catalog(cat2, z_jitter=0.005, seed=1)
+    assert np.array_equal(d0.x[3], d1.x[3]) and np.array_equal(d0.x[..., 1:], d1.x[..., 1:])
+    others = np.delete(np.arange(200), 3)
+    resid = (d1.x[others, :, 0] - d0.x[others, :, 0]) / (1 + d0.x[others, :, 0])
+    assert abs(resid.std() - 0.005) < 3e-4 and abs(resid.mean()) < 3e-4
+    with pytest.raises(ValueError, match="z_jitter"):
+        flow_data_from_catalog(cat2, z_jitter=-1.0)
+
+
+def test_sfs_convergence_stop():
+    _, _, _, data = _tiny(n=300, s=4)
+    m = np.array([9.5, 10.0, 10.5])
+    z = np.array([1.0, 1.5, 2.0])
+    flow = build_flow(SMALL, data, seed=0)
+    cfg = TrainConfig(max_epochs=10, batch_size=64, progress=False, patience=10, sfs_tolerance=10.0, sfs_patience=1)
+    res = train_flow(flow, data, cfg, monitor=(m, z))
+    assert res.stop_reason == "sfs_converged" and len(res.history) == 2
+    assert np.isnan(res.history[0]["sfs_shift"]) and 0 <= res.history[1]["sfs_shift"] < 10.0

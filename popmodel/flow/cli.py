@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="galaxies per minibatch")
     p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
     p.add_argument("--patience", type=int, default=6, help="early-stopping patience [epochs]")
+    p.add_argument("--sfs-tolerance", type=float, default=0.005,
+                   help="also stop a member once the SFS percentiles move < this [dex] per epoch "
+                        "for 3 epochs (0: validation loss only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads (per worker)")
     p.add_argument("--workers", type=int, default=1, help="train members in parallel processes")
@@ -111,6 +114,7 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
         train=TrainConfig(
             bias_correction=not a.no_bias_correction, batch_size=a.batch_size, max_epochs=a.epochs,
             learning_rate=a.lr, patience=a.patience, seed=a.seed, threads=a.threads,
+            sfs_tolerance=a.sfs_tolerance,
             progress=not a.no_progress,
         ),
         n_members=a.members, bootstrap=not a.no_bootstrap, max_samples=a.max_samples,

@@ -60,7 +60,9 @@ class SFSConfig:
 
     Attributes:
         flow: Architecture of each member.
-        train: Optimisation settings (its ``seed`` is the base seed of the ensemble).
+        train: Optimisation settings (its ``seed`` is the base seed of the ensemble). The
+            default stops a member when the validation loss stops improving or when the
+            sequence's percentiles on the SFS grid move by < 0.005 dex per epoch for 3 epochs.
         n_members: Ensemble size.
         bootstrap: Train each member on a bootstrap resample of the galaxies (validation on
             out-of-bag galaxies); otherwise on the same data with different seeds and splits.
@@ -83,7 +85,7 @@ class SFSConfig:
     """
 
     flow: FlowConfig = field(default_factory=FlowConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(sfs_tolerance=0.005))
     n_members: int = 5
     bootstrap: bool = True
     max_samples: int | None = 32
@@ -241,14 +243,15 @@ def _member_split(n: int, config: SFSConfig, k: int) -> tuple[np.ndarray, np.nda
 
 
 def _train_member(args: tuple) -> tuple[dict, TrainResult]:
-    data, config, norm, k, ckpt, resume, threads = args
+    data, config, norm, k, ckpt, resume, threads, monitor = args
     if threads is not None:
         torch.set_num_threads(threads)
     train_idx, val_idx = _member_split(data.n_galaxies, config, k)
     tc = replace(config.train, seed=config.train.seed + k)
     flow = build_flow(config.flow, data, seed=tc.seed)
     res = train_flow(flow, data, tc, normalization=norm, train_idx=train_idx, val_idx=val_idx,
-                     checkpoint=ckpt, resume=resume, desc=f"member {k + 1}/{config.n_members}")
+                     checkpoint=ckpt, resume=resume, desc=f"member {k + 1}/{config.n_members}",
+                     monitor=monitor)
     return flow.state_dict(), res
 
 
@@ -368,9 +371,11 @@ def fit_sfs(
     if workdir is not None:
         ckdir = Path(workdir) / "checkpoints"
         ckdir.mkdir(parents=True, exist_ok=True)
+    m_grid, z_grid, _ = sfs_grid(data, survey, config)
+    monitor = (m_grid, z_grid) if m_grid.size else None
     jobs = [
         (data, config, norm, k, None if ckdir is None else ckdir / f"member_{k}.pt", resume,
-         None if config.n_workers <= 1 else config.train.threads or 1)
+         None if config.n_workers <= 1 else config.train.threads or 1, monitor)
         for k in range(config.n_members)
     ]
     if config.n_workers > 1 and config.n_members > 1:

@@ -103,6 +103,13 @@ class TrainConfig:
         ema_decay: Per-step decay of the exponential moving average of the weights (Polyak
             averaging; warmed up as min(decay, (1 + t) / (10 + t))). The averaged weights are
             the ones validated, kept and returned; 0 disables averaging.
+        sfs_tolerance: If > 0 and :func:`train_flow` is given monitor nodes, also stop once the
+            16th, 50th and 84th percentiles of p(log SFR | log M, z) at the nodes have moved
+            by less than this [dex] per epoch on average (mean absolute change over nodes and
+            percentiles, with the averaged weights) for ``sfs_patience`` epochs in a row: the
+            sequence has converged even if the (z, log M) density (e.g. the fields' redshift
+            structure) still improves the validation loss.
+        sfs_patience: Epochs of the convergence criterion above.
         seed: Seed of the initialisation, the split and the minibatch order.
         threads: torch intra-op threads during training (None: leave as is).
         progress: Show a tqdm progress bar with train and validation loss.
@@ -121,6 +128,8 @@ class TrainConfig:
     lr_factor: float = 0.3
     min_delta: float = 1e-4
     ema_decay: float = 0.995
+    sfs_tolerance: float = 0.0
+    sfs_patience: int = 3
     seed: int = 0
     threads: int | None = None
     progress: bool = True
@@ -153,6 +162,7 @@ class TrainResult:
         best_epoch: Epoch (1-based) of the kept state.
         best_val_loss: Its validation loss [nats per galaxy].
         stopped_early: Whether early stopping ended training.
+        stop_reason: ``"validation"``, ``"sfs_converged"`` or ``"max_epochs"``.
         seconds: Wall time of this call.
         sample_points_per_second: Training throughput (samples through forward + backward).
         n_train, n_val: Galaxies in the training (with repeats) and validation sets.
@@ -166,6 +176,7 @@ class TrainResult:
     best_epoch: int = 0
     best_val_loss: float = math.inf
     stopped_early: bool = False
+    stop_reason: str = "max_epochs"
     seconds: float = 0.0
     sample_points_per_second: float = 0.0
     n_train: int = 0
@@ -417,6 +428,16 @@ class _EMA:
         self.steps = int(state["steps"])
 
 
+def _sfs_percentiles(flow: SFSFlow, monitor: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``(3, n)`` 16/50/84th percentiles of log SFR at the monitor nodes (log M, z)."""
+    grid = np.arange(-4.0, 4.0001, 0.02)
+    lp = flow.conditional_log_density(monitor[0], monitor[1], grid)
+    p = np.exp(lp - lp.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    cdf /= cdf[:, -1:]
+    return np.array([[np.interp(q, row, grid) for row in cdf] for q in (0.16, 0.5, 0.84)])
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(state, tmp)
@@ -434,6 +455,7 @@ def train_flow(
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
     desc: str = "flow",
+    monitor: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``flow`` in place on ``data``; on return it holds the best validation state.
 
@@ -448,6 +470,7 @@ def train_flow(
         checkpoint: File written after every epoch (model, optimiser, scheduler, history).
         resume: Continue from ``checkpoint`` if it exists.
         desc: Label of the progress bar.
+        monitor: ``(log_mass, z)`` nodes for the ``sfs_tolerance`` criterion.
 
     Returns:
         The training record.
@@ -477,6 +500,8 @@ def train_flow(
     result = TrainResult(n_train=int(train_idx.size), n_val=int(val_idx.size))
     best_state = copy.deepcopy(flow.state_dict())
     bad_epochs = 0
+    sfs_calm = 0
+    last_q: np.ndarray | None = None
     start_epoch = 0
     fingerprint = _fingerprint(data)
     ckpt = Path(checkpoint) if checkpoint is not None else None
@@ -496,6 +521,8 @@ def train_flow(
         result.best_epoch = state["best_epoch"]
         result.best_val_loss = state["best_val_loss"]
         bad_epochs = state["bad_epochs"]
+        sfs_calm = state.get("sfs_calm", 0)
+        last_q = state.get("last_q")
         start_epoch = state["epoch"]
         if state.get("finished"):
             flow.load_state_dict(best_state)
@@ -540,14 +567,21 @@ def train_flow(
             flow.eval()
             train_loss = total / train_idx.size
             objective.set_phase(None)
+            sfs_shift = math.nan
             with ema.swapped():
                 val_loss = objective.mean_loss(val_idx, 4 * config.batch_size) if val_idx.size else train_loss
                 ema_state = copy.deepcopy(flow.state_dict())
+                if config.sfs_tolerance > 0 and monitor is not None:
+                    q = _sfs_percentiles(flow, monitor)
+                    if last_q is not None:
+                        sfs_shift = float(np.mean(np.abs(q - last_q)))
+                        sfs_calm = sfs_calm + 1 if sfs_shift < config.sfs_tolerance else 0
+                    last_q = q
             lr = opt.param_groups[0]["lr"]
             sched.step(val_loss)
             result.history.append({
                 "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-                "seconds": time.perf_counter() - t0, "max_grad_norm": max_gn,
+                "seconds": time.perf_counter() - t0, "max_grad_norm": max_gn, "sfs_shift": sfs_shift,
             })
             if val_loss < result.best_val_loss - config.min_delta:
                 result.best_val_loss = float(val_loss)
@@ -556,8 +590,19 @@ def train_flow(
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}", lr=f"{lr:.1e}")
-            stop = bad_epochs >= config.patience
+            post = {"train": f"{train_loss:.4f}", "val": f"{val_loss:.4f}", "lr": f"{lr:.1e}"}
+            if math.isfinite(sfs_shift):
+                post["dSFS"] = f"{sfs_shift:.3f}"
+            bar.set_postfix(post)
+            sfs_done = config.sfs_tolerance > 0 and sfs_calm >= config.sfs_patience
+            if sfs_done and val_loss <= result.best_val_loss + config.min_delta:
+                # the sequence has converged and the current state is (about) the best one
+                best_state = ema_state
+                result.best_epoch = epoch + 1
+                result.best_val_loss = min(result.best_val_loss, float(val_loss))
+            stop = bad_epochs >= config.patience or sfs_done
+            if stop:
+                result.stop_reason = "validation" if bad_epochs >= config.patience else "sfs_converged"
             finished = stop or epoch + 1 == config.max_epochs
             if ckpt is not None:
                 _save(ckpt, {
@@ -565,7 +610,7 @@ def train_flow(
                     "scheduler": sched.state_dict(), "ema": ema.state_dict(), "best_state": best_state,
                     "history": result.history, "best_epoch": result.best_epoch,
                     "best_val_loss": result.best_val_loss, "bad_epochs": bad_epochs,
-                    "epoch": epoch + 1, "fingerprint": fingerprint,
+                    "epoch": epoch + 1, "fingerprint": fingerprint, "sfs_calm": sfs_calm, "last_q": last_q,
                     "train_config": config.to_dict(), "flow": flow.describe(),
                     "finished": finished, "stopped_early": stop,
                 })
