@@ -106,7 +106,8 @@ def test_likelihood_with_deltas_vs_numpy(data):
         v = v + b * delta[idx] - 0.5 * (b * sig[idx]) ** 2
         lg = logsumexp(v, axis=-1)
         q = np.exp(v - lg[..., None])
-        lg = lg + 0.5 * np.sum((q - np.exp(np.asarray(blk.log_weight))) ** 2, axis=-1)
+        lg = lg + 0.5 * np.sum((q - np.asarray(blk.weight)) ** 2, axis=-1)
+        lg = lg + np.asarray(blk.galaxy_offset)
         total += np.sum(np.where(np.asarray(blk.valid), lg, 0.0))
     gi, gb = np.asarray(a.grid_cv_index), np.asarray(a.grid_cv_bias)
     lnf = gb * delta[gi] - 0.5 * (gb * sig[gi]) ** 2

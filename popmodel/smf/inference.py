@@ -109,7 +109,8 @@ class _Potential:
 
         self.value_and_grad = jax.jit(jax.value_and_grad(pot))
         self.grad = jax.jit(jax.grad(pot))
-        self.hessian = jax.jit(jax.hessian(pot))
+        self.hessian = jax.jit(jax.jacrev(jax.grad(pot)))  # reverse over reverse: the
+        # fused likelihood is a custom_vjp (no forward mode)
 
     def constrain(self, u: np.ndarray, template: LikelihoodData) -> dict[str, float]:
         c = constrain_fn(smf_model, (template, self.prior), {}, self.unravel(jnp.asarray(u)),
@@ -161,7 +162,7 @@ def find_map(
         evals = np.maximum(evals, 1e-6 * np.max(np.abs(evals)))
     cov_u = (evecs / evals) @ evecs.T
     jac = np.asarray(
-        jax.jacfwd(lambda uu: jnp.stack([jnp.asarray(v) for v in _constrain_vec(pot, uu, arrays)]))(jnp.asarray(u))
+        jax.jacrev(lambda uu: jnp.stack([jnp.asarray(v) for v in _constrain_vec(pot, uu, arrays)]))(jnp.asarray(u))
     )
     cov = jac @ cov_u @ jac.T
     params = pot.constrain(u, arrays)
@@ -318,10 +319,11 @@ def bootstrap_map_shift(
         with np.errstate(divide="ignore"):
             extra = np.where(k > 0, np.log(k), PAD)
         ex = data.index.scatter(extra, 0.0)
+        mult = data.index.scatter(k, 0.0)
         blocks = tuple(
             dataclasses.replace(b, offset=b.offset + jnp.asarray(e, b.offset.dtype),
-                                log_weight=b.log_weight + jnp.asarray(e, b.offset.dtype))
-            for b, e in zip(arrays.blocks, ex, strict=True)
+                                weight=b.weight * jnp.asarray(m, b.weight.dtype))
+            for b, e, m in zip(arrays.blocks, ex, mult, strict=True)
         )
         ab = dataclasses.replace(arrays, blocks=blocks)
         gb = np.asarray(pot.grad(u, ab)) - g0

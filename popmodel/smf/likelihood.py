@@ -78,7 +78,8 @@ import numpy as np
 from scipy.special import ndtr
 
 from popmodel.smf.evolution import ContinuityParams
-from popmodel.smf.schechter import ln_phi
+from popmodel.smf.schechter import _LN_LN10, ln_phi
+from popmodel.units import LN10
 
 __all__ = [
     "GalaxyBlock",
@@ -87,18 +88,21 @@ __all__ = [
     "build_selection_grid",
     "expected_number",
     "galaxy_log_terms",
+    "galaxy_sum",
     "log_likelihood",
 ]
 
 PAD = -1.0e30
 LOG_MASS_MAX = 14.0
 MASS_SPLIT = 12.0  # the expected-number quadrature splits the mass range here
+_MOMENTS = "sums"
+_MIXED_PRECISION = True  # float32 samples: float64 polynomials (see _fused_chunk)
 
 
 @partial(
     jax.tree_util.register_dataclass,
-    data_fields=["log_mass", "z", "offset", "log_weight", "valid", "group", "monte_carlo",
-                 "cv_index", "cv_bias"],
+    data_fields=["log_mass", "z", "offset", "weight", "galaxy_offset", "valid", "group",
+                 "monte_carlo", "cv_index", "cv_bias"],
     meta_fields=[],
 )
 @dataclass(frozen=True)
@@ -107,8 +111,10 @@ class GalaxyBlock:
 
     Attributes:
         log_mass, z: samples [log10 Msun], [-]; padding holds benign finite values.
-        offset: theta-independent per-sample log term c_ij (PAD for padding samples).
-        log_weight: ln of the normalised sample weights w~_ij (PAD for padding samples).
+        offset: theta-independent per-sample log term c_ij - c_i (PAD for padding samples),
+            relative to the galaxy's largest, so that it stays small in float32.
+        weight: the normalised sample weights w~_ij (0 for padding samples).
+        galaxy_offset: (C, G) c_i = max_j c_ij, float64 under x64 whatever the sample dtype.
         valid: (C, G) False for padding galaxies.
         group: (C, G) int field index of each galaxy (later: field x redshift-slice index).
         monte_carlo: (C, G) True where the samples are Monte Carlo draws (the Jensen
@@ -120,7 +126,8 @@ class GalaxyBlock:
     log_mass: jax.Array
     z: jax.Array
     offset: jax.Array
-    log_weight: jax.Array
+    weight: jax.Array
+    galaxy_offset: jax.Array
     valid: jax.Array
     group: jax.Array
     monte_carlo: jax.Array
@@ -203,7 +210,7 @@ def build_blocks(
         log_weight = -np.log(np.repeat(counts, counts).astype(float))
     if monte_carlo is None:
         monte_carlo = np.ones(counts.size, bool)
-    padded = 1 << np.ceil(np.log2(np.maximum(counts, 1))).astype(int)
+    padded = padded_count(counts)
     blocks, sidx, gidx = [], [], []
     for s_b in np.unique(padded):
         gal = np.flatnonzero(padded == s_b)
@@ -216,14 +223,18 @@ def build_blocks(
         ix = offsets[np.maximum(gi, 0)][..., None] + j
         ok = (gi[..., None] >= 0) & (j < counts[np.maximum(gi, 0)][..., None])
         ix = np.where(ok, ix, -1)
+        off_full = np.where(ok, sample_offset[np.maximum(ix, 0)], -np.inf)
+        gal_off = np.max(off_full, axis=-1)
+        gal_off = np.where(np.isfinite(gal_off), gal_off, 0.0)
         sidx.append(ix)
         gidx.append(gi)
         blocks.append(
             GalaxyBlock(
                 log_mass=jnp.asarray(np.where(ok, log_mass[np.maximum(ix, 0)], 10.0), dtype=dtype),
                 z=jnp.asarray(np.where(ok, z[np.maximum(ix, 0)], 1.0), dtype=dtype),
-                offset=jnp.asarray(np.where(ok, sample_offset[np.maximum(ix, 0)], PAD), dtype=dtype),
-                log_weight=jnp.asarray(np.where(ok, log_weight[np.maximum(ix, 0)], PAD), dtype=dtype),
+                offset=jnp.asarray(np.where(ok, off_full - gal_off[..., None], PAD), dtype=dtype),
+                weight=jnp.asarray(np.where(ok, np.exp(log_weight[np.maximum(ix, 0)]), 0.0), dtype=dtype),
+                galaxy_offset=jnp.asarray(gal_off, dtype=jnp.result_type(float)),
                 valid=jnp.asarray(gi >= 0),
                 group=jnp.asarray(np.where(gi >= 0, group[np.maximum(gi, 0)], 0), dtype=jnp.int32),
                 monte_carlo=jnp.asarray((gi >= 0) & monte_carlo[np.maximum(gi, 0)]),
@@ -234,6 +245,15 @@ def build_blocks(
             )
         )
     return tuple(blocks), BlockIndex(tuple(sidx), tuple(gidx))
+
+
+def padded_count(counts: np.ndarray) -> np.ndarray:
+    """Sample count each galaxy is padded to: the next of 8 steps per octave (8, 9, ..., 15,
+    16, 18, ..., 30, 32, 36, ...), so that padding wastes at most 1/8 of the work (a power of
+    two wasted up to half) while the number of distinct block shapes stays small."""
+    n = np.maximum(np.asarray(counts, dtype=np.int64), 1)
+    step = np.left_shift(1, np.maximum(np.floor(np.log2(n)).astype(np.int64) - 3, 0))
+    return -(-n // step) * step
 
 
 def _gl_segment(a: np.ndarray, b: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -341,7 +361,8 @@ def _block_terms(p: ContinuityParams, blk: GalaxyBlock, delta: jax.Array | None 
         lm, z, off, idx, bias = args
         return jax.nn.logsumexp(_sample_log_terms(pc, lm, z, off, idx, bias, delta, sigma), axis=-1)
 
-    return jax.lax.map(chunk, (blk.log_mass, blk.z, blk.offset, blk.cv_index, blk.cv_bias))
+    lg = jax.lax.map(chunk, (blk.log_mass, blk.z, blk.offset, blk.cv_index, blk.cv_bias))
+    return lg + blk.galaxy_offset.astype(lg.dtype)
 
 
 def galaxy_log_terms(p: ContinuityParams, data: LikelihoodData, delta: jax.Array | None = None
@@ -356,16 +377,17 @@ def _sum_block(p: ContinuityParams, blk: GalaxyBlock, acc_dtype: jnp.dtype, jens
 
     @jax.checkpoint
     def step(carry: jax.Array, args: tuple) -> tuple[jax.Array, None]:
-        lm, z, off, lw, valid, mc, idx, bias = args
+        lm, z, off, wt, goff, valid, mc, idx, bias = args
         v = _sample_log_terms(pc, lm, z, off, idx, bias, delta, sigma)
         lg = jax.nn.logsumexp(v, axis=-1)
         if jensen:
             q = jnp.exp(v - lg[..., None])
-            lg = lg + jnp.where(mc, 0.5 * jnp.sum((q - jnp.exp(lw)) ** 2, axis=-1), 0.0)
-        return carry + jnp.sum(jnp.where(valid, lg, 0.0).astype(acc_dtype)), None
+            lg = lg + jnp.where(mc, 0.5 * jnp.sum((q - wt) ** 2, axis=-1), 0.0)
+        lg = lg.astype(acc_dtype) + goff
+        return carry + jnp.sum(jnp.where(valid, lg, 0.0)), None
 
-    args = (blk.log_mass, blk.z, blk.offset, blk.log_weight, blk.valid, blk.monte_carlo,
-            blk.cv_index, blk.cv_bias)
+    args = (blk.log_mass, blk.z, blk.offset, blk.weight, blk.galaxy_offset, blk.valid,
+            blk.monte_carlo, blk.cv_index, blk.cv_bias)
     total, _ = jax.lax.scan(step, jnp.zeros((), acc_dtype), args)
     return total
 
@@ -379,8 +401,218 @@ def expected_number(p: ContinuityParams, data: LikelihoodData, delta: jax.Array 
     return jnp.sum(jnp.exp(ln_phi(data.grid_log_mass, data.grid_z, pc) + data.grid_log_weight + ln_f))
 
 
+# ---------------------------------------------------------------------------------------------
+# The fused galaxy sum: value and analytic gradient in one pass over the samples.
+# ---------------------------------------------------------------------------------------------
+
+def _monomial_matrix(anchor_z: tuple[float, ...]) -> np.ndarray:
+    """M with y(z) = sum_k c_k z^k, c = M @ y_anchors (inverse Vandermonde of the anchors)."""
+    za = np.asarray(anchor_z, dtype=float)
+    return np.linalg.inv(np.vander(za, increasing=True))
+
+
+def _theta(p: ContinuityParams) -> jax.Array:
+    """(3K+2,) vector: monomial coefficients of log phi1, log phi2, log M* in z; alpha1, alpha2.
+
+    A linear map of the anchor values (autodiff carries the gradient back to them)."""
+    m = jnp.asarray(_monomial_matrix(p.anchor_z))
+    return jnp.concatenate([
+        m @ jnp.asarray(p.log_phi1, float), m @ jnp.asarray(p.log_phi2, float),
+        m @ jnp.asarray(p.log_mstar, float),
+        jnp.stack([jnp.asarray(p.alpha1, float), jnp.asarray(p.alpha2, float)]),
+    ])
+
+
+def _horner(c: jax.Array, z: jax.Array) -> jax.Array:
+    out = c[-1]
+    for k in range(c.shape[0] - 2, -1, -1):
+        out = out * z + c[k]
+    return out
+
+
+def _fused_chunk(theta: jax.Array, k: int, lm: jax.Array, z: jax.Array, off: jax.Array,
+                 wt: jax.Array, goff: jax.Array, valid: jax.Array, mc: jax.Array,
+                 idx: jax.Array | None, bias: jax.Array | None, delta: jax.Array | None,
+                 sigma: jax.Array | None, jensen: bool, with_grad: bool, acc: jnp.dtype):
+    """Sum over one chunk's galaxies of ln(importance mean) [+ Jensen], and its gradient.
+
+    Per sample (x = log M, u = x - log M*(z)): a_c = ln10 (log phi_c + (alpha_c + 1) u),
+    e = 10^u, v = ln ln10 + logaddexp(a_1, a_2) - e + offset (+ b delta - b^2 sigma^2 / 2).
+    Writing logaddexp(a_1, a_2) = a_max + ln(1 + t), t = exp(-|a_1 - a_2|), the samples'
+    logsumexp needs no logarithm per sample: with m_j = v_j - ln(1 + t_j) and M = max_j m_j,
+    sum_j e^{v_j} = e^M sum_j e^{m_j - M} (1 + t_j) (each term <= 2, so nothing overflows);
+    three exponentials per sample in all.
+
+    With normalised importance weights q_j = e^{v_j} / sum_k e^{v_k}, the gradient of
+    lg = ln sum_j e^{v_j} is sum_j q_j dv_j/dtheta, where dv/d log phi_c = ln10 r_c,
+    dv/d alpha_c = ln10 r_c u and dv/d log M* = ln10 (e - sum_c (alpha_c + 1) r_c), r_c being
+    the component responsibilities (q_j r_big = e^{m_j - M} / sum, q_j r_small = that times t).
+    The Jensen term J = 0.5 sum_j (q_j - w_j)^2 has dJ = sum_j [c_j - q_j C] dv_j with
+    c_j = (q_j - w_j) q_j and C = sum_j c_j. As log phi_c and log M* are polynomials in z, the
+    sums over samples reduce to moments sum_j W_j z_j^n (n < K) and sum_j W_j u_j: one small
+    matrix product per chunk.
+    """
+    dt = lm.dtype
+    c1, c2, cm = theta[:k], theta[k:2 * k], theta[2 * k:3 * k]
+    ln10 = jnp.asarray(LN10, dt)
+    if dt == acc or not _MIXED_PRECISION:
+        th = theta.astype(dt)
+        ap1, ap2 = th[3 * k] + 1.0, th[3 * k + 1] + 1.0
+        u = lm - _horner(cm, z)
+        a1 = ln10 * (_horner(c1, z) + ap1 * u)
+        a2 = ln10 * (_horner(c2, z) + ap2 * u)
+    else:
+        # Reduced-precision samples: rounding the parameters themselves to float32 would be
+        # a systematic error that every galaxy repeats (N x 1e-7 in ln L). The polynomials
+        # are evaluated in float64 and the slopes split into float32 high and low parts, so
+        # only per-sample (random, sqrt(N)-averaging) rounding remains.
+        zz = z.astype(acc)
+        u = (lm.astype(acc) - _horner(cm, zz)).astype(dt)
+        ap = theta[3 * k:] + 1.0
+        hi = ap.astype(dt)
+        lo = (ap - hi.astype(acc)).astype(dt)
+        a1 = ln10 * (_horner(c1, zz).astype(dt) + (hi[0] * u + lo[0] * u))
+        a2 = ln10 * (_horner(c2, zz).astype(dt) + (hi[1] * u + lo[1] * u))
+        ap1, ap2 = hi[0], hi[1]
+    e = jnp.exp(ln10 * u)
+    d = a1 - a2
+    t = jnp.exp(-jnp.abs(d))
+    m = jnp.maximum(a1, a2) - e + off
+    if idx is not None:
+        m = m + _cv_log_factor(idx, bias, delta, sigma)
+    mmax = jnp.max(m, axis=-1, keepdims=True)
+    base = jnp.exp(m - mmax)
+    ssum = jnp.sum(base * (1.0 + t), axis=-1, keepdims=True)
+    lg = (mmax + jnp.log(ssum))[..., 0].astype(acc) + (_LN_LN10 + goff)
+    base = base / ssum  # q_j r_big,j
+    q = base * (1.0 + t)
+    if jensen:
+        cj = (q - wt) * q
+        lg = lg + jnp.where(mc, 0.5 * jnp.sum((q - wt) ** 2, axis=-1), 0.0).astype(acc)
+    value = jnp.sum(jnp.where(valid, lg, 0.0))
+    if not with_grad:
+        return value, None, None
+    big1 = d >= 0
+    wa = jnp.where(big1, base, base * t)  # q r_1
+    if jensen:
+        scale = jnp.where(mc, 1.0 - jnp.sum(cj, axis=-1), 1.0)[..., None]
+        scale = jnp.where(valid[..., None], scale, 0.0)
+        wa = wa * scale
+        w = q * scale
+        cj = jnp.where((mc & valid)[..., None], cj, 0.0)
+        ca = jnp.where(big1, cj / (1.0 + t), cj * t / (1.0 + t))
+        wa = wa + ca
+        w = w + cj
+    else:
+        w = jnp.where(valid[..., None], q, 0.0)
+        wa = jnp.where(valid[..., None], wa, 0.0)
+    wb = w - wa
+    wm = w * e - ap1 * wa - ap2 * wb
+    if _MOMENTS == "matmul":
+        weights = jnp.stack([wa.ravel(), wb.ravel(), wm.ravel()])  # (3, n)
+        zf = z.ravel()
+        cols = [jnp.ones_like(zf)]
+        for _ in range(1, k):
+            cols.append(cols[-1] * zf)
+        cols.append(u.ravel())
+        mom = (weights @ jnp.stack(cols, axis=-1)).astype(acc) * LN10  # (3, k + 1)
+    else:
+        rows = []
+        for wgt in (wa, wb, wm):
+            zp = wgt
+            row = [jnp.sum(zp)]
+            for _ in range(1, k):
+                zp = zp * z
+                row.append(jnp.sum(zp))
+            row.append(jnp.sum(wgt * u))
+            rows.append(jnp.stack(row))
+        mom = jnp.stack(rows).astype(acc) * LN10
+    grad = jnp.concatenate([mom[0, :k], mom[1, :k], mom[2, :k], mom[0, k:], mom[1, k:]])
+    gdelta = None
+    if idx is not None:
+        gdelta = jax.ops.segment_sum((w * bias).ravel().astype(acc), idx.ravel(),
+                                     num_segments=sigma.shape[0])
+    return value, grad, gdelta
+
+
+def _fused_sum(theta: jax.Array, k: int, delta: jax.Array | None, sigma: jax.Array | None,
+               blocks: tuple[GalaxyBlock, ...], jensen: bool, with_grad: bool):
+    """Scan every block's chunks; float64 accumulators (under x64) whatever the sample dtype."""
+    acc = jnp.result_type(float)
+    total = jnp.zeros((), acc)
+    gsum = jnp.zeros(theta.shape, acc)
+    n_t = 0 if sigma is None else sigma.shape[0]
+    dsum = jnp.zeros((n_t,), acc)
+    for blk in blocks:
+        cv = blk.cv_index is not None and sigma is not None
+
+        @jax.checkpoint
+        def step(carry, args, cv=cv):
+            tot, gs, ds = carry
+            lm, z, off, wt, goff, valid, mc, idx, bias = args
+            val, g, gd = _fused_chunk(theta, k, lm, z, off, wt, goff, valid, mc,
+                                      idx if cv else None, bias if cv else None,
+                                      delta if cv else None, sigma if cv else None,
+                                      jensen, with_grad, acc)
+            tot = tot + val
+            if with_grad:
+                gs = gs + g
+                if cv:
+                    ds = ds + gd
+            return (tot, gs, ds), None
+
+        args = (blk.log_mass, blk.z, blk.offset, blk.weight, blk.galaxy_offset, blk.valid,
+                blk.monte_carlo, blk.cv_index, blk.cv_bias)
+        (total, gsum, dsum), _ = jax.lax.scan(step, (total, gsum, dsum), args)
+    return total, gsum, dsum
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 5))
+def _galaxy_sum(theta: jax.Array, k: int, delta: jax.Array, sigma: jax.Array | None,
+                blocks: tuple[GalaxyBlock, ...], jensen: bool) -> jax.Array:
+    return _fused_sum(theta, k, delta, sigma, blocks, jensen, False)[0]
+
+
+def _galaxy_sum_fwd(theta, k, delta, sigma, blocks, jensen):
+    total, g, gd = _fused_sum(theta, k, delta, sigma, blocks, jensen, True)
+    return total, (g, gd)
+
+
+def _galaxy_sum_bwd(k, jensen, res, ct):
+    g, gd = res
+    return ct * g, ct * gd, None, None
+
+
+_galaxy_sum.defvjp(_galaxy_sum_fwd, _galaxy_sum_bwd)
+
+
+def galaxy_sum(p: ContinuityParams, data: LikelihoodData, jensen_correction: bool = True,
+               delta: jax.Array | None = None, method: str = "fused") -> jax.Array:
+    """sum_i ln of galaxy i's importance-sampled integral (the first term of ln L).
+
+    ``method="fused"`` (default) evaluates value and analytic gradient in one pass (a
+    ``jax.custom_vjp``: reverse mode, including reverse-over-reverse Hessians, but no forward
+    mode); ``"autodiff"`` is the plain JAX reference of the same sum.
+    """
+    acc = jnp.result_type(float)
+    if data.cv_sigma is None:
+        delta = None
+    if method == "autodiff":
+        return sum(_sum_block(p, b, acc, jensen_correction, delta, data.cv_sigma) for b in data.blocks)
+    if method != "fused":
+        raise ValueError(f"method must be 'fused' or 'autodiff', not {method!r}")
+    k = len(p.anchor_z)
+    if delta is None:
+        delta = jnp.zeros((0,), acc)
+        sigma = None
+    else:
+        sigma = data.cv_sigma
+    return _galaxy_sum(_theta(p), k, jnp.asarray(delta, acc), sigma, data.blocks,
+                       bool(jensen_correction))
+
+
 def log_likelihood(p: ContinuityParams, data: LikelihoodData, jensen_correction: bool = True,
-                   delta: jax.Array | None = None) -> jax.Array:
+                   delta: jax.Array | None = None, method: str = "fused") -> jax.Array:
     """ln L(theta) of the module docstring, up to a theta-independent constant.
 
     Args:
@@ -393,9 +625,11 @@ def log_likelihood(p: ContinuityParams, data: LikelihoodData, jensen_correction:
             small effective sample sizes (massive galaxies with broad mass posteriors on the
             exponential cut-off) the fit prefers models that are flat across each posterior,
             pushing M* up (measured: +2-3 sigma on a 26,000-galaxy mock at 8 samples).
+        method: "fused" (one pass computing value and analytic gradient; the default) or
+            "autodiff" (plain JAX autodiff; the reference, and the one to use with forward-mode
+            transformations such as ``jax.jvp`` / ``jax.jacfwd``).
     """
-    acc = jnp.result_type(float)
     if data.cv_sigma is None:
         delta = None
-    total = sum(_sum_block(p, b, acc, jensen_correction, delta, data.cv_sigma) for b in data.blocks)
-    return total - expected_number(p, data, delta)
+    return (galaxy_sum(p, data, jensen_correction, delta, method)
+            - expected_number(p, data, delta))
