@@ -790,7 +790,9 @@ class Survey:
             own = o.owner_at(mid)
             lost = (own >= 0) & (own != o.fields.index(name))
             area = np.where(lost, area - o.area_sr, area)
-        return edges, np.maximum(area, 0.0)
+        area = np.maximum(area, 0.0)
+        same = np.flatnonzero(area[1:] == area[:-1])  # merge neighbours of equal area
+        return np.delete(edges, same + 1), np.delete(area, same + 1)
 
     def region_labels(self) -> dict[str, tuple[str, str | None]]:
         """Every value the catalogue's ``field`` column may take: label -> (field, other).
