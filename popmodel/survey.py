@@ -30,6 +30,21 @@ TOML form (the contract other tools read)::
     z = [1.0, 2.0]            # number, or a table over z (linear, flat beyond the ends);
     dz = 0.2                  # for slices of width dz (default 0.2), scaled as sqrt(dz/dz')
 
+Several surveys in one fit (Leja et al. 2020: COSMOS-2015 at 0.2 < z < 0.8 with 3D-HST at
+0.5 < z < 3): ``[[survey]]`` tables (each with ``name`` and ``[[survey.fields]]``) instead of
+``[[fields]]``, one top-level ``[cosmology]``, and overlaps resolved by ownership::
+
+    [[survey.fields]]
+    name = "CANDELS-COSMOS"
+    inside = "COSMOS2015"     # or overlap_arcmin2 = { COSMOS2015 = 120.0 } for a partial overlap
+    ...
+    [[ownership]]             # in the overlap, CANDELS-COSMOS counts 0.5 <= z_obs <= 0.8
+    fields = ["CANDELS-COSMOS", "COSMOS2015"]
+    owner = "CANDELS-COSMOS"
+    z = [0.5, 0.8]
+
+An overlap whose common redshift range is not fully owned is an error (:class:`Survey`).
+
 Cosmic variance (:mod:`popmodel.cosmic_variance`): a field's galaxy counts in a redshift slice
 scatter by sigma_gg = b(M, z) sigma_DM, where sigma_DM is the rms dark-matter contrast of the
 field's volume. It comes from the field's ``sigma_dm`` override if given, else from its side
@@ -217,6 +232,10 @@ class Field:
         sigma_dm: optional override of the field's dark-matter cosmic variance: a number (for
             slices of width 0.2), a ``{"value", "z", "dz"}`` mapping or a
             :class:`SigmaDMOverride`.
+        inside: name(s) of field(s) whose footprint contains this whole field (CANDELS-COSMOS
+            inside COSMOS-2015): the overlap is this field's area (:class:`Survey`).
+        overlaps: ``{other field: shared solid angle}`` for partial overlaps (Quantities or
+            floats in ``area_unit``); the TOML key is ``overlap_arcmin2`` (or ``overlap_deg2``).
     """
 
     name: str
