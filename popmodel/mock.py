@@ -79,6 +79,9 @@ class MockTruth:
     true_log_mass: np.ndarray  # of the selected galaxies, in catalogue order
     true_z: np.ndarray
     deltas: dict[str, float] = field(default_factory=dict)  # injected density contrasts
+    #: index of the true galaxy behind each catalogue entry: a galaxy in an overlap that both
+    #: fields detect appears twice with the same index (duplicates).
+    source_index: np.ndarray | None = None
 
 
 def draw_mock(
@@ -98,6 +101,12 @@ def draw_mock(
     dlogm: float = 0.004,
 ) -> tuple[PosteriorCatalog, MockTruth]:
     """Draw a mock posterior catalogue.
+
+    Fields that overlap on the sky (:attr:`popmodel.survey.Survey.overlaps`) share the true
+    galaxies of their common footprint: each field observes them with its own errors and cuts,
+    so galaxies that both detect appear twice (catalogue ``field`` values ``"B[A]"`` or the
+    plain name of a field inside another, :meth:`popmodel.survey.Survey.region_labels`; the
+    truth's ``source_index`` links the copies). The fit's ownership rules remove the copies.
 
     Args:
         survey: fields (areas, redshift ranges, completeness, error model) and cosmology.
@@ -147,42 +156,64 @@ def draw_mock(
             delta_vec[terms.labels.index(k)] = float(v)
     elif deltas:
         raise ValueError("deltas given but cosmic_variance=False")
-    cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz", "szf")}
-    n_true, n_sel, expected = {}, {}, {}
-    for f in survey.fields:
-        smax = max(f.mass_error_dex)
-        pad = 5.0 * max(f.z_error) * (1.0 + f.z_max)
-        z_edges = np.linspace(max(f.z_min - pad, 1e-3), f.z_max + pad, n_grid_z + 1)
+    if survey.overlaps and terms is not None:
+        raise ValueError("cosmic_variance mocks of overlapping fields are not supported (the "
+                         "density terms of overlapping fields would have to be correlated)")
+    cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz", "szf", "src")}
+    n_true = {f.name: 0 for f in survey.fields}
+    expected = {f.name: 0.0 for f in survey.fields}
+    n_sel = {f.name: 0 for f in survey.fields}
+    n_src = 0
+    for area_sr, seen_by in _sky_regions(survey):
+        fl = [survey.field(name) for name, _ in seen_by]
+        smax = [max(f.mass_error_dex) for f in fl]
+        pads = [5.0 * max(f.z_error) * (1.0 + f.z_max) for f in fl]
+        z_edges = np.linspace(min(max(f.z_min - pd, 1e-3) for f, pd in zip(fl, pads, strict=True)),
+                              max(f.z_max + pd for f, pd in zip(fl, pads, strict=True)), n_grid_z + 1)
         zc = 0.5 * (z_edges[1:] + z_edges[:-1])
-        m_lo = float(np.min(f.log_mass_limit(zc))) - 6.0 * smax - 0.05
+        # the mass floor at each z: 6 sigma below the lowest limit of a field observing there
+        floor = np.full(zc.shape, np.inf)
+        for f, sm_max, pd in zip(fl, smax, pads, strict=True):
+            inz = (zc >= max(f.z_min - pd, 1e-3) - 1e-12) & (zc <= f.z_max + pd + 1e-12)
+            floor = np.where(inz, np.minimum(floor, f.log_mass_limit(zc) - 6.0 * sm_max - 0.05),
+                             floor)
+        m_lo = float(np.min(floor[np.isfinite(floor)]))
         m_edges = np.arange(m_lo, 13.5 + dlogm, dlogm)
         mc = 0.5 * (m_edges[1:] + m_edges[:-1])
         rate = np.exp(_ln_phi_np(mc[None, :], zc[:, None], p) + vt.log_dvdz_at(zc)[:, None])
-        rate *= f.area_sr * np.diff(z_edges)[:, None] * dlogm
-        rate[mc[None, :] < (f.log_mass_limit(zc) - 6.0 * smax - 0.05)[:, None]] = 0.0
-        g = survey.field_names.index(f.name)
-        if terms is not None and g in terms.field_index:
-            gz, gm = np.meshgrid(zc, mc, indexing="ij")
-            idx, b = terms.assign(np.full(gz.shape, g), gm, gz)
-            rate *= np.exp(b * delta_vec[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
+        rate *= area_sr * np.diff(z_edges)[:, None] * dlogm
+        rate[mc[None, :] < floor[:, None]] = 0.0
+        if terms is not None:  # no overlaps here: the region is one field
+            g = survey.field_names.index(fl[0].name)
+            if g in terms.field_index:
+                gz, gm = np.meshgrid(zc, mc, indexing="ij")
+                idx, b = terms.assign(np.full(gz.shape, g), gm, gz)
+                rate *= np.exp(b * delta_vec[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
         lam = float(rate.sum())
         n = int(rng.poisson(lam))
         cell = rng.choice(rate.size, size=n, p=(rate / lam).ravel())
         iz, im = np.unravel_index(cell, rate.shape)
         z = z_edges[iz] + rng.uniform(size=n) * np.diff(z_edges)[iz]
         m = m_edges[im] + rng.uniform(size=n) * dlogm
-        sm = rng.choice(np.asarray(f.mass_error_dex), size=n)
-        spec = rng.uniform(size=n) < spec_fraction
-        szf = rng.choice(np.asarray(f.z_error), size=n)  # sigma_z/(1+z) per galaxy
-        sz = np.where(spec, 0.0, szf * (1.0 + z))
-        zo = z + sz * rng.standard_normal(n)
-        mo = m + sm * rng.standard_normal(n)
-        keep = (zo >= f.z_min) & (zo <= f.z_max) & (mo >= f.log_mass_limit(zo))
-        n_true[f.name], n_sel[f.name], expected[f.name] = n, int(keep.sum()), lam
-        szf = np.where(spec, 0.0, szf)
-        for k, v in zip(("m", "z", "mo", "zo", "sm", "sz", "szf"), (m, z, mo, zo, sm, sz, szf), strict=True):
-            cols[k].append(v[keep])
-        cols["field"].append(np.full(int(keep.sum()), f.name))
+        src = n_src + np.arange(n)
+        n_src += n
+        for f, (_, label), pd in zip(fl, seen_by, pads, strict=True):  # each field observes
+            sm = rng.choice(np.asarray(f.mass_error_dex), size=n)
+            spec = rng.uniform(size=n) < spec_fraction
+            szf = rng.choice(np.asarray(f.z_error), size=n)  # sigma_z/(1+z) per galaxy
+            sz = np.where(spec, 0.0, szf * (1.0 + z))
+            zo = z + sz * rng.standard_normal(n)
+            mo = m + sm * rng.standard_normal(n)
+            keep = (zo >= f.z_min) & (zo <= f.z_max) & (mo >= f.log_mass_limit(zo))
+            zr = (zc >= max(f.z_min - pd, 1e-3) - 1e-12) & (zc <= f.z_max + pd + 1e-12)
+            n_true[f.name] += n if len(fl) == 1 else int(np.sum(zr[iz]))
+            expected[f.name] += lam if len(fl) == 1 else float(rate[zr].sum())
+            n_sel[f.name] += int(keep.sum())
+            szf = np.where(spec, 0.0, szf)
+            for k, v in zip(("m", "z", "mo", "zo", "sm", "sz", "szf", "src"),
+                            (m, z, mo, zo, sm, sz, szf, src), strict=True):
+                cols[k].append(v[keep])
+            cols["field"].append(np.full(int(keep.sum()), label))
     c = {k: np.concatenate(v) for k, v in cols.items()}
     n = c["mo"].size
     if moment_matched and (prior is not None or n_samples < 2):
@@ -229,7 +260,26 @@ def draw_mock(
         },
     )
     dd = {} if terms is None else dict(zip(terms.labels, map(float, delta_vec), strict=True))
-    return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"], dd)
+    return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"], dd, c["src"])
+
+
+def _sky_regions(survey: Survey) -> list[tuple[float, list[tuple[str, str]]]]:
+    """Disjoint pieces of the survey's footprint: (area [sr], [(field, catalogue label)]).
+
+    Each field's area outside its overlaps is one piece seen by that field alone (labelled with
+    its name); each overlap is one piece seen by both fields, whose galaxies are labelled with
+    the region labels of :meth:`popmodel.survey.Survey.region_labels` (a field inside another
+    keeps its plain name). Without overlaps: the fields, in order.
+    """
+    out = []
+    for f in survey.fields:
+        mine = [o for o in survey.overlaps if f.name in o.fields]
+        rest = f.area_sr - sum(o.area_sr for o in mine)
+        if rest > 1e-12 * f.area_sr:
+            out.append((rest, [(f.name, f.name)]))
+    for o in survey.overlaps:
+        out.append((o.area_sr, [(n, n if n == o.inside else o.region_label(n)) for n in o.fields]))
+    return out
 
 
 def _sample_mass_with_prior(

@@ -30,6 +30,21 @@ TOML form (the contract other tools read)::
     z = [1.0, 2.0]            # number, or a table over z (linear, flat beyond the ends);
     dz = 0.2                  # for slices of width dz (default 0.2), scaled as sqrt(dz/dz')
 
+Several surveys in one fit (Leja et al. 2020: COSMOS-2015 at 0.2 < z < 0.8 with 3D-HST at
+0.5 < z < 3): ``[[survey]]`` tables (each with ``name`` and ``[[survey.fields]]``) instead of
+``[[fields]]``, one top-level ``[cosmology]``, and overlaps resolved by ownership::
+
+    [[survey.fields]]
+    name = "CANDELS-COSMOS"
+    inside = "COSMOS2015"     # or overlap_arcmin2 = { COSMOS2015 = 120.0 } for a partial overlap
+    ...
+    [[ownership]]             # in the overlap, CANDELS-COSMOS counts 0.5 <= z_obs <= 0.8
+    fields = ["CANDELS-COSMOS", "COSMOS2015"]
+    owner = "CANDELS-COSMOS"
+    z = [0.5, 0.8]
+
+An overlap whose common redshift range is not fully owned is an error (:class:`Survey`).
+
 Cosmic variance (:mod:`popmodel.cosmic_variance`): a field's galaxy counts in a redshift slice
 scatter by sigma_gg = b(M, z) sigma_DM, where sigma_DM is the rms dark-matter contrast of the
 field's volume. It comes from the field's ``sigma_dm`` override if given, else from its side
@@ -38,8 +53,9 @@ lengths (:meth:`Field.sigma_dm_slice`, :meth:`Survey.sigma_dm`).
 
 from __future__ import annotations
 
+import itertools
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +71,8 @@ __all__ = [
     "DEFAULT_MASS_ERROR_DEX",
     "SIDE_AREA_RTOL",
     "Field",
+    "Overlap",
+    "Ownership",
     "SigmaDMOverride",
     "Survey",
     "SurveyError",
@@ -67,6 +85,10 @@ DEFAULT_MASS_ERROR_DEX = 0.1
 SIDE_AREA_RTOL = 0.1
 #: Slice width to which a sigma_dm override refers unless it says otherwise (Moster et al. 2011).
 _SIGMA_DM_DZ = 0.2
+#: Keys a [[fields]] table may hold.
+_FIELD_KEYS = {"name", "area_arcmin2", "area_deg2", "z_min", "z_max", "mass_error_dex", "z_error",
+               "side_arcmin", "side_deg", "completeness", "sigma_dm", "inside", "overlap_arcmin2",
+               "overlap_deg2"}
 
 
 class SurveyError(ValueError):
@@ -210,6 +232,10 @@ class Field:
         sigma_dm: optional override of the field's dark-matter cosmic variance: a number (for
             slices of width 0.2), a ``{"value", "z", "dz"}`` mapping or a
             :class:`SigmaDMOverride`.
+        inside: name(s) of field(s) whose footprint contains this whole field (CANDELS-COSMOS
+            inside COSMOS-2015): the overlap is this field's area (:class:`Survey`).
+        overlaps: ``{other field: shared solid angle}`` for partial overlaps (Quantities or
+            floats in ``area_unit``); the TOML key is ``overlap_arcmin2`` (or ``overlap_deg2``).
     """
 
     name: str
@@ -223,6 +249,8 @@ class Field:
     area_unit: str = "sr"
     side_arcmin: Sequence[float] | u.Quantity | None = None
     sigma_dm: float | dict | SigmaDMOverride | None = None
+    inside: str | Sequence[str] = ()
+    overlaps: Mapping[str, float | u.Quantity] | Sequence[tuple[str, float]] | None = None
     area_sr: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -266,6 +294,31 @@ class Field:
                 )
             object.__setattr__(self, "side_arcmin", sides)
         object.__setattr__(self, "sigma_dm", _sigma_dm_override(name, self.sigma_dm))
+        inside = (self.inside,) if isinstance(self.inside, str) else tuple(self.inside or ())
+        if not all(isinstance(o, str) and o for o in inside):
+            raise SurveyError(f"field {name!r}: inside must be field name(s), got {self.inside!r}")
+        object.__setattr__(self, "inside", tuple(dict.fromkeys(inside)))
+        raw = self.overlaps or {}
+        items = raw.items() if isinstance(raw, Mapping) else raw
+        ov = []
+        for other, area in items:
+            a = _area_to_sr(name, area, self.area_unit)  # positive, finite
+            if a > self.area_sr * (1.0 + 1e-9):
+                raise SurveyError(
+                    f"field {name!r}: its overlap with {other!r} ({a * ARCMIN2_PER_SR:.4g} "
+                    f"arcmin^2) is larger than its area ({self.area_arcmin2:.4g} arcmin^2)"
+                )
+            ov.append((str(other), a))
+        object.__setattr__(self, "overlaps", tuple(ov))
+        for other in [*self.inside, *(o for o, _ in ov)]:
+            if other == name:
+                raise SurveyError(f"field {name!r}: declares an overlap with itself")
+        both = set(self.inside) & {o for o, _ in ov}
+        if both or len({o for o, _ in ov}) != len(ov):
+            raise SurveyError(
+                f"field {name!r}: overlap with {sorted(both) or [o for o, _ in ov]} declared twice "
+                "(give 'inside' or one overlap area per other field)"
+            )
 
     @property
     def area_arcmin2(self) -> float:
@@ -315,6 +368,9 @@ class Field:
                 "log_mass": [float(v) for v in self.completeness_log_mass],
             },
             **({"sigma_dm": self.sigma_dm.to_dict()} if self.sigma_dm is not None else {}),
+            **({"inside": list(self.inside)} if self.inside else {}),
+            **({"overlap_arcmin2": {o: a * ARCMIN2_PER_SR for o, a in self.overlaps}}
+               if self.overlaps else {}),
         }
 
     @classmethod
@@ -342,6 +398,23 @@ class Field:
                 raise SurveyError(
                     f"field {name!r}: side_deg must be two lengths, got {d['side_deg']!r}"
                 ) from None
+        if "overlap_arcmin2" in d and "overlap_deg2" in d:
+            raise SurveyError(f"field {name!r}: give overlap_arcmin2 or overlap_deg2, not both")
+        overlaps = None
+        for key, ounit in (("overlap_arcmin2", u.arcmin**2), ("overlap_deg2", u.deg**2)):
+            if key in d:
+                if not isinstance(d[key], dict):
+                    raise SurveyError(
+                        f"field {name!r}: {key} must be a table {{other_field = area}}, "
+                        f"got {d[key]!r}"
+                    )
+                try:
+                    overlaps = {str(k): float(v) * ounit for k, v in d[key].items()}
+                except (TypeError, ValueError):
+                    raise SurveyError(f"field {name!r}: {key} areas must be numbers") from None
+        unknown = set(d) - _FIELD_KEYS
+        if unknown:
+            raise SurveyError(f"field {name!r}: unknown key(s) {sorted(unknown)}")
         comp = d["completeness"]
         for key in ("z", "log_mass"):
             if key not in comp:
@@ -358,22 +431,260 @@ class Field:
             z_error=d.get("z_error", 0.0),
             side_arcmin=sides,
             sigma_dm=d.get("sigma_dm"),
+            inside=d.get("inside", ()),
+            overlaps=overlaps,
         )
 
 
 @dataclass(frozen=True)
+class Ownership:
+    """Which of two overlapping fields counts the galaxies of their shared footprint in a z range.
+
+    In the part of the sky that fields ``fields[0]`` and ``fields[1]`` share, galaxies whose
+    catalogue redshift lies in [``z_min``, ``z_max``) belong to ``owner``; the other field's
+    galaxies there are duplicates and are removed (counted in the selection report), and its
+    effective area in that redshift range loses the overlap (:meth:`Survey.area_pieces`).
+
+    Attributes:
+        fields: the two field names (order irrelevant).
+        owner: one of them.
+        z_min, z_max: the redshift range of the rule (clipped to where both fields observe).
+    """
+
+    fields: tuple[str, str]
+    owner: str
+    z_min: float
+    z_max: float
+
+    def __post_init__(self) -> None:
+        fl = tuple(str(f) for f in self.fields)
+        object.__setattr__(self, "fields", fl)
+        if len(fl) != 2 or fl[0] == fl[1]:
+            raise SurveyError(f"ownership rule: 'fields' must name two different fields, got {fl}")
+        if self.owner not in fl:
+            raise SurveyError(
+                f"ownership rule for {fl[0]!r} and {fl[1]!r}: owner {self.owner!r} is neither"
+            )
+        if not (np.isfinite(self.z_min) and np.isfinite(self.z_max) and self.z_min < self.z_max):
+            raise SurveyError(
+                f"ownership rule for {fl[0]!r} and {fl[1]!r}: need z_min < z_max, got "
+                f"[{self.z_min}, {self.z_max}]"
+            )
+
+    def to_dict(self) -> dict:
+        return {"fields": list(self.fields), "owner": self.owner,
+                "z": [float(self.z_min), float(self.z_max)]}
+
+    @classmethod
+    def from_dict(cls, d: dict | Ownership) -> Ownership:
+        if isinstance(d, Ownership):
+            return d
+        unknown = set(d) - {"fields", "owner", "z"}
+        missing = {"fields", "owner", "z"} - set(d)
+        if unknown or missing:
+            raise SurveyError(
+                f"an [[ownership]] table needs exactly the keys fields, owner, z; got {sorted(d)}"
+            )
+        try:
+            z0, z1 = (float(v) for v in d["z"])
+        except (TypeError, ValueError):
+            raise SurveyError(f"[[ownership]] z must be [z_min, z_max], got {d['z']!r}") from None
+        return cls(tuple(d["fields"]), str(d["owner"]), z0, z1)
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """A resolved overlap of two fields' footprints (built by :class:`Survey`).
+
+    Attributes:
+        fields: the two field names, the one inside the other first when one lies inside.
+        area_sr: the shared solid angle [sr].
+        inside: the field that lies entirely inside the other, or None.
+        z_min, z_max: where both fields' redshift ranges overlap (z_min >= z_max: nowhere).
+        owners: ``(z_lo, z_hi, owner)`` pieces tiling [z_min, z_max] (empty where nowhere).
+    """
+
+    fields: tuple[str, str]
+    area_sr: float
+    inside: str | None
+    z_min: float
+    z_max: float
+    owners: tuple[tuple[float, float, str], ...] = ()
+
+    def other(self, name: str) -> str:
+        return self.fields[1] if name == self.fields[0] else self.fields[0]
+
+    def region_label(self, name: str) -> str:
+        """The catalogue ``field`` value of field ``name``'s galaxies inside this overlap.
+
+        ``"<name>[<other>]"``; a field that lies entirely inside the other may use its plain
+        name as well.
+        """
+        return f"{name}[{self.other(name)}]"
+
+    def owner_at(self, z: np.ndarray | float) -> np.ndarray:
+        """Index (0 or 1 into ``fields``) of the owner at catalogue redshift z; -1 outside."""
+        z = np.asarray(z, dtype=float)
+        out = np.full(z.shape, -1, dtype=np.int64)
+        for k, (a, b, who) in enumerate(self.owners):
+            last = k == len(self.owners) - 1
+            sel = (z >= a) & ((z <= b) if last else (z < b))
+            out[sel] = self.fields.index(who)
+        return out
+
+
+def _fmt_z(z: float) -> str:
+    return f"{z:.4g}"
+
+
+def _resolve_overlaps(fields: tuple[Field, ...], rules: tuple[Ownership, ...]) -> tuple[Overlap, ...]:
+    """Pair up the fields' overlap declarations and check that ownership resolves each one."""
+    by_name = {f.name: f for f in fields}
+    decl: dict[frozenset, tuple[float, str | None, list[str]]] = {}
+    for f in fields:
+        for other, area, how in [*((o, f.area_sr, "inside") for o in f.inside),
+                                 *((o, a, "overlap") for o, a in f.overlaps)]:
+            if other not in by_name:
+                raise SurveyError(
+                    f"field {f.name!r} declares an overlap with {other!r}, which is not in this "
+                    f"survey description (fields: {list(by_name)})"
+                )
+            g = by_name[other]
+            if how == "inside" and f.area_sr > g.area_sr * (1.0 + 1e-9):
+                raise SurveyError(
+                    f"field {f.name!r} ({f.area_arcmin2:.4g} arcmin^2) cannot lie inside "
+                    f"{other!r} ({g.area_arcmin2:.4g} arcmin^2)"
+                )
+            if area > min(f.area_sr, g.area_sr) * (1.0 + 1e-9):
+                raise SurveyError(
+                    f"fields {f.name!r} and {other!r}: overlap {area * ARCMIN2_PER_SR:.4g} "
+                    f"arcmin^2 exceeds the smaller field's area"
+                )
+            key = frozenset((f.name, other))
+            ins = f.name if how == "inside" else None
+            if key in decl:
+                a0, ins0, who = decl[key]
+                if abs(a0 - area) > 1e-6 * max(a0, area):
+                    raise SurveyError(
+                        f"fields {f.name!r} and {other!r}: their overlap is declared twice with "
+                        f"different areas ({a0 * ARCMIN2_PER_SR:.6g} and "
+                        f"{area * ARCMIN2_PER_SR:.6g} arcmin^2; declared by {who + [f.name]})"
+                    )
+                decl[key] = (a0, ins0 or ins, [*who, f.name])
+            else:
+                decl[key] = (area, ins, [f.name])
+    # overlaps of one field with several others are taken to be disjoint: refuse what could
+    # make a three-way region, and overlaps that add up to more than the field
+    partners: dict[str, set[str]] = {n: set() for n in by_name}
+    for key in decl:
+        a, b = sorted(key)
+        partners[a].add(b)
+        partners[b].add(a)
+    for key, (_, ins, _) in decl.items():
+        a, b = sorted(key)
+        common = partners[a] & partners[b]
+        if common:
+            raise SurveyError(
+                f"fields {a!r}, {b!r} and {min(common)!r} overlap each other pairwise: "
+                "three-way overlaps are not supported (split a field so that overlaps are "
+                "disjoint)"
+            )
+        if ins is not None and len(partners[ins]) > 1:
+            raise SurveyError(
+                f"field {ins!r} lies inside {min(key - {ins})!r} and also overlaps "
+                f"{sorted(partners[ins] - key)}: three-way overlaps are not supported"
+            )
+    for n, f in by_name.items():
+        tot = sum(decl[frozenset((n, o))][0] for o in partners[n])
+        if tot > f.area_sr * (1.0 + 1e-9):
+            raise SurveyError(
+                f"field {n!r}: its overlaps with {sorted(partners[n])} add up to "
+                f"{tot * ARCMIN2_PER_SR:.4g} arcmin^2, more than its area "
+                f"({f.area_arcmin2:.4g} arcmin^2); overlaps of one field must be disjoint"
+            )
+    for r in rules:
+        for n in r.fields:
+            if n not in by_name:
+                raise SurveyError(
+                    f"ownership rule for {r.fields[0]!r} and {r.fields[1]!r}: unknown field {n!r} "
+                    f"(fields: {list(by_name)})"
+                )
+        if frozenset(r.fields) not in decl:
+            raise SurveyError(
+                f"ownership rule for {r.fields[0]!r} and {r.fields[1]!r}: the two fields declare "
+                "no overlap (give 'inside' or an overlap area on one of them)"
+            )
+    out = []
+    for key, (area, ins, _) in decl.items():
+        a, b = (ins, next(iter(key - {ins}))) if ins is not None else tuple(sorted(key))
+        fa, fb = by_name[a], by_name[b]
+        z0, z1 = max(fa.z_min, fb.z_min), min(fa.z_max, fb.z_max)
+        mine = [r for r in rules if frozenset(r.fields) == key]
+        owners: list[tuple[float, float, str]] = []
+        if z0 < z1:
+            # cut [z0, z1] at every rule edge; each piece needs exactly one owner
+            edges = sorted({z0, z1, *(v for r in mine for v in (r.z_min, r.z_max) if z0 < v < z1)})
+            for lo, hi in itertools.pairwise(edges):
+                mid = 0.5 * (lo + hi)
+                who = {r.owner for r in mine if r.z_min <= mid < r.z_max}
+                if not who:
+                    raise SurveyError(
+                        f"fields {a!r} and {b!r} overlap on the sky and both observe "
+                        f"{_fmt_z(lo)} <= z < {_fmt_z(hi)}, but no [[ownership]] rule says which "
+                        "of them counts the galaxies there (unresolved overlap)"
+                    )
+                if len(who) > 1:
+                    raise SurveyError(
+                        f"fields {a!r} and {b!r}: ownership rules disagree for "
+                        f"{_fmt_z(lo)} <= z < {_fmt_z(hi)} (owners {sorted(who)})"
+                    )
+                (w,) = who
+                if owners and owners[-1][2] == w:
+                    owners[-1] = (owners[-1][0], hi, w)
+                else:
+                    owners.append((lo, hi, w))
+        out.append(Overlap((a, b), float(area), ins, float(z0), float(z1), tuple(owners)))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class Survey:
-    """A set of fields observed under one cosmology.
+    """A set of fields observed under one cosmology, possibly from several surveys.
+
+    Several surveys in one fit (Leja et al. 2020, ApJ 893, 111, combined COSMOS-2015 at
+    0.2 < z < 0.8 with 3D-HST at 0.5 < z < 3) are one :class:`Survey` whose fields come from
+    several member surveys (:meth:`combine`, or ``[[survey]]`` tables in TOML); field names
+    stay unique across members. Fields with different redshift ranges and completeness limits
+    share one likelihood, one expected-number term per field.
+
+    **Overlaps.** A field may lie inside another (``inside``: CANDELS-COSMOS inside
+    COSMOS-2015) or share part of its footprint with it (``overlaps``: an area). Where both
+    fields also observe the same redshifts, the same galaxies would enter twice, so every
+    such (footprint, z) range needs an :class:`Ownership` rule naming the field that counts
+    it; an overlap left without an owner for part of its redshift range is a
+    :class:`SurveyError` naming both fields and the interval. The non-owner loses the overlap
+    area from its effective area in the owned redshift range (:meth:`area_pieces`, piecewise
+    constant in the catalogue redshift) and its galaxies there are removed as duplicates. A
+    galaxy's ``field`` column says where it lies: ``"B[A]"`` for a galaxy of field B's
+    catalogue inside B's overlap with A; a field that lies entirely inside another may keep its
+    plain name (all its galaxies are in the overlap). Overlaps of one field with several others
+    are taken to be disjoint (three-way overlaps are refused).
 
     Args:
         fields: the fields; names must be unique.
         cosmology: an astropy cosmology, a name, or ``{H0, Om0}``; default WMAP9.
         name: a label for outputs.
+        ownership: :class:`Ownership` rules (or their ``{fields, owner, z}`` dicts).
+        members: ``(survey name, field names)`` pairs when the fields come from several
+            surveys (set by :meth:`combine` and by ``[[survey]]`` tables); empty for one survey.
     """
 
     fields: tuple[Field, ...]
     cosmology: apc.Cosmology | dict | str | None = None
     name: str = "survey"
+    ownership: Sequence[Ownership | dict] = ()
+    members: Sequence[tuple[str, Sequence[str]]] = ()
+    overlaps: tuple[Overlap, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -384,10 +695,84 @@ class Survey:
         if dup:
             raise SurveyError(f"duplicate field names: {sorted(dup)}")
         object.__setattr__(self, "cosmology", cosmology_from_config(self.cosmology))
+        members = tuple((str(m), tuple(str(n) for n in fl)) for m, fl in self.members)
+        if members:
+            listed = [n for _, fl in members for n in fl]
+            mnames = [m for m, _ in members]
+            if len(set(mnames)) != len(mnames):
+                raise SurveyError(f"duplicate survey names: {mnames}")
+            if sorted(listed) != sorted(names):
+                raise SurveyError(
+                    f"the member surveys list fields {sorted(listed)}, the survey has {sorted(names)}"
+                )
+        object.__setattr__(self, "members", members)
+        rules = tuple(Ownership.from_dict(r) for r in self.ownership)
+        object.__setattr__(self, "ownership", rules)
+        object.__setattr__(self, "overlaps", _resolve_overlaps(self.fields, rules))
+
+    @classmethod
+    def combine(
+        cls,
+        surveys: Mapping[str, Sequence[Field]] | Sequence[Survey],
+        *,
+        ownership: Sequence[Ownership | dict] = (),
+        cosmology: apc.Cosmology | dict | str | None = None,
+        name: str | None = None,
+    ) -> Survey:
+        """Several surveys in one description (one cosmology; Leja et al. 2020's COSMOS-2015 +
+        3D-HST).
+
+        Args:
+            surveys: ``{survey name: fields}``, or :class:`Survey` objects (each keeps its
+                name). Field names must be unique across all of them.
+            ownership: who counts which overlap in which redshift range (:class:`Ownership`).
+            cosmology: the one cosmology of the fit. Default: the members' (Survey objects),
+                which must then agree, else WMAP9.
+            name: a label (default: the member names joined by " + ").
+        """
+        if isinstance(surveys, Mapping):
+            items = [(str(k), tuple(v)) for k, v in surveys.items()]
+            cosmos = []
+        else:
+            items = [(s.name, s.fields) for s in surveys]
+            cosmos = [(s.name, cosmology_to_config(s.cosmology)) for s in surveys]
+        if not items:
+            raise SurveyError("combine needs at least one survey")
+        seen: dict[str, str] = {}
+        for sname, fl in items:
+            for f in fl:
+                if f.name in seen:
+                    raise SurveyError(
+                        f"field name {f.name!r} is used by survey {seen[f.name]!r} and by survey "
+                        f"{sname!r}; field names must be unique across surveys"
+                    )
+                seen[f.name] = sname
+        if cosmology is None and cosmos:
+            for sname, cfg in cosmos[1:]:
+                if cfg != cosmos[0][1]:
+                    raise SurveyError(
+                        f"surveys {cosmos[0][0]!r} and {sname!r} use different cosmologies "
+                        f"({cosmos[0][1]} and {cfg}); give the fit's one cosmology"
+                    )
+            cosmology = cosmos[0][1]
+        return cls(
+            fields=tuple(f for _, fl in items for f in fl),
+            cosmology=cosmology,
+            name=name or " + ".join(s for s, _ in items),
+            ownership=ownership,
+            members=tuple((s, tuple(f.name for f in fl)) for s, fl in items),
+        )
 
     @property
     def field_names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def survey_of(self) -> dict[str, str]:
+        """Field name -> member survey name (the survey's own name for one survey)."""
+        if not self.members:
+            return {n: self.name for n in self.field_names}
+        return {n: m for m, fl in self.members for n in fl}
 
     def field(self, name: str) -> Field:
         """The field called ``name`` (SurveyError naming it if unknown)."""
@@ -403,6 +788,76 @@ class Survey:
     @property
     def total_area_arcmin2(self) -> float:
         return sum(f.area_arcmin2 for f in self.fields)
+
+    def area_pieces(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Effective solid angle of field ``name`` as a function of catalogue redshift.
+
+        The field's area less every overlap that another field owns at that redshift,
+        piecewise constant between the ownership boundaries.
+
+        Returns:
+            ``(edges, area_sr)``: area_sr[k] [sr] holds on [edges[k], edges[k+1]]; the edges
+            span [z_min, z_max]. Without overlaps: ([z_min, z_max], [area_sr]).
+        """
+        f = self.field(name)
+        mine = [o for o in self.overlaps if name in o.fields]
+        cuts = {v for o in mine for a, b, _ in o.owners for v in (a, b) if f.z_min < v < f.z_max}
+        edges = np.array(sorted({f.z_min, f.z_max, *cuts}))
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        area = np.full(mid.shape, f.area_sr)
+        for o in mine:
+            own = o.owner_at(mid)
+            lost = (own >= 0) & (own != o.fields.index(name))
+            area = np.where(lost, area - o.area_sr, area)
+        area = np.maximum(area, 0.0)
+        same = np.flatnonzero(area[1:] == area[:-1])  # merge neighbours of equal area
+        return np.delete(edges, same + 1), np.delete(area, same + 1)
+
+    def region_labels(self) -> dict[str, tuple[str, str | None]]:
+        """Every value the catalogue's ``field`` column may take: label -> (field, other).
+
+        ``other`` names the field whose overlap the galaxy lies in (None: outside every
+        overlap). A field that lies entirely inside another maps its plain name to that overlap.
+        """
+        out: dict[str, tuple[str, str | None]] = {n: (n, None) for n in self.field_names}
+        for o in self.overlaps:
+            for n in o.fields:
+                out[o.region_label(n)] = (n, o.other(n))
+            if o.inside is not None:
+                out[o.inside] = (o.inside, o.other(o.inside))
+        return out
+
+    def resolve_regions(self, labels: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Field index of each galaxy and the field that owns it (duplicates: another one).
+
+        Args:
+            labels: the catalogue's ``field`` values (field names or region labels
+                ``"B[A]"``, :meth:`region_labels`); unknown ones must be caught before.
+            z: the catalogue redshifts that the cuts act on.
+
+        Returns:
+            ``(field_index, owner_index)`` into :attr:`fields`; owner_index differs from
+            field_index where another field owns the galaxy's (footprint, z) range.
+        """
+        names = self.field_names
+        regions = self.region_labels()
+        labels = np.asarray(labels).astype(str)
+        z = np.asarray(z, dtype=float)
+        gidx = np.empty(labels.shape, np.int64)
+        owner = np.empty(labels.shape, np.int64)
+        by_pair = {frozenset(o.fields): o for o in self.overlaps}
+        for lab in np.unique(labels):
+            sel = labels == lab
+            fname, other = regions[str(lab)]
+            g = names.index(fname)
+            gidx[sel] = g
+            owner[sel] = g
+            if other is not None:
+                o = by_pair[frozenset((fname, other))]
+                k = o.owner_at(z[sel])
+                pair = np.array([names.index(n) for n in o.fields])
+                owner[sel] = np.where(k >= 0, pair[np.maximum(k, 0)], g)
+        return gidx, owner
 
     def sigma_dm(
         self,
@@ -420,20 +875,56 @@ class Survey:
         return self.field(name).sigma_dm_slice(z, dz, method=method, cosmology=self.cosmology)
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "cosmology": cosmology_to_config(self.cosmology),
-            "fields": [f.to_dict() for f in self.fields],
-        }
+        d: dict = {"name": self.name, "cosmology": cosmology_to_config(self.cosmology)}
+        if self.members:
+            d["survey"] = [
+                {"name": m, "fields": [self.field(n).to_dict() for n in fl]}
+                for m, fl in self.members
+            ]
+        else:
+            d["fields"] = [f.to_dict() for f in self.fields]
+        if self.ownership:
+            d["ownership"] = [r.to_dict() for r in self.ownership]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Survey:
+        unknown = set(d) - {"name", "cosmology", "fields", "survey", "ownership"}
+        if unknown:
+            raise SurveyError(f"survey description: unknown key(s) {sorted(unknown)}")
+        if "survey" in d:
+            if "fields" in d:
+                raise SurveyError(
+                    "survey description has both [[fields]] and [[survey]] tables: put every "
+                    "field in a [[survey.fields]] table of its survey"
+                )
+            members = {}
+            for k, m in enumerate(d["survey"]):
+                if not isinstance(m, dict) or not m.get("name"):
+                    raise SurveyError(f"[[survey]] table {k} has no 'name'")
+                extra = set(m) - {"name", "fields"}
+                if "cosmology" in extra:
+                    raise SurveyError(
+                        f"survey {m['name']!r}: one cosmology for all surveys; give it in the "
+                        "top-level [cosmology] table"
+                    )
+                if extra:
+                    raise SurveyError(f"survey {m['name']!r}: unknown key(s) {sorted(extra)}")
+                if not m.get("fields"):
+                    raise SurveyError(f"survey {m['name']!r} has no [[survey.fields]] tables")
+                if m["name"] in members:
+                    raise SurveyError(f"duplicate survey name {m['name']!r}")
+                members[str(m["name"])] = [Field.from_dict(f) for f in m["fields"]]
+            out = cls.combine(members, ownership=d.get("ownership", ()),
+                              cosmology=d.get("cosmology"), name=d.get("name"))
+            return out
         if "fields" not in d or not d["fields"]:
             raise SurveyError("survey description has no [[fields]] tables")
         return cls(
             fields=tuple(Field.from_dict(f) for f in d["fields"]),
             cosmology=d.get("cosmology"),
             name=d.get("name", "survey"),
+            ownership=d.get("ownership", ()),
         )
 
     @classmethod

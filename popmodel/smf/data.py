@@ -28,6 +28,9 @@ class SelectionReport:
     n_used: int
     outside_z_range: dict[str, int] = field(default_factory=dict)
     below_completeness: dict[str, int] = field(default_factory=dict)
+    #: field -> {owning field: n}: galaxies in an overlap whose (footprint, z) range another
+    #: field owns (:class:`popmodel.survey.Ownership`), removed as duplicates.
+    owned_by_other_field: dict[str, dict[str, int]] = field(default_factory=dict)
     n_samples_used: int = 0
     point_estimate: str = ""
     posterior: str = "samples"
@@ -39,12 +42,16 @@ class SelectionReport:
     def summary(self) -> str:
         nz = sum(self.outside_z_range.values())
         nc = sum(self.below_completeness.values())
+        no = sum(sum(v.values()) for v in self.owned_by_other_field.values())
+        owned = (f", {no} in an overlap owned by another field (duplicates: "
+                 + "; ".join(f"{f} -> {o}: {n}" for f, d in self.owned_by_other_field.items()
+                             for o, n in d.items() if n) + ")") if no else ""
         rep = ("posterior samples" if self.posterior == "samples" else
                f"{self.posterior} nodes/samples; {self.n_kept_as_samples} galaxies kept as "
                "samples")
         return (
-            f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} {rep}); not used: {nz} outside their field's redshift range, {nc} below the "
-            f"mass-completeness limit (point estimates: {self.point_estimate})"
+            f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} {rep}); not used: {nz} outside their field's redshift range{owned}, {nc} below "
+            f"the mass-completeness limit (point estimates: {self.point_estimate})"
         )
 
 
@@ -109,7 +116,12 @@ def prepare_smf_data(
 
     Args:
         catalog: posterior samples (its interim prior is divided out; flat if absent).
-        survey: fields, completeness limits and cosmology.
+        survey: fields, completeness limits and cosmology; possibly several surveys with
+            overlaps and ownership rules (:class:`popmodel.survey.Survey`): a galaxy whose
+            ``field`` value is an overlap region (``"B[A]"``) and whose catalogue redshift lies
+            where the other field owns the overlap is removed as a duplicate (counted in
+            ``report.owned_by_other_field``), and each field's expected number uses its
+            effective area as a function of redshift (:meth:`Survey.area_pieces`).
         selection: ``"noisy"`` (default; cut acts on noisy catalogue masses, S_f an error
             function) or ``"hard"`` (hard cut on true mass, an approximation).
         chunk_size: samples per scan step.
@@ -131,25 +143,35 @@ def prepare_smf_data(
     if selection not in ("noisy", "hard"):
         raise ValueError(f"selection must be 'noisy' or 'hard', got {selection!r}")
     names = survey.field_names
-    known = np.isin(catalog.fields, names)
+    labels = list(survey.region_labels())  # field names, and "B[A]" for overlap regions
+    known = np.isin(catalog.fields, labels)
     if not np.all(known):
         k = int(np.flatnonzero(~known)[0])
+        regions = [lab for lab in labels if lab not in names]
         raise CatalogError(
             f"galaxy {str(catalog.ids[k])!r}: unknown field {str(catalog.fields[k])!r}; the survey has "
-            f"{names} ({int((~known).sum())} galaxies in unknown fields)"
+            f"{names}" + (f" and overlap regions {regions}" if regions else "")
+            + f" ({int((~known).sum())} galaxies in unknown fields)"
         )
     vt = volume or VolumeTable.build(survey.cosmology)
     m_obs, z_obs, how = point_estimates(catalog)
-    group = np.array([names.index(f) for f in catalog.fields], dtype=np.int64)
+    # field of each galaxy, and the field that owns its (footprint, z) range
+    group, owner = survey.resolve_regions(catalog.fields, z_obs)
     keep = np.ones(catalog.n_galaxies, bool)
     report = SelectionReport(n_input=catalog.n_galaxies, n_used=0, point_estimate=how)
     for g, f in enumerate(survey.fields):
         inf = group == g
         in_z = (z_obs >= f.z_min) & (z_obs <= f.z_max)
+        mine = owner == g
         above = m_obs >= f.log_mass_limit(z_obs)
         report.outside_z_range[f.name] = int(np.sum(inf & ~in_z))
-        report.below_completeness[f.name] = int(np.sum(inf & in_z & ~above))
-        keep &= ~inf | (in_z & above)
+        if survey.overlaps:
+            report.owned_by_other_field[f.name] = {
+                names[o]: int(np.sum(inf & in_z & (owner == o)))
+                for o in range(len(names)) if o != g and np.any(inf & in_z & (owner == o))
+            }
+        report.below_completeness[f.name] = int(np.sum(inf & in_z & mine & ~above))
+        keep &= ~inf | (in_z & mine & above)
     used = catalog.subset(np.flatnonzero(keep))
     report.posterior = posterior
     if posterior == "gauss-hermite":
@@ -183,8 +205,9 @@ def prepare_smf_data(
         log_weight=used.normalized_log_weights(), monte_carlo=~quadrature_galaxies(used),
         cv_index=cv_i, cv_bias=cv_b, chunk_size=chunk_size, dtype=dtype,
     )
+    pieces = [survey.area_pieces(f.name) for f in survey.fields] if survey.overlaps else None
     gm, gz, gw, gg = build_selection_grid(
-        list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard")
+        list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard"), area_pieces=pieces
     )
     gcv_i = gcv_b = cv_sigma = None
     if density is not None:

@@ -273,6 +273,7 @@ def build_selection_grid(
     n_m_high: int = 40,
     n_m_tail: int = 8,
     log_mass_max: float = LOG_MASS_MAX,
+    area_pieces: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Quadrature nodes and theta-independent log weights for the expected number.
 
@@ -280,6 +281,12 @@ def build_selection_grid(
         fields: :class:`popmodel.survey.Field` objects (group index = position).
         log_dvdz: function z -> ln(dV/dz/dOmega) [ln Mpc^3 sr^-1].
         hard: use a hard cut on true mass (sigma -> 0) instead of the error model.
+        area_pieces: optional, one entry per field: None (its area over its whole redshift
+            range) or ``(edges, area_sr)``, an effective solid angle [sr] piecewise constant
+            in the catalogue redshift, area_sr[k] on [edges[k], edges[k+1]], the edges spanning
+            [z_min, z_max] (:meth:`popmodel.survey.Survey.area_pieces`: overlaps owned by
+            another field). The z-range factor becomes sum_k area_k P(edges[k] <= z_obs <
+            edges[k+1] | z), and the z quadrature also breaks at the inner edges.
 
     Returns:
         (log_mass, z, log_weight, group) flat arrays: N_exp = sum exp(ln Phi + log_weight).
@@ -291,18 +298,23 @@ def build_selection_grid(
         sz = np.zeros(1) if hard else np.asarray(f.z_error, dtype=float)
         pad = 5.0 * float(sz.max()) * (1.0 + f.z_max)
         z_lo, z_hi = max(f.z_min - pad, 1e-3), f.z_max + pad
+        ap = None if area_pieces is None else area_pieces[g]
+        e_z, a_z = ((np.array([f.z_min, f.z_max]), np.array([f.area_sr])) if ap is None
+                    else (np.asarray(ap[0], float), np.asarray(ap[1], float)))
         # Gauss-Legendre on each piece between the completeness table's nodes (the limit
-        # has kinks there), n_z nodes per piece.
-        cz = np.asarray(f.completeness_z)
-        brk = np.concatenate([[z_lo], cz[(cz > z_lo) & (cz < z_hi)], [z_hi]])
+        # has kinks there) and the area pieces' inner edges, n_z nodes per piece.
+        cz = np.concatenate([np.asarray(f.completeness_z, float), e_z[1:-1]])
+        brk = np.concatenate([[z_lo], np.unique(cz[(cz > z_lo) & (cz < z_hi)]), [z_hi]])
         zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in itertools.pairwise(brk)])
         wz = np.concatenate([0.5 * (b - a) * ws for a, b in itertools.pairwise(brk)])
-        pz = np.zeros_like(zn)
+        pz = np.zeros_like(zn)  # area-weighted probability that z_obs passes the cut [sr]
         for s_k in sz:  # equal-weight mixture of Gaussian redshift errors
-            if s_k > 0:
-                pz += ndtr((f.z_max - zn) / (s_k * (1 + zn))) - ndtr((f.z_min - zn) / (s_k * (1 + zn)))
-            else:
-                pz += ((zn >= f.z_min) & (zn <= f.z_max)).astype(float)
+            for k, (a, b) in enumerate(itertools.pairwise(e_z)):
+                if s_k > 0:
+                    pk = ndtr((b - zn) / (s_k * (1 + zn))) - ndtr((a - zn) / (s_k * (1 + zn)))
+                else:
+                    pk = ((zn >= a) & ((zn <= b) if k == len(a_z) - 1 else (zn < b))).astype(float)
+                pz += a_z[k] * pk
         pz /= sz.size
         mc = f.log_mass_limit(zn)
         smax = float(sig.max())
@@ -320,7 +332,7 @@ def build_selection_grid(
             with np.errstate(divide="ignore", invalid="ignore"):
                 u = (m - mc[:, None])[..., None] / sig
             comp = np.where(sig > 0, ndtr(u), 1.0 if upper else 0.0).mean(axis=-1)
-            w = wz[:, None] * pz[:, None] * wm * comp * f.area_sr
+            w = wz[:, None] * pz[:, None] * wm * comp
             with np.errstate(divide="ignore"):
                 lw = np.log(w) + log_dvdz(zn)[:, None]
             keep = w > 0
