@@ -580,6 +580,52 @@ def _all_sum(values: list[float], world: int, device: torch.device) -> list[floa
     return t.cpu().tolist()
 
 
+def _step(model: object, objective: _Objective, opt: torch.optim.Optimizer, batch: _Batch, rank: int,
+          world: int, clip_norm: float, where: str) -> tuple[Tensor, Tensor, _Batch]:
+    """One optimiser step on ``batch`` (this rank's share of it when ``world`` > 1).
+
+    Returns:
+        The loss this rank back-propagated, the gradient norm before clipping, the share.
+    """
+    mine = batch.shard(rank, world) if world > 1 else batch
+    terms = model(mine.x, mine.log_w, mine.log_prior, mine.field_index)
+    err = None
+    try:
+        objective.check(terms, mine, where)
+    except FlowTrainingError as e:
+        err = e
+    _agree(err, world, objective.device, where)
+    # one process: the batch mean; W processes: DDP's average over the ranks of
+    # -(W / B) * (sum over this rank's share) is the same batch mean
+    loss = -terms.mean() if world == 1 else -terms.sum() * (world / batch.size)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(objective.flow.parameters(), clip_norm)
+    if not bool(torch.isfinite(gn)):
+        raise FlowTrainingError(
+            f"non-finite gradient norm {where} (loss {float(loss):.4g}); lower the learning rate "
+            "or check the inputs"
+        )
+    opt.step()
+    return loss, gn, mine
+
+
+def _ddp_model(objective: _Objective, world: int) -> object:
+    """What :func:`_step` calls: the objective's terms, DDP-wrapped when ``world`` > 1."""
+    if world == 1:
+        return objective.terms
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = objective.device
+    # the buffers (standardisation, base distribution) are constants: no sync at each forward
+    sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else "broadcast_buffers")
+    return DistributedDataParallel(_TermsModule(objective), device_ids=[dev.index] if dev.type == "cuda" else None,
+                                   **{sync: False})
+
+
 def train_flow(
     flow: SFSFlow,
     data: FlowData,
@@ -612,7 +658,7 @@ def train_flow(
     (``batch_size`` is the effective batch, whatever W). The training and validation losses are
     summed over the ranks (each rank validates a disjoint share of ``val_idx``), so every rank
     takes the same learning-rate, early-stopping and SFS-convergence decisions; only rank 0
-    writes the checkpoint (resuming needs it on a file system that all ranks see).
+    writes the checkpoint, and on ``resume`` rank 0 reads it and broadcasts it to the others.
 
     Args:
         flow: The flow (from :func:`build_flow`).
@@ -674,8 +720,16 @@ def train_flow(
     start_epoch = 0
     fingerprint = _fingerprint(data) if isinstance(data, FlowData) else data.fingerprint()
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and resume and ckpt.exists():
+    state = None
+    if ckpt is not None and resume and rank == 0 and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if world > 1 and resume:  # rank 0's checkpoint, whatever the other ranks' file systems
+        import torch.distributed as dist
+
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    if state is not None:
         if state.get("fingerprint") != fingerprint or state.get("train_config") != config.to_dict():
             raise FlowTrainingError(
                 f"checkpoint {ckpt} was written for other data or training settings; "
@@ -698,15 +752,7 @@ def train_flow(
             result.stopped_early = state.get("stopped_early", False)
             return result
 
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            _TermsModule(objective), device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=False,
-        )
-    else:
-        model = objective.terms
+    model = _ddp_model(objective, world)
     my_val = val_idx[rank::world]
     n_points = 0.0
     t_train = 0.0
@@ -721,28 +767,9 @@ def train_flow(
             total, max_gn, points = 0.0, 0.0, 0.0
             batches = source.train_batches(train_idx, config.batch_size, config.seed, epoch)
             for step, batch in enumerate(batches):
-                where = f"at epoch {epoch + 1}, step {step + 1}"
                 objective.set_phase(phase_gen)
-                mine = batch.shard(rank, world) if world > 1 else batch
-                terms = model(mine.x, mine.log_w, mine.log_prior, mine.field_index)
-                err = None
-                try:
-                    objective.check(terms, mine, where)
-                except FlowTrainingError as e:
-                    err = e
-                _agree(err, world, device, where)
-                # one process: the batch mean; W processes: DDP's average over the ranks of
-                # -(W / B) * (sum over this rank's share) is the same batch mean
-                loss = -terms.mean() if world == 1 else -terms.sum() * (world / batch.size)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_norm)
-                if not bool(torch.isfinite(gn)):
-                    raise FlowTrainingError(
-                        f"non-finite gradient norm {where} "
-                        f"(loss {float(loss):.4g}); lower the learning rate or check the inputs"
-                    )
-                opt.step()
+                loss, gn, mine = _step(model, objective, opt, batch, rank, world, config.clip_norm,
+                                       f"at epoch {epoch + 1}, step {step + 1}")
                 ema.update()
                 total += float(loss.detach()) * batch.size / world
                 points += mine.x.shape[0] * mine.x.shape[1]
