@@ -244,8 +244,9 @@ def spawn_distributed_step(flow: SFSFlow, data: FlowData, config: TrainConfig, b
 
 
 def _portable(flow: SFSFlow) -> dict:
-    return {"config": flow.config, "loc": flow.loc.cpu().numpy(), "scale": flow.scale.cpu().numpy(),
-            "state": {k: v.cpu() for k, v in flow.state_dict().items()}}
+    # copies: torch.multiprocessing moves the storage of pickled tensors to shared memory
+    return {"config": flow.config, "loc": flow.loc.tolist(), "scale": flow.scale.tolist(),
+            "state": {k: v.detach().cpu().clone() for k, v in flow.state_dict().items()}}
 
 
 # ---------------------------------------------------------------------- command line
