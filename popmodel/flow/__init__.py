@@ -10,6 +10,8 @@ Modules, one concept each:
 - :mod:`~popmodel.flow.selection`: selection on observed mass and its likelihood normalisation.
 - :mod:`~popmodel.flow.train`: the deconvolution loss with the small-S bias correction,
   early stopping, checkpoints.
+- :mod:`~popmodel.flow.stream`: training from a catalogue on disk, in chunks of galaxies.
+- :mod:`~popmodel.flow.distributed`: training on several processes or GPUs (DDP, torchrun).
 - :mod:`~popmodel.flow.sfs`: ridge, log10 <SFR>, percentiles and bimodality of
   p(log SFR | log M, z).
 - :mod:`~popmodel.flow.parametric`: Leja et al. 2022 Eq. 10 with Table 1, and its fitter.
@@ -43,9 +45,11 @@ _WHERE = {
     "leja2022_log_sfr": "parametric",
     "sequence_statistics": "sfs",
     "FlowTrainingError": "train", "TrainConfig": "train", "train_flow": "train",
+    "FlowStream": "stream", "train_flow_distributed": "distributed",
 }
 
 if TYPE_CHECKING:
+    from popmodel.flow.distributed import train_flow_distributed
     from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs, load_flow, save_flow
     from popmodel.flow.leja2022 import Leja2022Flow
     from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
         leja2022_log_sfr,
     )
     from popmodel.flow.sfs import sequence_statistics
+    from popmodel.flow.stream import FlowStream
     from popmodel.flow.train import FlowTrainingError, TrainConfig, train_flow
 
 
@@ -69,6 +74,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "LEJA2022_TABLE1",
     "FlowConfig",
+    "FlowStream",
     "FlowTrainingError",
     "Leja2022Flow",
     "SFSConfig",
@@ -85,4 +91,5 @@ __all__ = [
     "sequence_mock",
     "sequence_statistics",
     "train_flow",
+    "train_flow_distributed",
 ]

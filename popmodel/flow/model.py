@@ -282,15 +282,15 @@ class SFSFlow(nn.Module):
         zr = np.repeat(zz, g.size)
         ss = np.tile(g, m.size)
         out = np.empty(mm.size)
-        dtype = self.loc.dtype
+        dtype, dev = self.loc.dtype, self.loc.device
         with torch.no_grad():
             for k in range(0, mm.size, chunk):
                 sl = slice(k, k + chunk)
                 out[sl] = self.log_prob_sfr(
-                    torch.as_tensor(ss[sl], dtype=dtype),
-                    torch.as_tensor(zr[sl], dtype=dtype),
-                    torch.as_tensor(mm[sl], dtype=dtype),
-                ).double().numpy()
+                    torch.as_tensor(ss[sl], dtype=dtype, device=dev),
+                    torch.as_tensor(zr[sl], dtype=dtype, device=dev),
+                    torch.as_tensor(mm[sl], dtype=dtype, device=dev),
+                ).double().cpu().numpy()
         return out.reshape(m.size, g.size)
 
     def log_prob_zm(self, z: Tensor, log_mass: Tensor) -> Tensor:

@@ -54,7 +54,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -252,18 +252,81 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@dataclass
+class _Batch:
+    """One minibatch of galaxies: float32 tensors on the flow's device, and which galaxies.
+
+    Attributes:
+        rows: ``(B,)`` galaxy indices in the training data (for messages and sharding).
+        x, log_w, log_prior: ``(B, S, 3)``, ``(B, S)``, ``(B, S)``.
+        field_index: ``(B,)`` field of each galaxy.
+        ids: ``(B,)`` galaxy ids.
+    """
+
+    rows: np.ndarray
+    x: Tensor
+    log_w: Tensor
+    log_prior: Tensor
+    field_index: Tensor
+    ids: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Galaxies in the batch."""
+        return int(self.rows.size)
+
+    def shard(self, rank: int, world: int) -> _Batch:
+        """Galaxies ``rank, rank + world, ...``: the batch split disjointly over ``world`` ranks."""
+        sl = slice(rank, None, world)
+        return _Batch(self.rows[sl], self.x[sl], self.log_w[sl], self.log_prior[sl],
+                      self.field_index[sl], self.ids[sl])
+
+    @classmethod
+    def from_flow_data(cls, data: FlowData, rows: np.ndarray, device: torch.device | None = None) -> _Batch:
+        """All galaxies of ``data`` (whose global indices are ``rows``) as a batch."""
+        def t(a: np.ndarray, dtype: torch.dtype) -> Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype).to(device)
+
+        return cls(np.asarray(rows, dtype=np.int64), t(data.x, torch.float32),
+                   t(data.log_weight, torch.float32), t(data.log_prior, torch.float32),
+                   t(data.field_index, torch.long), np.asarray(data.ids))
+
+
+class _MemorySource:
+    """Minibatches of in-memory :class:`FlowData` (one permutation of the galaxies per epoch)."""
+
+    def __init__(self, objective: _Objective) -> None:
+        self.objective = objective
+
+    def train_batches(self, train_idx: np.ndarray, batch_size: int, seed: int, epoch: int) -> Iterator[_Batch]:
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.as_tensor(train_idx)[torch.randperm(train_idx.size, generator=gen)]
+        for k in range(0, order.numel(), batch_size):
+            yield self.objective.batch(order[k : k + batch_size])
+
+    def eval_batches(self, idx: np.ndarray, batch_size: int) -> Iterator[_Batch]:
+        for k in range(0, idx.size, batch_size):
+            yield self.objective.batch(torch.as_tensor(idx[k : k + batch_size]))
+
+
 class _Objective:
-    """Per-galaxy objective on index batches of the full data (float32 tensors)."""
+    """Per-galaxy objective on minibatches (float32 tensors on the flow's device).
+
+    ``data`` is in-memory :class:`FlowData` (then :meth:`batch` and the index-based methods
+    work) or a disk stream (:class:`popmodel.flow.stream.FlowStream`, whose batches come
+    from :meth:`~popmodel.flow.stream.FlowStream.train_batches`).
+    """
 
     def __init__(self, flow: SFSFlow, data: FlowData, config: TrainConfig,
                  normalization: NormalizationGrid | None) -> None:
         self.flow = flow
         self.config = config
-        self.x = torch.as_tensor(data.x, dtype=torch.float32)
-        self.log_w = torch.as_tensor(data.log_weight, dtype=torch.float32)
-        self.log_prior = torch.as_tensor(data.log_prior, dtype=torch.float32)
-        self.field_index = torch.as_tensor(data.field_index, dtype=torch.long)
-        self.ids = data.ids
+        self.device = flow.loc.device
+        self.in_memory = isinstance(data, FlowData)
+        if self.in_memory:
+            self.whole = _Batch.from_flow_data(data, np.arange(data.n_galaxies), self.device)
+            self.x = self.whole.x
+            self.ids = data.ids
         self.norm = normalization
         if normalization is not None:
             if normalization.field_names != data.field_names:
@@ -275,11 +338,20 @@ class _Objective:
                 )
             nz, nm = normalization.shape
             self.os = normalization.oversample
-            self.norm_nodes = torch.as_tensor(normalization.nodes, dtype=torch.float32).reshape(nz, nm, 2)
-            self.norm_log_w = torch.as_tensor(normalization.log_weight, dtype=torch.float32).reshape(-1, nz, nm)
+            dev = self.device
+            self.norm_nodes = torch.as_tensor(normalization.nodes, dtype=torch.float32).reshape(nz, nm, 2).to(dev)
+            self.norm_log_w = torch.as_tensor(normalization.log_weight, dtype=torch.float32).reshape(-1, nz, nm).to(dev)
             if normalization.mode == "conditional":
-                self.z_fine = torch.as_tensor(normalization.z_nodes, dtype=torch.float32)
+                self.z_fine = torch.as_tensor(normalization.z_nodes, dtype=torch.float32).to(dev)
         self.phase = (0, 0)
+
+    def batch(self, idx: Tensor | np.ndarray) -> _Batch:
+        """Galaxies ``idx`` of the in-memory data."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        w = self.whole
+        di = idx.to(self.device)
+        rows = idx.numpy()
+        return _Batch(rows, w.x[di], w.log_w[di], w.log_prior[di], w.field_index[di], self.ids[rows])
 
     def set_phase(self, generator: torch.Generator | None) -> None:
         """Pick the sub-lattice of the normalisation quadrature: random, or (0, 0) if None."""
@@ -301,16 +373,17 @@ class _Objective:
         return torch.logsumexp(lp[None] + log_w, dim=2) + math.log(self.os)
 
     def log_norm(self, idx: Tensor, x: Tensor | None = None) -> Tensor:
-        """log of the selection normalisation: ``(B,)`` (joint) or ``(B, S)`` at each sample's
-        redshift (conditional; ``x`` are the batch's samples)."""
+        """log of the selection normalisation of in-memory galaxies ``idx``: ``(B,)`` (joint)
+        or ``(B, S)`` at each sample's redshift (conditional; ``x`` are the batch's samples)."""
+        b = self.batch(idx)
+        return self._log_norm(b.field_index, b.x if x is None else x)
+
+    def _log_norm(self, fi: Tensor, x: Tensor) -> Tensor:
         if self.norm is None:
-            return torch.zeros(idx.shape[0])
+            return torch.zeros(fi.shape[0], device=self.device)
         table = self._log_norm_table()
-        fi = self.field_index[idx]
         if self.norm.mode == "joint":
             return table[fi]
-        if x is None:
-            x = self.x[idx]
         zn = self.z_fine[self.phase[0] :: self.os]
         z0, dz, nz = float(zn[0]), float(zn[1] - zn[0]), zn.numel()
         u = ((x[..., 0] - self.flow.loc[0]) / self.flow.scale[0] - z0) / dz
@@ -322,29 +395,32 @@ class _Objective:
         hi = rows.gather(1, k + 1)
         return lo + t * (hi - lo)
 
-    def galaxy_terms(self, idx: Tensor) -> Tensor:
-        """``(B,)`` per-galaxy log-likelihood terms."""
-        x = self.x[idx]
+    def terms(self, x: Tensor, log_w: Tensor, log_prior: Tensor, fi: Tensor) -> Tensor:
+        """``(B,)`` per-galaxy log-likelihood terms of a batch's tensors."""
         b, s, _ = x.shape
         log_p = self.flow.log_prob(x.reshape(-1, 3)).reshape(b, s)
-        log_w = self.log_w[idx]
         per_sample = self.norm is not None and self.norm.mode == "conditional"
         if per_sample:
-            log_p = log_p - self.log_norm(idx, x)
+            log_p = log_p - self._log_norm(fi, x)
         if self.config.method == "naive":
             w = torch.exp(log_w)
             ll = (w * torch.where(w > 0, log_p, torch.zeros_like(log_p))).sum(1)
         else:
-            ll = galaxy_log_likelihood(log_p, self.log_prior[idx], log_w, self.config.bias_correction)
-        return ll if per_sample else ll - self.log_norm(idx)
+            ll = galaxy_log_likelihood(log_p, log_prior, log_w, self.config.bias_correction)
+        return ll if per_sample else ll - self._log_norm(fi, x)
 
-    def check(self, terms: Tensor, idx: Tensor, where: str) -> None:
-        bad = ~torch.isfinite(terms)
+    def galaxy_terms(self, batch: _Batch | Tensor) -> Tensor:
+        """``(B,)`` per-galaxy log-likelihood terms of a batch (or of in-memory galaxies)."""
+        if not isinstance(batch, _Batch):
+            batch = self.batch(batch)
+        return self.terms(batch.x, batch.log_w, batch.log_prior, batch.field_index)
+
+    def check(self, terms: Tensor, batch: _Batch, where: str) -> None:
+        bad = (~torch.isfinite(terms)).cpu().numpy()
         if bool(bad.any()):
-            rows = idx[bad].numpy()
-            ids = ", ".join(repr(str(i)) for i in self.ids[rows][:10])
+            ids = ", ".join(repr(str(i)) for i in batch.ids[bad][:10])
             with torch.no_grad():
-                x = self.x[idx[bad]]
+                x = batch.x[torch.as_tensor(bad, device=batch.x.device)]
                 lp = self.flow.log_prob(x.reshape(-1, 3))
             raise FlowTrainingError(
                 f"non-finite log-likelihood {where} for {int(bad.sum())} galaxy(ies), id(s) {ids}: "
@@ -356,32 +432,48 @@ class _Objective:
                 "prior of zero) or lower the learning rate."
             )
 
-    def importance_ess(self, idx: np.ndarray, batch: int) -> np.ndarray:
-        """``(len(idx),)`` effective sample size of the importance ratios of each galaxy."""
+    def importance_ess(self, batches: Iterable[_Batch]) -> np.ndarray:
+        """Effective sample size of the importance ratios of each galaxy of ``batches``."""
         out = []
         with torch.no_grad():
-            for k in range(0, idx.size, batch):
-                ib = torch.as_tensor(idx[k : k + batch])
-                x = self.x[ib]
-                b, s, _ = x.shape
-                a = self.flow.log_prob(x.reshape(-1, 3)).reshape(b, s) - self.log_prior[ib] + self.log_w[ib]
+            for b in batches:
+                n, s, _ = b.x.shape
+                a = self.flow.log_prob(b.x.reshape(-1, 3)).reshape(n, s) - b.log_prior + b.log_w
                 if self.norm is not None and self.norm.mode == "conditional":
-                    a = a - self.log_norm(ib, x)
-                out.append(torch.exp(2 * torch.logsumexp(a, 1) - torch.logsumexp(2 * a, 1)).numpy())
+                    a = a - self._log_norm(b.field_index, b.x)
+                out.append(torch.exp(2 * torch.logsumexp(a, 1) - torch.logsumexp(2 * a, 1)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def loss_sum(self, batches: Iterable[_Batch]) -> tuple[float, int]:
+        """Sum of the negative log-likelihood terms over ``batches`` and their galaxy count."""
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for b in batches:
+                terms = self.galaxy_terms(b)
+                self.check(terms, b, "on the validation set")
+                total -= float(terms.double().sum())
+                count += b.size
+        return total, count
+
     def mean_loss(self, idx: np.ndarray, batch: int) -> float:
-        """Mean negative log-likelihood over galaxies ``idx`` (no gradient)."""
+        """Mean negative log-likelihood over in-memory galaxies ``idx`` (no gradient)."""
         if idx.size == 0:
             return math.nan
-        total = 0.0
-        with torch.no_grad():
-            for k in range(0, idx.size, batch):
-                ib = torch.as_tensor(idx[k : k + batch])
-                terms = self.galaxy_terms(ib)
-                self.check(terms, ib, "on the validation set")
-                total += float(terms.sum())
-        return -total / idx.size
+        total, count = self.loss_sum(_MemorySource(self).eval_batches(idx, batch))
+        return total / count
+
+
+class _TermsModule(torch.nn.Module):
+    """The flow with :meth:`_Objective.terms` as ``forward`` (what DistributedDataParallel
+    wraps: its gradient all-reduce is armed by a call of the wrapped module's forward)."""
+
+    def __init__(self, objective: _Objective) -> None:
+        super().__init__()
+        self.flow = objective.flow
+        self._terms = objective.terms
+
+    def forward(self, x: Tensor, log_w: Tensor, log_prior: Tensor, fi: Tensor) -> Tensor:
+        return self._terms(x, log_w, log_prior, fi)
 
 
 class _EMA:
@@ -444,6 +536,96 @@ def _save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def _world(distributed: bool | None) -> tuple[int, int]:
+    """(rank, world size) of the training: (0, 1) unless distributed."""
+    import torch.distributed as dist
+
+    ready = dist.is_available() and dist.is_initialized()
+    if distributed is None:
+        distributed = ready and dist.get_world_size() > 1
+    if not distributed:
+        return 0, 1
+    if not ready:
+        raise ValueError(
+            "distributed=True needs an initialised torch.distributed process group: launch with "
+            "torchrun and call popmodel.flow.distributed.init_distributed(), or use "
+            "popmodel.flow.distributed.train_flow_distributed"
+        )
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _agree(err: FlowTrainingError | None, world: int, device: torch.device, where: str) -> None:
+    """Raise ``err`` on every rank if any rank has one (so that no rank waits for the others
+    in a collective). The ranks without the details raise a message pointing to the others."""
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([0.0 if err is None else 1.0], dtype=torch.float64, device=device)
+        dist.all_reduce(flag)
+        if float(flag) > 0 and err is None:
+            err = FlowTrainingError(f"non-finite log-likelihood {where} on {int(float(flag))} other rank(s); "
+                                    "their error names the galaxies")
+    if err is not None:
+        raise err
+
+
+def _all_sum(values: list[float], world: int, device: torch.device) -> list[float]:
+    """Sum ``values`` over the ranks (float64)."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def _step(model: object, objective: _Objective, opt: torch.optim.Optimizer, batch: _Batch, rank: int,
+          world: int, clip_norm: float, where: str) -> tuple[Tensor, Tensor, _Batch]:
+    """One optimiser step on ``batch`` (this rank's share of it when ``world`` > 1).
+
+    Returns:
+        The loss this rank back-propagated, the gradient norm before clipping, the share.
+    """
+    mine = batch.shard(rank, world) if world > 1 else batch
+    terms = model(mine.x, mine.log_w, mine.log_prior, mine.field_index)
+    err = None
+    try:
+        objective.check(terms, mine, where)
+    except FlowTrainingError as e:
+        err = e
+    _agree(err, world, objective.device, where)
+    # one process: the batch mean; W processes: DDP's average over the ranks of
+    # -(W / B) * (sum over this rank's share) is the same batch mean
+    loss = -terms.mean() if world == 1 else -terms.sum() * (world / batch.size)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gn = torch.nn.utils.clip_grad_norm_(objective.flow.parameters(), clip_norm)
+    if not bool(torch.isfinite(gn)):
+        raise FlowTrainingError(
+            f"non-finite gradient norm {where} (loss {float(loss):.4g}); lower the learning rate "
+            "or check the inputs"
+        )
+    opt.step()
+    return loss, gn, mine
+
+
+def _ddp_model(objective: _Objective, world: int) -> object:
+    """What :func:`_step` calls: the objective's terms, DDP-wrapped when ``world`` > 1."""
+    if world == 1:
+        return objective.terms
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = objective.device
+    # the buffers (standardisation, base distribution) are constants: no sync at each forward
+    sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+            else "broadcast_buffers")
+    return DistributedDataParallel(_TermsModule(objective), device_ids=[dev.index] if dev.type == "cuda" else None,
+                                   **{sync: False})
+
+
 def train_flow(
     flow: SFSFlow,
     data: FlowData,
@@ -456,12 +638,31 @@ def train_flow(
     resume: bool = False,
     desc: str = "flow",
     monitor: tuple[np.ndarray, np.ndarray] | None = None,
+    distributed: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
-    """Train ``flow`` in place on ``data``; on return it holds the best validation state.
+    r"""Train ``flow`` in place on ``data``; on return it holds the best validation state.
+
+    **Streaming.** ``data`` may be a :class:`popmodel.flow.stream.FlowStream` (a posterior
+    catalogue on disk, read in chunks of galaxies): the objective is the same, the minibatches
+    are drawn chunk by chunk (:mod:`popmodel.flow.stream`), and memory is bounded by the
+    chunk size instead of the catalogue size.
+
+    **Several processes** (PyTorch DistributedDataParallel). With ``distributed=True``, or by
+    default when a ``torch.distributed`` process group of more than one process is initialised
+    (``torchrun``; :mod:`popmodel.flow.distributed`), every process runs this function with
+    the same arguments and seed. Each minibatch of ``config.batch_size`` galaxies (the same on
+    every rank) is split disjointly: rank r takes galaxies r, r + W, r + 2W, ... of it. Rank r
+    back-propagates :math:`-(W/B) \sum_{i \in r} \hat\ell_i`, and DDP averages the gradients
+    over the W ranks, so the step is that of one process on the whole batch of B galaxies
+    (``batch_size`` is the effective batch, whatever W). The training and validation losses are
+    summed over the ranks (each rank validates a disjoint share of ``val_idx``), so every rank
+    takes the same learning-rate, early-stopping and SFS-convergence decisions; only rank 0
+    writes the checkpoint, and on ``resume`` rank 0 reads it and broadcasts it to the others.
 
     Args:
         flow: The flow (from :func:`build_flow`).
-        data: Padded catalogue arrays.
+        data: Padded catalogue arrays, or a disk stream.
         config: Optimisation settings.
         normalization: Selection normalisation grid, or None for no selection term.
         train_idx: Galaxy indices to train on (repeats allowed, e.g. a bootstrap); default a
@@ -471,6 +672,10 @@ def train_flow(
         resume: Continue from ``checkpoint`` if it exists.
         desc: Label of the progress bar.
         monitor: ``(log_mass, z)`` nodes for the ``sfs_tolerance`` criterion.
+        distributed: Train with DistributedDataParallel over the default process group (None:
+            if one of more than one process is initialised).
+        device: Move the flow (and the data) there before training (None: the flow's device,
+            or ``cuda:<current device>`` under an NCCL process group). The flow stays there.
 
     Returns:
         The training record.
@@ -482,6 +687,15 @@ def train_flow(
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
+    rank, world = _world(distributed)
+    if device is None and world > 1:
+        import torch.distributed as dist
+
+        if dist.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+    if device is not None:
+        flow.to(device)
+    device = flow.loc.device
     if train_idx is None or val_idx is None:
         tr, va = split_galaxies(data.n_galaxies, config.val_fraction, config.seed)
         train_idx = tr if train_idx is None else train_idx
@@ -491,6 +705,7 @@ def train_flow(
     if train_idx.size == 0:
         raise ValueError("no galaxies to train on")
     objective = _Objective(flow, data, config, normalization)
+    source = _MemorySource(objective) if isinstance(data, FlowData) else data.source(objective)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=config.lr_factor, patience=config.lr_patience,
@@ -503,10 +718,18 @@ def train_flow(
     sfs_calm = 0
     last_q: np.ndarray | None = None
     start_epoch = 0
-    fingerprint = _fingerprint(data)
+    fingerprint = _fingerprint(data) if isinstance(data, FlowData) else data.fingerprint()
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and resume and ckpt.exists():
+    state = None
+    if ckpt is not None and resume and rank == 0 and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if world > 1 and resume:  # rank 0's checkpoint, whatever the other ranks' file systems
+        import torch.distributed as dist
+
+        box = [state]
+        dist.broadcast_object_list(box, src=0)
+        state = box[0]
+    if state is not None:
         if state.get("fingerprint") != fingerprint or state.get("train_config") != config.to_dict():
             raise FlowTrainingError(
                 f"checkpoint {ckpt} was written for other data or training settings; "
@@ -529,47 +752,45 @@ def train_flow(
             result.stopped_early = state.get("stopped_early", False)
             return result
 
-    n_points = 0
+    model = _ddp_model(objective, world)
+    my_val = val_idx[rank::world]
+    n_points = 0.0
     t_train = 0.0
-    s_dim = data.x.shape[1]
     with _threads(config.threads):
-        bar = tqdm(range(start_epoch, config.max_epochs), desc=desc, disable=not config.progress,
+        bar = tqdm(range(start_epoch, config.max_epochs), desc=desc, disable=not config.progress or rank > 0,
                    initial=start_epoch, total=config.max_epochs, leave=False)
         finished = False
         for epoch in bar:
             t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-            order = torch.as_tensor(train_idx)[torch.randperm(train_idx.size, generator=gen)]
             phase_gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch + 500_009)
             flow.train()
-            total, max_gn = 0.0, 0.0
-            for step, k in enumerate(range(0, order.numel(), config.batch_size)):
-                ib = order[k : k + config.batch_size]
+            total, max_gn, points = 0.0, 0.0, 0.0
+            batches = source.train_batches(train_idx, config.batch_size, config.seed, epoch)
+            for step, batch in enumerate(batches):
                 objective.set_phase(phase_gen)
-                terms = objective.galaxy_terms(ib)
-                objective.check(terms, ib, f"at epoch {epoch + 1}, step {step + 1}")
-                loss = -terms.mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gn = torch.nn.utils.clip_grad_norm_(flow.parameters(), config.clip_norm)
-                if not bool(torch.isfinite(gn)):
-                    raise FlowTrainingError(
-                        f"non-finite gradient norm at epoch {epoch + 1}, step {step + 1} "
-                        f"(loss {float(loss):.4g}); lower the learning rate or check the inputs"
-                    )
-                opt.step()
+                loss, gn, mine = _step(model, objective, opt, batch, rank, world, config.clip_norm,
+                                       f"at epoch {epoch + 1}, step {step + 1}")
                 ema.update()
-                total += float(loss.detach()) * ib.numel()
+                total += float(loss.detach()) * batch.size / world
+                points += mine.x.shape[0] * mine.x.shape[1]
                 max_gn = max(max_gn, float(gn))
+            total, points = _all_sum([total, points], world, device)
             t_epoch = time.perf_counter() - t0
-            n_points += train_idx.size * s_dim
+            n_points += points
             t_train += t_epoch
             flow.eval()
             train_loss = total / train_idx.size
             objective.set_phase(None)
             sfs_shift = math.nan
             with ema.swapped():
-                val_loss = objective.mean_loss(val_idx, 4 * config.batch_size) if val_idx.size else train_loss
+                err, v_sum, v_n = None, 0.0, 0
+                try:
+                    v_sum, v_n = objective.loss_sum(source.eval_batches(my_val, 4 * config.batch_size))
+                except FlowTrainingError as e:
+                    err = e
+                _agree(err, world, device, "on the validation set")
+                v_sum, v_n = _all_sum([v_sum, float(v_n)], world, device)
+                val_loss = v_sum / v_n if val_idx.size else train_loss
                 ema_state = copy.deepcopy(flow.state_dict())
                 if config.sfs_tolerance > 0 and monitor is not None:
                     q = _sfs_percentiles(flow, monitor)
@@ -604,7 +825,7 @@ def train_flow(
             if stop:
                 result.stop_reason = "validation" if bad_epochs >= config.patience else "sfs_converged"
             finished = stop or epoch + 1 == config.max_epochs
-            if ckpt is not None:
+            if ckpt is not None and rank == 0:
                 _save(ckpt, {
                     "model": flow.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "ema": ema.state_dict(), "best_state": best_state,
@@ -621,10 +842,11 @@ def train_flow(
     flow.load_state_dict(best_state)
     flow.eval()
     ess_idx = val_idx if val_idx.size else train_idx[: 4 * config.batch_size]
-    ess = objective.importance_ess(ess_idx[: 20 * config.batch_size], 4 * config.batch_size)
+    ess = objective.importance_ess(source.eval_batches(ess_idx[: 20 * config.batch_size], 4 * config.batch_size))
     if ess.size:
+        width = data.x.shape[1] if isinstance(data, FlowData) else data.max_samples_per_galaxy
         result.importance_ess = {"p1": float(np.percentile(ess, 1)), "p16": float(np.percentile(ess, 16)),
-                                 "p50": float(np.percentile(ess, 50)), "n_samples": int(data.x.shape[1])}
+                                 "p50": float(np.percentile(ess, 50)), "n_samples": int(width)}
     result.seconds = time.perf_counter() - t_start
     result.sample_points_per_second = n_points / t_train if t_train > 0 else 0.0
     return result
