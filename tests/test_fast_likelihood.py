@@ -146,3 +146,27 @@ def test_float32_differences_match_float64_at_1e7_samples() -> None:
     d64 = out[np.float64] - out[np.float64][0]
     assert np.abs(d64[1:]).min() > 10.0  # the points really differ
     np.testing.assert_allclose(d32, d64, rtol=0, atol=0.05)
+
+
+def test_sharded_over_two_devices_equals_one_device(mixed_data) -> None:
+    """The galaxy axis split over 2 (simulated CPU) devices: same value and gradients."""
+    from popmodel.smf.sharding import shard_likelihood_data
+
+    if jax.device_count() < 2:
+        pytest.skip("needs XLA_FLAGS=--xla_force_host_platform_device_count=2 (conftest sets it)")
+    a = mixed_data.arrays
+    sh = shard_likelihood_data(a)
+    blk = sh.blocks[0]
+    shards = blk.log_mass.addressable_shards
+    assert len({s.device for s in shards}) == 2
+    assert shards[0].data.shape[1] * 2 == blk.log_mass.shape[1]  # galaxies split in halves
+    delta = jnp.asarray(0.7 * np.asarray(a.cv_sigma))
+    f = jax.jit(jax.value_and_grad(lambda v, dd, data: log_likelihood(params(v), data, True, dd),
+                                   argnums=(0, 1)))
+    v = jnp.asarray(V0 + SIG)
+    (l1, (g1, gd1)), (l2, (g2, gd2)) = f(v, delta, a), f(v, delta, sh)
+    assert float(l2) == pytest.approx(float(l1), rel=1e-13)
+    np.testing.assert_allclose(np.asarray(g2), np.asarray(g1), rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(gd2), np.asarray(gd1), rtol=1e-11, atol=1e-9)
+    hlo = jax.jit(lambda data: log_likelihood(params(v), data, True, delta)).lower(sh).compile().as_text()
+    assert "all-reduce" in hlo  # partitioned, not gathered onto one device
