@@ -12,7 +12,7 @@
 # architecture (`popmodel.flow.leja2022.Leja2022Flow`) to read the weights, and measures the
 # star-forming sequence from the conditional density p(log SFR | log M, z) with
 # `popmodel.flow.sfs.sequence_statistics`: the ridge (the mode of the star-forming branch) and
-# the population mean log10 <SFR>. Both are compared with the paper's Eq. 10 fits (Table 1).
+# the population mean $\log_{10}\langle{\rm SFR}\rangle$. Both are compared with the paper's Eq. 10 fits (Table 1).
 # Use the flow only above the mass-completeness limit: below it, it is an extrapolation.
 #
 # The weights file carries no licence and is not shipped: set `POPMODEL_LEJA2022_FLOW` to

@@ -5,13 +5,13 @@
 # ---
 
 # %% [markdown]
-# # The cosmic census: rho_*(z) and the SFR density two ways
+# # The cosmic census: $\rho_*$(z) and the SFR density two ways
 #
 # From draws of the continuity mass function, `popmodel.census.compute_census` gives the
-# stellar mass density rho_*(z) and the cosmic star-formation-rate density (SFRD) by two
-# routes: (1) the time derivative of rho_* corrected for the mass returned to the gas,
-# psi = (d rho_*/dt) / (1 - R), with R marginalised over a prior; (2) the mass function times
-# the mean SFR at each mass, integral of Phi <SFR> d log M. Both routes use the same draws, so
+# stellar mass density $\rho_*$(z) and the cosmic star-formation-rate density (SFRD) by two
+# routes: (1) the time derivative of $\rho_*$ corrected for the mass returned to the gas,
+# $\psi = (d\rho_*/dt)/(1-R)$, with R marginalised over a prior; (2) the mass function times
+# the mean SFR at each mass, $\int\Phi\,\langle{\rm SFR}\rangle\,d\log M$. Both routes use the same draws, so
 # their difference (the "tension") comes from paired draws.
 #
 # Here the draws are the Leja et al. (2020) published medians with their 1-sigma errors as
@@ -91,7 +91,7 @@ for k, zz in enumerate(t.z):
 
 # %% [markdown]
 # ## Against the literature
-# rho_* against Driver et al. (2018) and the mass density implied by the Madau & Dickinson
+# $\rho_*$ against Driver et al. (2018) and the mass density implied by the Madau & Dickinson
 # (2014) SFRD fit; the SFRD against their points and fit. `popmodel census` draws the same
 # figures from a fit's results (`census_rho_star`, `census_sfrd`).
 
