@@ -96,7 +96,8 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     ``summary.json`` and the figures (``smf``, ``rho_star``, ``corner`` as PNG and PDF).
 
     With ``model_checks`` (default) also the posterior predictive check and the 1/Vmax SMF of
-    :func:`popmodel.smf.checks.write_model_checks` with its default bins: ``ppc_counts.ecsv``,
+    :func:`popmodel.smf.checks.write_model_checks` with its default bins and 200 posterior
+    draws: ``ppc_counts.ecsv``,
     ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and ``vmax_smf``; the 95% predictive
     coverage of the populated (field, log M, z) bins goes into ``summary.json`` under
     ``model_checks``.
@@ -196,7 +197,9 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     if model_checks:
         from popmodel.smf.checks import write_model_checks
 
-        chk = write_model_checks(fit, out, figures=figures, meta=meta)
+        # 200 draws (5 per tail of the 95% interval): the predictive costs one (nodes x bins)
+        # matrix product per draw and field, minutes for the five 3D-HST fields
+        chk = write_model_checks(fit, out, figures=figures, meta=meta, max_draws=200)
         meta = dict(meta, model_checks={k: chk[k] for k in ("coverage", "level", "n_scored")})
         written["model_checks"] = chk["files"]
 
