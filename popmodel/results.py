@@ -97,10 +97,9 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
 
     With ``model_checks`` (default) also the posterior predictive check and the 1/Vmax SMF of
     :func:`popmodel.smf.checks.write_model_checks` with its default bins and 200 posterior
-    draws: ``ppc_counts.ecsv``,
-    ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and ``vmax_smf``; the 95% predictive
-    coverage of the populated (field, log M, z) bins goes into ``summary.json`` under
-    ``model_checks``.
+    draws: ``ppc_counts.ecsv``, ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and
+    ``vmax_smf``; the 95% predictive coverage of the populated (field, log M, z) bins goes into
+    ``summary.json`` under ``model_checks``.
 
     Returns:
         Mapping of kind -> written paths.
