@@ -5,11 +5,11 @@
 # ---
 
 # %% [markdown]
-# # popmodel quick start: a mock survey, the hierarchical SMF, and rho_*(z)
+# # popmodel quick start: a mock survey, the hierarchical SMF, and $\rho_*$(z)
 #
 # Draw a mock deep survey from the Leja et al. (2020) continuity model, with noisy masses and
 # photometric redshifts, selected on the *observed* values like a real catalogue; fit the
-# continuity model to the per-galaxy posterior samples; compare Phi and rho_* with the truth.
+# continuity model to the per-galaxy posterior samples; compare Phi and $\rho_*$ with the truth.
 # Run as a script: `python notebooks/01_quickstart.py` (set `POPMODEL_SMOKE=1` for a seconds-long
 # version). Open as a notebook with jupytext.
 
@@ -47,7 +47,7 @@ cfg = (FitConfig(method="laplace", num_samples=200, n_bootstrap=2, progress_bar=
 fit = fit_smf(catalog, survey, cfg)
 
 # %% [markdown]
-# ## Phi at z = 1 and rho_*(z) against the truth
+# ## Phi at z = 1 and $\rho_*$(z) against the truth
 
 # %%
 lm = np.array([9.5, 10.0, 10.5, 11.0, 11.5])

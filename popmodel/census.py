@@ -1027,7 +1027,7 @@ class TensionSummary:
         prob_positive: P(Δ > 0), ties counted one half.
         n_sigma: :math:`\Phi^{-1}(P(\Delta>0))`, the Gaussian-equivalent significance (signed;
             positive when B is higher). With D draws P is clipped to [1/(2D), 1 - 1/(2D)], so
-            |n_sigma| cannot exceed :math:`\Phi^{-1}(1-1/2D)` (2.9 for D = 500).
+            ``abs(n_sigma)`` cannot exceed :math:`\Phi^{-1}(1-1/2D)` (2.9 for D = 500).
         z_score: mean(Δ)/sd(Δ) (0 where both vanish; NaN where some Δ is infinite).
 
     A draw whose route-1 SFRD is not positive (log = -inf, a shrinking rho_*) counts as

@@ -66,8 +66,8 @@ def weighted_moments(catalog: PosteriorCatalog) -> tuple[np.ndarray, ...]:
 def gaussianity(catalog: PosteriorCatalog) -> dict[str, np.ndarray]:
     """Per-galaxy weighted skewness and excess kurtosis of the mass and redshift samples.
 
-    Values near zero mean a Gaussian rule represents the posterior well; |skewness| > 0.5 or
-    |excess kurtosis| > 1 flag galaxies better kept as samples.
+    Values near zero mean a Gaussian rule represents the posterior well; an absolute skewness
+    above 0.5 or an absolute excess kurtosis above 1 flags galaxies better kept as samples.
     """
     w = np.exp(catalog.normalized_log_weights())
     starts = catalog.offsets[:-1]

@@ -91,9 +91,15 @@ def _survey_ok(fit: SMFFit) -> bool:
 
 
 def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None = None,
-                      figures: bool = True) -> dict[str, list[str]]:
+                      figures: bool = True, model_checks: bool = True) -> dict[str, list[str]]:
     """Write ``smf_posterior.nc``, ``smf_parameters.ecsv``, ``rho_star.ecsv``, ``smf_phi.ecsv``,
     ``summary.json`` and the figures (``smf``, ``rho_star``, ``corner`` as PNG and PDF).
+
+    With ``model_checks`` (default) also the posterior predictive check and the 1/Vmax SMF of
+    :func:`popmodel.smf.checks.write_model_checks` with its default bins and 200 posterior
+    draws: ``ppc_counts.ecsv``, ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and
+    ``vmax_smf``; the 95% predictive coverage of the populated (field, log M, z) bins goes into
+    ``summary.json`` under ``model_checks``.
 
     Returns:
         Mapping of kind -> written paths.
@@ -186,6 +192,15 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
                                "slice; galaxies of mass M scale as exp(b(M,z) delta - b^2 sigma^2/2)")]
         dt.write(out / "density_terms.ecsv", format="ascii.ecsv", overwrite=True)
         written["density_terms"] = [str(out / "density_terms.ecsv")]
+
+    if model_checks:
+        from popmodel.smf.checks import write_model_checks
+
+        # 200 draws (5 per tail of the 95% interval): the predictive costs one (nodes x bins)
+        # matrix product per draw and field, minutes for the five 3D-HST fields
+        chk = write_model_checks(fit, out, figures=figures, meta=meta, max_draws=200)
+        meta = dict(meta, model_checks={k: chk[k] for k in ("coverage", "level", "n_scored")})
+        written["model_checks"] = chk["files"]
 
     (out / "summary.json").write_text(json.dumps(_jsonable(meta), indent=1))
     written["summary"] = [str(out / "summary.json")]

@@ -46,8 +46,31 @@ def test_mock_then_fit_smf_writes_the_contract_files(survey_file, tmp_path):
     idata = az.from_netcdf(out / "smf_posterior.nc")
     assert set(parameter_names()) <= set(idata.posterior.data_vars)
     assert json.loads(idata.posterior.attrs["config"])["method"] == "laplace"
-    for fig in ("smf.png", "rho_star.png", "corner.png", "smf.pdf"):
+    for fig in ("smf.png", "rho_star.png", "corner.png", "smf.pdf", "ppc_counts.png", "vmax_smf.png"):
         assert (out / fig).stat().st_size > 1000
+    # model checks (popmodel.smf.checks) come with every fit
+    ppc = Table.read(out / "ppc_counts.ecsv")
+    vm = Table.read(out / "vmax_smf.ecsv")
+    summary = json.loads((out / "summary.json").read_text())
+    n_obs = int(ppc["observed"].sum())
+    n_used = summary["selection_report"]["n_used"]
+    assert 0.97 * n_used <= n_obs <= n_used  # all fitted galaxies below 10^12 Msun are binned
+    assert int(vm["n_galaxies"].sum()) == n_obs
+    # the fitted model predicts about the total it was fitted to. At the MAP the expected total
+    # is N exactly (1074.3 vs 1074 here); the mean over these Laplace draws is ~10% higher
+    # (a broad Gaussian in the faint-end parameters, exponentiated), so 15% is the tolerance:
+    # a wrong area or volume factor still fails it.
+    assert abs(ppc["predicted_mean"].sum() - n_obs) < 0.15 * n_obs
+    chk = summary["model_checks"]
+    print(f"model checks: {n_obs} of {n_used} galaxies binned, predicted "
+          f"{ppc['predicted_mean'].sum():.1f}; 95% coverage {chk['coverage']:.3f} of {chk['n_scored']} bins")
+    assert chk["level"] == 0.95 and chk["n_scored"] == int(ppc["scored"].sum()) >= 10
+    assert chk["coverage"] == pytest.approx(ppc["covered"][ppc["scored"]].mean())
+    assert chk["coverage"] >= 0.75
+    assert ppc.meta["imf"] == "Chabrier2003" and vm.meta["popmodel_version"] == par.meta["popmodel_version"]
+    complete = vm["complete"] & (vm["n_galaxies"] > 0)
+    assert np.all(np.isfinite(vm["log_phi"][complete]))
+    assert np.all((vm["log_phi"][complete] > -6) & (vm["log_phi"][complete] < -1))
 
 
 def test_catalog_from_percentiles_cli(tmp_path):

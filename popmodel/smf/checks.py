@@ -599,14 +599,16 @@ def _default_edges(data: SMFData) -> tuple[np.ndarray, np.ndarray]:
 
 def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[float] | None = None,
                        z_edges: Sequence[float] | None = None, level: float = 0.95,
-                       seed: int = 0, max_draws: int = 400, figures: bool = True) -> dict:
+                       seed: int = 0, max_draws: int = 400, figures: bool = True,
+                       meta: dict | None = None) -> dict:
     """Write ``ppc_counts.ecsv``, ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and
     ``vmax_smf`` (PNG + PDF) for an :class:`popmodel.smf.fit.SMFFit`.
 
     Default bins: 0.25 dex from the lowest completeness limit (rounded down) to 10^12, and
     redshift bins about 0.5 wide over the data's range. At most ``max_draws`` posterior draws
     (a random subset, ``seed``) are used, each with one Poisson draw of the counts; the density
-    contrasts of the fit (if any) enter through :func:`density_draws`.
+    contrasts of the fit (if any) enter through :func:`density_draws`. ``meta`` (provenance,
+    e.g. :func:`popmodel.results.provenance`) is written into both tables' metadata.
 
     Returns:
         ``{"coverage", "level", "n_scored", "files"}``; ``files`` are the written paths.
@@ -632,9 +634,12 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     obs = observed_counts(fit.data.catalog, fit.data.survey, m_e, z_e)
     frac, table = ppc_coverage(obs, pred, level, survey=fit.data.survey, log_mass_edges=m_e, z_edges=z_e)
     table["expected_mean"] = mu.mean(axis=0).ravel()
+    table.meta.update(n_draws=int(take.size), seed=seed, **(meta or {}))
     table.write(out / "ppc_counts.ecsv", overwrite=True)
     vm = vmax_smf(fit.data.catalog, fit.data.survey, m_e, z_e, volume=fit.data.volume)
-    vm.to_table().write(out / "vmax_smf.ecsv", overwrite=True)
+    vt = vm.to_table()
+    vt.meta.update(meta or {})
+    vt.write(out / "vmax_smf.ecsv", overwrite=True)
     files = [str(out / "ppc_counts.ecsv"), str(out / "vmax_smf.ecsv")]
     if not figures:
         return {"coverage": frac, "level": level, "n_scored": int(table.meta["n_scored"]),
