@@ -180,7 +180,9 @@ def _field_kernel(f: Field, m_edges: np.ndarray, z_edges: np.ndarray
     z_a, z_b = max(z_edges[0], f.z_min), min(z_edges[-1], f.z_max)
     if z_b <= z_a:
         return None
-    pad = N_SIGMA * float(szs.max()) * (1.0 + z_b) / max(1.0 - N_SIGMA * float(szs.max()), 0.1)
+    # the likelihood's expected-number grid uses the same 5 sigma (1 + z) reach: a wider pad
+    # (a 0.1 outlier component) would stretch the grid to z ~ 9, far past the model's anchors
+    pad = 5.0 * float(szs.max()) * (1.0 + z_b)
     zt_lo, zt_hi = max(z_a - pad, 1e-3), z_b + pad
     cz = np.asarray(f.completeness_z, float)
     zbreaks = np.concatenate([[zt_lo, zt_hi], z_edges, [f.z_min, f.z_max], cz])
