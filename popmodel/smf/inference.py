@@ -200,6 +200,8 @@ def run_nuts(
     dense_mass: bool = True,
     adapt_mass_matrix: bool = False,
     progress_bar: bool = True,
+    chain_method: str = "auto",
+    init_spread: bool = False,
 ) -> MCMC:
     """NUTS from the MAP with its Laplace covariance as the initial dense inverse mass matrix.
 
@@ -210,7 +212,14 @@ def run_nuts(
     matrix is adapted as usual.
 
     Chains run in parallel when JAX has that many devices (``numpyro.set_host_device_count``
-    before JAX starts; the CLI does this), otherwise one after another.
+    before JAX starts; the CLI does this), otherwise one after another
+    (``chain_method="auto"``); ``"vectorized"`` batches all chains into each likelihood call
+    (best where one core does the work), or name any NumPyro chain method.
+
+    Args:
+        init_spread: start each chain from its own draw of the Laplace approximation (in the
+            unconstrained space) instead of all at the MAP, so that R-hat compares chains that
+            began apart (Gelman & Rubin 1992).
     """
     require_x64()
     arrays = data.arrays if isinstance(data, SMFData) else data
@@ -226,7 +235,18 @@ def run_nuts(
         adapt_mass_matrix=adapt_mass_matrix or map_result is None or not dense_mass,
         **kw,
     )
-    method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
+    method = chain_method
+    if method == "auto":
+        method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
+    init_params = None
+    if init_spread and map_result is not None:
+        pot = _Potential(prior, arrays)
+        rng = np.random.default_rng(seed)
+        u = rng.multivariate_normal(map_result.u, map_result.cov_u, size=num_chains)
+        per_chain = [pot.unravel(jnp.asarray(ui)) for ui in u]
+        init_params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_chain)
+        if num_chains == 1:
+            init_params = per_chain[0]
     mcmc = MCMC(
         kernel,
         num_warmup=num_warmup,
@@ -236,7 +256,8 @@ def run_nuts(
         progress_bar=progress_bar,
         jit_model_args=True,
     )
-    mcmc.run(jax.random.key(seed), arrays, extra_fields=("diverging", "num_steps"))
+    mcmc.run(jax.random.key(seed), arrays, extra_fields=("diverging", "num_steps"),
+             init_params=init_params)
     return mcmc
 
 

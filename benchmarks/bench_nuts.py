@@ -1,0 +1,165 @@
+"""NUTS fit of a large mock with compressed posteriors: wall time, ESS and R-hat, and the
+agreement with the uncompressed (posterior-sample) fit.
+
+Run from the repository root::
+
+    python benchmarks/bench_nuts.py                    # 2 x 10^4 galaxies, a few minutes
+    python benchmarks/bench_nuts.py --full             # 10^5 galaxies x 100 samples
+    python benchmarks/bench_nuts.py --full --reference out.json   # + the uncompressed fit (hours)
+
+The mock: five 3D-HST-like deep fields (Leja et al. 2020 continuity model, the 3D-HST
+completeness limits), mass errors 0.1/0.2/0.3 dex, redshift errors 0.02 (1 + z), 100
+moment-matched posterior samples per galaxy, selection on the observed values. The fit:
+Gauss-Hermite compression (8 mass x 2 redshift nodes per galaxy; :mod:`popmodel.compress`),
+float32 node arrays, MAP + Laplace, then NUTS with 4 chains started from Laplace draws
+(dense Laplace mass matrix, step size adapted), chains vectorised into each likelihood call.
+
+Lines: ``SPEED`` (one loglik+grad call, and a speed probe), ``MAP``, ``NUTS`` (wall time,
+gradients, divergences), ``ESS``/``RHAT`` per parameter (minimum over parameters printed
+too), ``FIT wall time`` (prepare + MAP + NUTS), and with ``--reference`` the uncompressed fit
+(100 samples per galaxy, the Jensen-corrected importance-sampled likelihood) and the
+difference of the posterior means in units of the posterior sd and of the Monte Carlo
+standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("JAX_ENABLE_X64", "1")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+jax.config.update("jax_enable_x64", True)
+
+from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+
+from popmodel import __version__
+from popmodel.mock import draw_mock
+from popmodel.smf.data import prepare_smf_data
+from popmodel.smf.evolution import leja2020_params
+from popmodel.smf.inference import find_map, run_nuts
+from popmodel.smf.likelihood import log_likelihood
+from popmodel.smf.model import SMFPrior
+from popmodel.testing import deep_survey
+
+
+def probe(n: int = 10_000_000) -> float:
+    x = jnp.linspace(0.1, 10.0, n, dtype=jnp.float32)
+    f = jax.jit(lambda a: jnp.sum(jnp.exp(-a) + jnp.log(a)))
+    f(x).block_until_ready()
+    best = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        f(x).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n / best
+
+
+def fit(data, prior, args, label: str) -> dict:
+    t0 = time.perf_counter()
+    mp = find_map(data, prior)
+    t_map = time.perf_counter() - t0
+    print(f"MAP {label}: {t_map:.1f} s, {mp.n_evaluations} evaluations, converged {mp.converged}",
+          flush=True)
+    t0 = time.perf_counter()
+    mcmc = run_nuts(data, prior, mp, num_warmup=args.warmup, num_samples=args.draws,
+                    num_chains=args.chains, seed=args.seed, chain_method="vectorized",
+                    init_spread=True, progress_bar=args.progress)
+    t_nuts = time.perf_counter() - t0
+    samples = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    n_steps = int(np.sum(extra["num_steps"]))
+    div = int(np.sum(extra["diverging"]))
+    out = {"map_s": t_map, "nuts_s": t_nuts, "gradients_sampling": n_steps, "divergences": div,
+           "params": {}}
+    for n in prior.names:
+        x = np.asarray(samples[n])
+        out["params"][n] = {
+            "mean": float(x.mean()), "sd": float(x.std()),
+            "ess": float(effective_sample_size(x)), "rhat": float(split_gelman_rubin(x)),
+        }
+    ess = min(v["ess"] for v in out["params"].values())
+    rhat = max(v["rhat"] for v in out["params"].values())
+    print(f"NUTS {label}: {t_nuts:.1f} s ({args.chains} chains x ({args.warmup} + {args.draws})), "
+          f"{n_steps} leapfrog steps in sampling, {div} divergences; min ESS {ess:.0f}, "
+          f"max R-hat {rhat:.4f}", flush=True)
+    for n, v in out["params"].items():
+        print(f"  {n:16s} mean {v['mean']:+.4f} sd {v['sd']:.4f} ESS {v['ess']:6.0f} "
+              f"R-hat {v['rhat']:.4f}")
+    out["min_ess"], out["max_rhat"] = ess, rhat
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--full", action="store_true", help="10^5 galaxies (default 2 x 10^4)")
+    ap.add_argument("--reference", help="also run the uncompressed fit; write both to this JSON")
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--chains", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    area = 575.0 if args.full else 115.0
+    survey = deep_survey(5, area)
+    print(f"# popmodel {__version__} NUTS benchmark; jax {jax.__version__}; devices "
+          f"{jax.devices()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    t0 = time.perf_counter()
+    cat, truth = draw_mock(survey, seed=1, n_samples=100, moment_matched=True)
+    print(f"MOCK {cat.n_galaxies} galaxies x 100 samples ({time.perf_counter() - t0:.1f} s)")
+    prior = SMFPrior()
+    t0 = time.perf_counter()
+    data = prepare_smf_data(cat, survey, dtype=np.float32, cosmic_variance=False,
+                            posterior="gauss-hermite", gh_nodes=(8, 2))
+    t_prep = time.perf_counter() - t0
+    nodes = sum(int(np.prod(b.log_mass.shape)) for b in data.arrays.blocks)
+    print(f"PREPARE {t_prep:.1f} s: {data.report.n_used} galaxies, {nodes} padded nodes")
+    p = leja2020_params()
+    vg = jax.jit(jax.value_and_grad(log_likelihood))
+    jax.block_until_ready(vg(p, data.arrays))
+    best = np.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        jax.block_until_ready(vg(p, data.arrays))
+        best = min(best, time.perf_counter() - t)
+    pr = probe()
+    print(f"SPEED loglik+grad {best * 1e3:.1f} ms per call ({nodes / best:.3g} nodes/s); "
+          f"PROBE float32 exp+log {pr:.3g}/s")
+    res = fit(data, prior, args, "compressed")
+    total = t_prep + res["map_s"] + res["nuts_s"]
+    print(f"FIT wall time (prepare + MAP + NUTS, compressed): {total:.1f} s; criterion: min ESS "
+          f">= 400 ({res['min_ess']:.0f}), max R-hat < 1.01 ({res['max_rhat']:.4f}), < 600 s")
+    record = {"popmodel_version": __version__, "command": " ".join(["bench_nuts.py", *sys.argv[1:]]),
+              "n_galaxies": int(data.report.n_used), "compressed": res, "prepare_s": t_prep,
+              "fit_wall_s": total, "seed": args.seed,
+              "truth": {k: float(v) for k, v in truth.params.to_dict().items()}}
+    if args.reference:
+        full = prepare_smf_data(cat, survey, dtype=np.float32, cosmic_variance=False)
+        ref = fit(full, prior, args, "uncompressed")
+        record["uncompressed"] = ref
+        worst = 0.0
+        for n in prior.names:
+            a, b = res["params"][n], ref["params"][n]
+            mcse = np.hypot(a["sd"] / np.sqrt(a["ess"]), b["sd"] / np.sqrt(b["ess"]))
+            d = abs(a["mean"] - b["mean"])
+            ok = d <= 0.1 * b["sd"] + 3 * mcse
+            worst = max(worst, (d - 3 * mcse) / b["sd"])
+            print(f"  {n:16s} compressed - uncompressed = {a['mean'] - b['mean']:+.4f} "
+                  f"({(a['mean'] - b['mean']) / b['sd']:+.2f} sd; MCSE {mcse:.4f}) "
+                  f"{'ok' if ok else 'OUTSIDE 0.1 sd + 3 MCSE'}")
+        record["worst_excess_sd"] = worst
+        with open(args.reference, "w") as fh:
+            json.dump(record, fh, indent=1)
+    print(f"TOTAL {time.perf_counter() - t_start:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
