@@ -162,3 +162,41 @@ def test_moment_matched_mock_has_exact_moments(survey):
     np.testing.assert_allclose(m.std(axis=1), 0.3, rtol=1e-12)
     with pytest.raises(ValueError, match="moment_matched"):
         draw_mock(survey, seed=4, n_samples=1, moment_matched=True)
+
+
+def test_gaussian_galaxies_and_auto_representation(survey):
+    """`gaussian_galaxies` passes Gaussian posteriors and flags bimodal ones; posterior="auto"
+    compresses the former and leaves the latter's samples (and likelihood terms) untouched."""
+    from popmodel.compress import gaussian_galaxies
+
+    cat, _ = draw_mock(survey, seed=4, n_samples=100, moment_matched=True)
+    assert gaussian_galaxies(cat).mean() > 0.99
+    # every 7th galaxy: a bimodal mass posterior (two peaks 0.8 dex apart, same mean)
+    bad = np.arange(cat.n_galaxies) % 7 == 0
+    lm = cat.log_mass.copy()
+    j = np.arange(lm.size) - cat.offsets[cat.galaxy_index]
+    sel = bad[cat.galaxy_index]
+    mean = np.add.reduceat(cat.log_mass, cat.offsets[:-1]) / np.diff(cat.offsets)
+    lm[sel] = mean[cat.galaxy_index[sel]] + np.where(j[sel] % 2 == 0, 0.4, -0.4) + 0.02 * (j[sel] % 5 - 2)
+    bi = dataclasses.replace(cat, log_mass=lm)
+    flagged = ~gaussian_galaxies(bi)
+    assert np.all(flagged[bad])
+    assert flagged[~bad].mean() < 0.01
+    auto = prepare_smf_data(bi, survey, posterior="auto", gh_nodes=(8, 2))
+    samples = prepare_smf_data(bi, survey)
+    gh = prepare_smf_data(bi, survey, posterior="gauss-hermite", gh_nodes=(8, 2))
+    used_bad = np.isin(auto.catalog.ids, bi.ids[bad])
+    assert auto.report.n_non_gaussian >= used_bad.sum() > 20
+    p = leja2020_params().replace(log_mstar=leja2020_params().log_mstar + 0.1)
+
+    def terms(d):
+        return d.index.gather_galaxies(list(galaxy_log_terms(p, d.arrays)), d.catalog.n_galaxies)
+
+    t_auto, t_s, t_gh = terms(auto), terms(samples), terms(gh)
+    # the bimodal galaxies keep their sample-based terms exactly
+    np.testing.assert_allclose(t_auto[used_bad], t_s[used_bad], rtol=0, atol=1e-9)
+    # where the Gaussian rule would misrepresent them (steep part of Phi), it differs
+    assert np.max(np.abs(t_gh[used_bad] - t_s[used_bad])) > 0.05
+    # the Gaussian galaxies get the rule
+    good = ~used_bad & ~np.isin(auto.catalog.ids, auto.catalog.meta["compression"]["kept_ids"])
+    np.testing.assert_allclose(t_auto[good], t_gh[good], rtol=0, atol=1e-9)

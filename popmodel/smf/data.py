@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from popmodel.catalog import CatalogError, InterimPrior, PosteriorCatalog
-from popmodel.compress import gauss_hermite, quadrature_galaxies
+from popmodel.compress import gauss_hermite, gaussian_galaxies, quadrature_galaxies
 from popmodel.cosmology import VolumeTable
 from popmodel.smf.density import DEFAULT_SLICE_DZ, DensityTerms, build_density_terms
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
@@ -35,6 +35,7 @@ class SelectionReport:
     point_estimate: str = ""
     posterior: str = "samples"
     n_kept_as_samples: int = 0
+    n_non_gaussian: int = 0  # posterior="auto": galaxies kept as samples as non-Gaussian
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -48,7 +49,8 @@ class SelectionReport:
                              for o, n in d.items() if n) + ")") if no else ""
         rep = ("posterior samples" if self.posterior == "samples" else
                f"{self.posterior} nodes/samples; {self.n_kept_as_samples} galaxies kept as "
-               "samples")
+               "samples" + (f", {self.n_non_gaussian} of them as non-Gaussian"
+                            if self.posterior == "auto" else ""))
         return (
             f"{self.n_used} of {self.n_input} galaxies used ({self.n_samples_used} {rep}); not used: {nz} outside their field's redshift range{owned}, {nc} below "
             f"the mass-completeness limit (point estimates: {self.point_estimate})"
@@ -127,6 +129,8 @@ def prepare_smf_data(
         chunk_size: samples per scan step.
         dtype: dtype of the sample arrays.
         posterior: "samples" (importance-sampled means over the posterior samples) or
+            "auto" (Gauss-Hermite for the galaxies whose samples are consistent with a Gaussian,
+            :func:`popmodel.compress.gaussian_galaxies`; samples for the others), or
             "gauss-hermite" (each used galaxy compressed to a Gauss-Hermite rule of its
             samples' mean and covariance, ``gh_nodes`` = (mass, z) nodes; no Monte Carlo
             error, exact for Gaussian posteriors; see :mod:`popmodel.compress`). Galaxies whose
@@ -138,8 +142,8 @@ def prepare_smf_data(
             hold galaxies; fields without one get none.
         slice_dz: redshift width of the density terms' slices.
     """
-    if posterior not in ("samples", "gauss-hermite"):
-        raise ValueError(f"posterior must be 'samples' or 'gauss-hermite', got {posterior!r}")
+    if posterior not in ("samples", "gauss-hermite", "auto"):
+        raise ValueError(f"posterior must be 'samples', 'gauss-hermite' or 'auto', got {posterior!r}")
     if selection not in ("noisy", "hard"):
         raise ValueError(f"selection must be 'noisy' or 'hard', got {selection!r}")
     names = survey.field_names
@@ -174,10 +178,14 @@ def prepare_smf_data(
         keep &= ~inf | (in_z & mine & above)
     used = catalog.subset(np.flatnonzero(keep))
     report.posterior = posterior
-    if posterior == "gauss-hermite":
+    if posterior in ("gauss-hermite", "auto"):
+        non_gaussian = None
+        if posterior == "auto":
+            non_gaussian = ~gaussian_galaxies(used)
+            report.n_non_gaussian = int(non_gaussian.sum())
         used = gauss_hermite(used, n_mass=gh_nodes[0], n_z=gh_nodes[1],
                              interim_prior=interim_prior, on_invalid="keep",
-                             log_mass_max=LOG_MASS_SUPPORT[1])
+                             keep_samples=non_gaussian, log_mass_max=LOG_MASS_SUPPORT[1])
         report.n_kept_as_samples = used.meta["compression"]["n_kept_as_samples"]
     _check_support(used)  # only what the model sees must lie in its support
     ugroup = group[keep]

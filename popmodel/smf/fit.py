@@ -45,7 +45,7 @@ class FitConfig:
             has that many devices).
         seed: seed of the NUTS / Laplace / bootstrap random keys.
         selection: "noisy" (selection on noisy catalogue masses; default) or "hard".
-        posterior: "samples" (default) or "gauss-hermite": how each galaxy's integral is
+        posterior: "samples" (default), "gauss-hermite" or "auto": how each galaxy's integral is
             computed (see :func:`popmodel.smf.data.prepare_smf_data`).
         gh_nodes: Gauss-Hermite nodes in (mass, redshift) for ``posterior="gauss-hermite"``.
         cosmic_variance: per-field, per-slice density terms for fields with a known geometry

@@ -30,10 +30,22 @@ with optional sample weights w (uniform when absent); the constant of proportion
 not depend on theta. We evaluate it as
 ``logsumexp_j[ln Phi(x_ij) + c_ij]`` with the theta-independent offset
 ``c_ij = ln(dV/dz dOmega)(z_ij) + ln Omega_f - ln pi_i(x_ij) + ln w~_ij`` precomputed once.
-Galaxies are packed into dense blocks by sample count (rounded up to a power of two; padding
-samples get c = -1e30, so they add exp(-1e30) = 0) and the blocks are split into chunks that
-a ``lax.scan`` visits under ``jax.checkpoint``: memory stays near the size of the input, and
-each chunk's sum is accumulated in float64 (when JAX runs with x64) whatever the sample dtype.
+Galaxies are packed into dense blocks by sample count (rounded up on a ladder of 8 steps per
+octave, :func:`padded_count`; padding samples get c = -1e30, so they add exp(-1e30) = 0) and
+the blocks are split into chunks that a ``lax.scan`` visits: memory stays near the size of the
+input; the last chunk of a block is filled with masked padding galaxies. Each galaxy's largest
+offset c_i is kept apart in float64 so that the per-sample offsets stay small in float32.
+
+**Speed and precision.** The default ``method="fused"`` computes ln L and its analytic
+gradient in the same pass over the samples (a ``jax.custom_vjp``; see :func:`_fused_chunk`):
+three exponentials per sample, no logarithm per sample, and the gradient's sums over samples
+reduced to z-moments, so one call costs about as much as autodiff's forward pass alone (5x
+faster than autodiff's value and gradient here). With float32 samples the z-polynomials are
+evaluated in float64 and the slopes split into float32 high and low parts: rounding the
+parameters themselves to float32 would repeat the same error in every galaxy (measured: ln L
+differences between parameter points off by 0.13 at 10^7 samples, against 3e-4 now); each
+chunk's sums are accumulated in float64 (with x64). ``method="autodiff"`` is the plain JAX
+reference. The galaxy axis can be split across devices (:mod:`popmodel.smf.sharding`).
 
 **Expected number.** With Gaussian catalogue mass errors of width sigma the probability that
 a galaxy of true (log M, z) passes the cut is
