@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from popmodel._version import __version__
-from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs
+from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs, sfs_table
 from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
 from popmodel.flow.sfs import sequence_statistics
 from popmodel.flow.train import TrainConfig
@@ -84,7 +84,9 @@ def _point_stats(fit: SFSFit, m: np.ndarray, z: np.ndarray) -> dict:
     per = [sequence_statistics(GRID, lp, m, z, ridge_smoothing=h0) for lp in log_dens]
     pooled_lp = logsumexp(np.stack(log_dens), axis=0) - np.log(len(log_dens))
     pooled = sequence_statistics(GRID, pooled_lp, m, z, ridge_smoothing=h0)
-    out: dict = {"ridge_pooled": pooled.ridge.tolist(), "ridge_smoothing": h0, "estimators": {}}
+    table, _ = sfs_table(fit.flows, m, z, np.full(m.size, np.nan), fit.config)
+    out: dict = {"ridge_pooled": pooled.ridge.tolist(), "ridge_smoothing": h0,
+                 "ridge_estimator": fit.config.ridge_estimator, "estimators": {}}
     for h in RIDGE_SMOOTHINGS:
         members = np.stack([sequence_statistics(GRID, lp, m, z, ridge_smoothing=h).ridge for lp in log_dens])
         out["estimators"][f"ridge_members_h{h:g}"] = members.round(4).tolist()
@@ -95,6 +97,9 @@ def _point_stats(fit: SFSFit, m: np.ndarray, z: np.ndarray) -> dict:
         arr = np.stack([getattr(s, name) for s in per])
         q = np.nanpercentile(arr, [16, 50, 84], axis=0)
         out[name] = {"p16": q[0].tolist(), "p50": q[1].tolist(), "p84": q[2].tolist()}
+    # the ridge as sfs.ecsv reports it (central value from config.ridge_estimator)
+    out["ridge"]["p50"] = np.asarray(table["ridge_p50"]).tolist()
+    out["ridge"]["members_p50"] = np.asarray(table["ridge_members_p50"]).tolist()
     return out
 
 
@@ -234,18 +239,33 @@ def part_leja(args: argparse.Namespace) -> dict:
     flow = Leja2022Flow.load(weights, dtype=torch.float32)
     ref = json.loads((SHARED / "reference_values" / "flow_reference_values.json").read_text())
     t0 = time.perf_counter()
-    if args.smoke:
+    cache = Path(args.mock_cache) if args.mock_cache else None
+    if cache is not None and cache.exists():
+        import pickle
+
+        cat, survey, truth = pickle.loads(cache.read_bytes())
+        print(f"Leja mock read from {cache}", flush=True)
+    elif args.smoke:
         cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=30.0, seed=args.seed, n_samples=8,
                                                 z_step=0.2, m_step=0.2, n_dummy=5)
     else:
         cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=args.area, seed=args.seed,
                                                 n_samples=args.n_samples)
+    if cache is not None and not cache.exists():
+        import pickle
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps((cat, survey, truth)))
+        if args.mock_only:
+            print(f"wrote {cache}")
+            raise SystemExit(0)
     t_mock = time.perf_counter() - t0
     print(f"Leja mock: {cat.n_galaxies} galaxies ({t_mock:.0f} s)", flush=True)
     members = 1 if args.smoke else args.members
     config = SFSConfig(n_members=members, max_samples=None, n_workers=args.workers,
                        train=TrainConfig(max_epochs=3 if args.smoke else 60, seed=args.seed, progress=args.progress))
-    fit = fit_sfs(cat, survey, config)
+    fit = fit_sfs(cat, survey, config, workdir=None if args.workdir is None else Path(args.workdir) / "leja",
+                  resume=args.workdir is not None)
     _save_flows(fit, args, "leja")
     pts = [(0.5, 10.0), (1.0, 10.0), (1.0, 10.5), (1.5, 10.0), (1.5, 10.5), (2.0, 10.0), (2.0, 10.5)]
     rows = {(r["z"], r["logM"]): r for r in ref["ridge_and_mean"]}
@@ -268,6 +288,7 @@ def part_leja(args: argparse.Namespace) -> dict:
     return {
         "settings": {**truth.settings, "n_galaxies": cat.n_galaxies, "weights": str(weights)},
         "mock_seconds": round(t_mock, 1),
+        "mock_cache": args.mock_cache,
         "points": {"z": z.tolist(), "log_mass": m.tolist(), "above_completeness": above.tolist()},
         "check8_flow": {"ridge": want_r.tolist(), "log_mean_sfr": want_m.tolist()},
         "recovered": st,
@@ -296,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="train ensemble members in this many processes")
     ap.add_argument("--skip", nargs="*", default=None, help="sequence runs to skip")
     ap.add_argument("--leja-weights", default=None)
+    ap.add_argument("--mock-cache", default=None,
+                    help="leja: pickle of the mock (read if it exists, else written after drawing it)")
+    ap.add_argument("--mock-only", action="store_true", help="leja: only draw and cache the mock")
+    ap.add_argument("--workdir", default=None,
+                    help="leja: member checkpoints in WORKDIR/leja, resumed when present")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--save-flows", default=None, help="directory to save every run's flows")
     args = ap.parse_args(argv)
