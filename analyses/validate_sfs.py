@@ -18,6 +18,14 @@ Parts (``--part``, default all):
 Each part writes ``analyses/recorded/validate_sfs_<part>.json`` (measured numbers, settings,
 timings, popmodel version). ``--smoke`` runs tiny versions (seconds) for CI.
 
+The ridge reported is the one ``sfs.ecsv`` reports (``SFSConfig.ridge_estimator``; default the
+mode of the ensemble-averaged density). For the diagnosis of the ridge's noise every record also
+holds, under ``estimators``, each member's ridge and the members' median and the pooled mode at
+0, 0.1, 0.2 and 0.3 dex smoothing; the ``leja`` part adds the truth's own ridge at each smoothing
+(``truth_ridge_smoothed``), separating the smoothing's bias from the recovery error.
+``--workers`` trains the members in parallel processes; ``--mock-cache`` / ``--workdir`` let the
+``leja`` part be drawn once and resumed from member checkpoints.
+
     python analyses/validate_sfs.py --part sequence
 """
 
