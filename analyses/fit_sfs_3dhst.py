@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +31,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def _git_commit() -> str:
-    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes)."""
+    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes); the
+    environment variable POPMODEL_GIT_COMMIT overrides it (a copy of the tree run elsewhere)."""
     import subprocess
+
+    if os.environ.get("POPMODEL_GIT_COMMIT"):
+        return os.environ["POPMODEL_GIT_COMMIT"]
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,

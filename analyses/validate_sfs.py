@@ -18,6 +18,14 @@ Parts (``--part``, default all):
 Each part writes ``analyses/recorded/validate_sfs_<part>.json`` (measured numbers, settings,
 timings, popmodel version). ``--smoke`` runs tiny versions (seconds) for CI.
 
+The ridge reported is the one ``sfs.ecsv`` reports (``SFSConfig.ridge_estimator``; default the
+mode of the ensemble-averaged density). For the diagnosis of the ridge's noise every record also
+holds, under ``estimators``, each member's ridge and the members' median and the pooled mode at
+0, 0.1, 0.2 and 0.3 dex smoothing; the ``leja`` part adds the truth's own ridge at each smoothing
+(``truth_ridge_smoothed``), separating the smoothing's bias from the recovery error.
+``--workers`` trains the members in parallel processes; ``--mock-cache`` / ``--workdir`` let the
+``leja`` part be drawn once and resumed from member checkpoints.
+
     python analyses/validate_sfs.py --part sequence
 """
 
@@ -37,7 +45,7 @@ import numpy as np
 import torch
 
 from popmodel._version import __version__
-from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs
+from popmodel.flow.fit import SFSConfig, SFSFit, fit_sfs, sfs_table
 from popmodel.flow.mock import leja2022_flow_mock, sequence_mock
 from popmodel.flow.sfs import sequence_statistics
 from popmodel.flow.train import TrainConfig
@@ -46,8 +54,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def _git_commit() -> str:
-    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes)."""
+    """The checkout's commit (with '+dirty' when popmodel/flow has uncommitted changes); the
+    environment variable POPMODEL_GIT_COMMIT overrides it (a copy of the tree run elsewhere)."""
     import subprocess
+
+    if os.environ.get("POPMODEL_GIT_COMMIT"):
+        return os.environ["POPMODEL_GIT_COMMIT"]
 
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
@@ -64,21 +76,45 @@ POINTS_Z = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
 GRID = np.arange(-4.0, 4.0001, 0.01)
 
 
+RIDGE_SMOOTHINGS = (0.0, 0.1, 0.2, 0.3)
+
+
 def _point_stats(fit: SFSFit, m: np.ndarray, z: np.ndarray) -> dict:
-    """Per-member statistics at the points, their ensemble median and 16/84 band, and the ridge
-    of the ensemble-averaged density."""
+    """Per-member statistics at the points, their ensemble median and 16/84 band, and ridge
+    estimators for the diagnosis of the ridge's noise (each at ``RIDGE_SMOOTHINGS`` dex):
+    ``ridge_members_h<h>`` (every member's ridge), ``ridge_median_h<h>`` (their median) and
+    ``ridge_pooled_h<h>`` (the mode of the ensemble-averaged density). ``ridge_pooled`` is the
+    one at the fit's ``ridge_smoothing``."""
     from scipy.special import logsumexp
 
+    h0 = fit.config.ridge_smoothing
     log_dens = [f.conditional_log_density(m, z, GRID) for f in fit.flows]
-    per = [sequence_statistics(GRID, lp, m, z, ridge_smoothing=fit.config.ridge_smoothing) for lp in log_dens]
-    pooled = sequence_statistics(GRID, logsumexp(np.stack(log_dens), axis=0), m, z,
-                                 ridge_smoothing=fit.config.ridge_smoothing)
-    out = {"ridge_pooled": pooled.ridge.tolist()}
+    per = [sequence_statistics(GRID, lp, m, z, ridge_smoothing=h0) for lp in log_dens]
+    pooled_lp = logsumexp(np.stack(log_dens), axis=0) - np.log(len(log_dens))
+    pooled = sequence_statistics(GRID, pooled_lp, m, z, ridge_smoothing=h0)
+    table, _ = sfs_table(fit.flows, m, z, np.full(m.size, np.nan), fit.config)
+    out: dict = {"ridge_pooled": pooled.ridge.tolist(), "ridge_smoothing": h0,
+                 "ridge_estimator": fit.config.ridge_estimator, "estimators": {}}
+    for h in RIDGE_SMOOTHINGS:
+        members = np.stack([sequence_statistics(GRID, lp, m, z, ridge_smoothing=h).ridge for lp in log_dens])
+        out["estimators"][f"ridge_members_h{h:g}"] = members.round(4).tolist()
+        out["estimators"][f"ridge_median_h{h:g}"] = np.nanmedian(members, 0).round(4).tolist()
+        out["estimators"][f"ridge_pooled_h{h:g}"] = (
+            sequence_statistics(GRID, pooled_lp, m, z, ridge_smoothing=h).ridge.round(4).tolist())
     for name in ("ridge", "log_mean_sfr", "q50", "scatter"):
         arr = np.stack([getattr(s, name) for s in per])
         q = np.nanpercentile(arr, [16, 50, 84], axis=0)
         out[name] = {"p16": q[0].tolist(), "p50": q[1].tolist(), "p84": q[2].tolist()}
+    # the ridge as sfs.ecsv reports it (central value from config.ridge_estimator)
+    out["ridge"]["p50"] = np.asarray(table["ridge_p50"]).tolist()
+    out["ridge"]["members_p50"] = np.asarray(table["ridge_members_p50"]).tolist()
     return out
+
+
+def _estimator_errors(st: dict, want: np.ndarray) -> dict:
+    """Error of every ridge estimator in ``st["estimators"]`` (not the per-member lists)."""
+    return {k: (np.array(v) - want).round(4).tolist() for k, v in st["estimators"].items()
+            if not k.startswith("ridge_members")}
 
 
 def _save_flows(fit: SFSFit, args: argparse.Namespace, name: str) -> None:
@@ -101,7 +137,9 @@ def _train_summary(fit: SFSFit) -> dict:
 
 
 def _write(part: str, record: dict, smoke: bool, tag: str = "", directory: Path = RECORDED) -> None:
-    record = {"popmodel_version": __version__, "git_commit": _git_commit(), "part": part, "smoke": smoke,
+    import platform
+
+    record = {"popmodel_version": __version__, "host": {"cpus": os.cpu_count(), "machine": platform.node()}, "git_commit": _git_commit(), "part": part, "smoke": smoke,
               "torch_threads": torch.get_num_threads(), **record}
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (f"validate_sfs_{part}" + (f"_{tag}" if tag else "") + ("_smoke" if smoke else "") + ".json")
@@ -112,7 +150,7 @@ def _write(part: str, record: dict, smoke: bool, tag: str = "", directory: Path 
 def part_sequence(args: argparse.Namespace) -> dict:
     n, s, members = (3000, 8, 1) if args.smoke else (args.n_galaxies, args.n_samples, args.members)
     epochs = 3 if args.smoke else 60
-    base = SFSConfig(n_members=members, max_samples=s,
+    base = SFSConfig(n_members=members, max_samples=s, n_workers=args.workers,
                      train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
     kw = {"scatter": 0.3, "sfr_error": 0.4, "mass_error": 0.1, "seed": args.seed, "schechter": (10.8, -1.0)}
     cat, _, truth = sequence_mock(n, n_samples=s, **kw)
@@ -142,6 +180,7 @@ def part_sequence(args: argparse.Namespace) -> dict:
             "ridge": (np.array(st["ridge"]["p50"]) - t_ridge).round(4).tolist(),
             "ridge_pooled": (np.array(st["ridge_pooled"]) - t_ridge).round(4).tolist(),
             "median": (np.array(st["q50"]["p50"]) - t_ridge).round(4).tolist(),
+            "ridge_estimators": _estimator_errors(st, t_ridge),
         }
         record[name] = {"stats": st, "error_vs_truth": err, "n_members": config.n_members,
                         "wall_s": round(time.perf_counter() - t0, 1), **_train_summary(fit)}
@@ -164,7 +203,10 @@ def part_sequence(args: argparse.Namespace) -> dict:
         record["check_11b"] = {"ridge_difference": dr.round(4).tolist(), "scatter_difference": ds.round(4).tolist(),
                                "pass": bool(np.max(np.abs(dr)) < 0.05 and np.max(np.abs(ds)) < 0.05),
                                "ridge_pooled_difference": drp.round(4).tolist(),
-                               "pass_pooled": bool(np.max(np.abs(drp)) < 0.05 and np.max(np.abs(ds)) < 0.05)}
+                               "pass_pooled": bool(np.max(np.abs(drp)) < 0.05 and np.max(np.abs(ds)) < 0.05),
+                               "ridge_estimator_differences": {
+                                   k: (np.array(v) - np.array(nf["estimators"][k])).round(4).tolist()
+                                   for k, v in d["estimators"].items() if not k.startswith("ridge_members")}}
     return record
 
 
@@ -182,7 +224,7 @@ def part_selection(args: argparse.Namespace) -> dict:
               "points": {"log_mass": m.tolist(), "z": z.tolist(),
                          "limit_at_points": np.interp(z, *limit).tolist()},
               "truth": {"ridge": truth.ridge(m, z).tolist(), "log_mean_sfr": truth.log_mean_sfr(m, z).tolist()}}
-    base = SFSConfig(n_members=members, max_samples=s,
+    base = SFSConfig(n_members=members, max_samples=s, n_workers=args.workers,
                      train=TrainConfig(max_epochs=epochs, seed=args.seed, progress=args.progress))
     for name, config in (("normalised", base), ("no_normalisation", replace(base, selection="none", n_members=1))):
         t0 = time.perf_counter()
@@ -205,18 +247,33 @@ def part_leja(args: argparse.Namespace) -> dict:
     flow = Leja2022Flow.load(weights, dtype=torch.float32)
     ref = json.loads((SHARED / "reference_values" / "flow_reference_values.json").read_text())
     t0 = time.perf_counter()
-    if args.smoke:
+    cache = Path(args.mock_cache) if args.mock_cache else None
+    if cache is not None and cache.exists():
+        import pickle
+
+        cat, survey, truth = pickle.loads(cache.read_bytes())
+        print(f"Leja mock read from {cache}", flush=True)
+    elif args.smoke:
         cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=30.0, seed=args.seed, n_samples=8,
                                                 z_step=0.2, m_step=0.2, n_dummy=5)
     else:
         cat, survey, truth = leja2022_flow_mock(flow, area_arcmin2=args.area, seed=args.seed,
                                                 n_samples=args.n_samples)
+    if cache is not None and not cache.exists():
+        import pickle
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps((cat, survey, truth)))
+        if args.mock_only:
+            print(f"wrote {cache}")
+            raise SystemExit(0)
     t_mock = time.perf_counter() - t0
     print(f"Leja mock: {cat.n_galaxies} galaxies ({t_mock:.0f} s)", flush=True)
     members = 1 if args.smoke else args.members
-    config = SFSConfig(n_members=members, max_samples=None,
+    config = SFSConfig(n_members=members, max_samples=None, n_workers=args.workers,
                        train=TrainConfig(max_epochs=3 if args.smoke else 60, seed=args.seed, progress=args.progress))
-    fit = fit_sfs(cat, survey, config)
+    fit = fit_sfs(cat, survey, config, workdir=None if args.workdir is None else Path(args.workdir) / "leja",
+                  resume=args.workdir is not None)
     _save_flows(fit, args, "leja")
     pts = [(0.5, 10.0), (1.0, 10.0), (1.0, 10.5), (1.5, 10.0), (1.5, 10.5), (2.0, 10.0), (2.0, 10.5)]
     rows = {(r["z"], r["logM"]): r for r in ref["ridge_and_mean"]}
@@ -228,13 +285,25 @@ def part_leja(args: argparse.Namespace) -> dict:
     dr = np.array(st["ridge"]["p50"]) - want_r
     dm = np.array(st["log_mean_sfr"]["p50"]) - want_m
     above = m > leja2022_mass_limit(z)
+    # the truth's own ridge with each smoothing (the released flow's conditional on GRID): the
+    # smoothing's bias relative to check 8 (unsmoothed), separate from the recovery error
+    truth_lp = flow.conditional_log_density(m, z, GRID)
+    truth_ridge = {f"h{h:g}": sequence_statistics(GRID, truth_lp, m, z, ridge_smoothing=h).ridge.round(4).tolist()
+                   for h in RIDGE_SMOOTHINGS}
+    est_err = _estimator_errors(st, want_r)
+    vs_smoothed_truth = {k: (np.array(st["estimators"][k]) - np.array(truth_ridge["h" + k.split("_h")[1]]))
+                         .round(4).tolist() for k in est_err}
     return {
         "settings": {**truth.settings, "n_galaxies": cat.n_galaxies, "weights": str(weights)},
         "mock_seconds": round(t_mock, 1),
+        "mock_cache": args.mock_cache,
         "points": {"z": z.tolist(), "log_mass": m.tolist(), "above_completeness": above.tolist()},
         "check8_flow": {"ridge": want_r.tolist(), "log_mean_sfr": want_m.tolist()},
         "recovered": st,
-        "error_vs_check8": {"ridge": dr.round(4).tolist(), "log_mean_sfr": dm.round(4).tolist()},
+        "error_vs_check8": {"ridge": dr.round(4).tolist(), "log_mean_sfr": dm.round(4).tolist(),
+                            "ridge_estimators": est_err},
+        "truth_ridge_smoothed": truth_ridge,
+        "ridge_estimators_vs_smoothed_truth": vs_smoothed_truth,
         "pass_within_0.1": bool(np.all(np.abs(dr[above]) < 0.1) and np.all(np.abs(dm[above]) < 0.1)),
         **_train_summary(fit),
     }
@@ -253,8 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--area", type=float, default=900.0, help="Leja mock area [arcmin^2]")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=1, help="train ensemble members in this many processes")
     ap.add_argument("--skip", nargs="*", default=None, help="sequence runs to skip")
     ap.add_argument("--leja-weights", default=None)
+    ap.add_argument("--mock-cache", default=None,
+                    help="leja: pickle of the mock (read if it exists, else written after drawing it)")
+    ap.add_argument("--mock-only", action="store_true", help="leja: only draw and cache the mock")
+    ap.add_argument("--workdir", default=None,
+                    help="leja: member checkpoints in WORKDIR/leja, resumed when present")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--save-flows", default=None, help="directory to save every run's flows")
     args = ap.parse_args(argv)

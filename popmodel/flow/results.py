@@ -61,7 +61,9 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
                   "density": "per unit z per dex^2 (joint) or per dex^2 (conditional on z)"},
         "definitions": {
             "ridge": "mode of p(log SFR | log M, z), smoothed with a Gaussian of ridge_smoothing "
-                     "dex, above the star-forming-branch cut log sSFR > log10(doubling_cut / t_age(z))",
+                     "dex, above the star-forming-branch cut log sSFR > log10(doubling_cut / t_age(z)); "
+                     "ridge_p50 is the mode of the ensemble-averaged density (ridge_estimator 'pooled') "
+                     "or the members' median ('median'); ridge_p16/p84 are the members' percentiles",
             "log_mean_sfr": "log10 of the mean SFR over the whole population (not <log SFR>)",
             "log_sfr_q16/q50/q84": "percentiles of p(log SFR | log M, z), ensemble medians",
             "bands": "p16/p50/p84 over the ensemble members (bootstrap resamples of galaxies)"
@@ -105,7 +107,7 @@ def _eq10_table(fit: SFSFit, meta: dict) -> Table:
     t = Table(rows=rows, names=("fit", "parameter", "value", "error", "members_p16", "members_p50",
                                 "members_p84", "leja2022_value", "leja2022_error"), meta=dict(meta))
     t.meta["comments"] = [(
-        "Leja et al. 2022 Eq. 10 fitted to the ensemble-median ridge / log mean SFR of sfs.ecsv "
+        "Leja et al. 2022 Eq. 10 fitted to the central ridge / log mean SFR of sfs.ecsv (ridge_p50, log_mean_sfr_p50) "
         "(value, error from the Jacobian with the band half-widths as errors) and to each member "
         "(members_p16/p50/p84)"
     )]
