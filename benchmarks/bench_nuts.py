@@ -73,8 +73,9 @@ def fit(data, prior, args, label: str) -> dict:
     mcmc = run_nuts(data, prior, mp, num_warmup=args.warmup, num_samples=args.draws,
                     num_chains=args.chains, seed=args.seed, chain_method="vectorized",
                     init_spread=True, progress_bar=args.progress)
-    t_nuts = time.perf_counter() - t0
     samples = mcmc.get_samples(group_by_chain=True)
+    jax.block_until_ready(samples)  # vectorised chains return before the sampling has run
+    t_nuts = time.perf_counter() - t0
     extra = mcmc.get_extra_fields(group_by_chain=True)
     n_steps = int(np.sum(extra["num_steps"]))
     div = int(np.sum(extra["diverging"]))
