@@ -21,9 +21,12 @@ dropped: the two Schechter components become degenerate, NUTS from the Laplace m
 mixes badly (bulk ESS ~17) and the ranks pile up at the ends.)
 
     python analyses/calibrate_cosmic_variance.py --mocks 50 --out analyses/recorded/calibrate_cosmic_variance.json
-    python analyses/calibrate_cosmic_variance.py --first 0 --mocks 25 --out part0.json
-    python analyses/calibrate_cosmic_variance.py --first 25 --mocks 25 --out part1.json
-    python analyses/calibrate_cosmic_variance.py --merge part0.json part1.json --out all.json
+    python analyses/calibrate_cosmic_variance.py --first 0 --mocks 25 --records part0.jsonl
+    python analyses/calibrate_cosmic_variance.py --first 25 --mocks 25 --records part1.jsonl
+    python analyses/calibrate_cosmic_variance.py --merge part0.jsonl part1.jsonl --out all.json
+
+With --records every finished mock is appended to a JSON-lines file at once, and a rerun with
+the same file skips the mocks already there (an interrupted run resumes).
     python analyses/calibrate_cosmic_variance.py --smoke      # 2 mocks
 """
 
@@ -71,40 +74,67 @@ if __name__ == "__main__":
     ap.add_argument("--jax-cache", default=os.path.join(os.path.expanduser("~"), ".cache",
                                                         "popmodel-jax"),
                     help="JAX persistent compilation cache directory ('' = off)")
-    ap.add_argument("--merge", nargs="+", metavar="JSON", help="pool the mocks of earlier runs")
+    ap.add_argument("--records", help="JSON-lines file: one line per finished mock (resumable)")
+    ap.add_argument("--merge", nargs="+", metavar="JSONL", help="pool --records files")
     ap.add_argument("--out", default="results/calibrate_cosmic_variance.json")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     command = "python " + " ".join(sys.argv)
     if a.merge:
-        parts = [json.loads(Path(p).read_text()) for p in a.merge]
+        recs, info = [], []
+        for p in a.merge:
+            lines = [json.loads(x) for x in Path(p).read_text().splitlines() if x.strip()]
+            recs += lines
+            info.append({"file": p, "mocks": [r["mock"] for r in lines],
+                         "commands": sorted({r["command"] for r in lines}),
+                         "wall_s": sum(r["wall_s"] for r in lines)})
         keys = ("n_fields", "side_arcmin", "slice_dz", "seed", "completeness", "nuts", "n_keep",
                 "dtype", "gh_nodes")
-        for p, part in zip(a.merge[1:], parts[1:], strict=True):
-            diff = [k for k in keys if part[k] != parts[0][k]]
+        for r in recs[1:]:
+            diff = [k for k in keys if r["settings"][k] != recs[0]["settings"][k]]
             if diff:
-                raise SystemExit(f"{p}: settings {diff} differ from {a.merge[0]}")
-        settings = {k: parts[0][k] for k in parts[0] if k in keys or k in (
-            "mock_seeds", "cosmology", "imf", "posterior", "prior")}
-        res = cv_calibration_summary([r for p in parts for r in p["per_mock"]], settings,
-                                     wall_s=sum(p["wall_s"] for p in parts))
-        res = {"command": command, "parts": [{"file": f, "command": p.get("command"),
-                                             "started": p.get("started"), "wall_s": p["wall_s"]}
-                                            for f, p in zip(a.merge, parts, strict=True)],
-               **res}
+                raise SystemExit(f"mock {r['mock']}: settings {diff} differ from mock "
+                                 f"{recs[0]['mock']}")
+        res = cv_calibration_summary(recs, recs[0]["settings"])
+        res = {"command": command, "parts": info, **res}
+        for r in res["per_mock"]:
+            r.pop("settings", None)
     else:
         if a.smoke:
             a.mocks, a.warmup, a.draws = 2, 50, 50
         if a.jax_cache:
             jax.config.update("jax_compilation_cache_dir", a.jax_cache)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        res = run_cv_calibration(a.mocks, first_mock=a.first, n_fields=a.fields,
-                                 slice_dz=a.slice_dz, seed=a.seed,
-                                 completeness=a.mass_limit or None, warmup=a.warmup,
-                                 draws=a.draws, n_keep=min(a.n_keep, a.draws), dtype=a.dtype,
-                                 gh_nodes=(a.gh_mass_nodes, 1))
-        res = {"command": command, "started": started, **res}
+        done = set()
+        if a.records and Path(a.records).exists():
+            done = {json.loads(x)["mock"] for x in Path(a.records).read_text().splitlines()
+                    if x.strip()}
+        recs = []
+        for k in range(a.first, a.first + a.mocks):
+            if k in done:
+                continue
+            one = run_cv_calibration(1, first_mock=k, n_fields=a.fields, slice_dz=a.slice_dz,
+                                     seed=a.seed, completeness=a.mass_limit or None,
+                                     warmup=a.warmup, draws=a.draws,
+                                     n_keep=min(a.n_keep, a.draws), dtype=a.dtype,
+                                     gh_nodes=(a.gh_mass_nodes, 1), progress=False)
+            keep = ("per_mock", "popmodel_version", "n_mocks", "min_galaxies_per_field_slice",
+                    "median_min_galaxies_per_field_slice", "ranks_parameters",
+                    "ranks_rho_star", "wall_s", "total_divergences_with")
+            settings = {kk: v for kk, v in one.items() if kk not in keep and "p_value" not in kk
+                        and "coverage" not in kk and kk != "without_outside_band"}
+            rec = {**one["per_mock"][0], "command": command,
+                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                   "popmodel_version": one["popmodel_version"], "settings": settings}
+            recs.append(rec)
+            print(f"mock {k}: {rec['wall_s']:.0f} s", flush=True)
+            if a.records:
+                with open(a.records, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
+        if not recs:
+            raise SystemExit("no mocks left to run")
+        res = cv_calibration_summary(recs, recs[0]["settings"])
+        res = {"command": command, **res}
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
