@@ -16,6 +16,7 @@ from popmodel.survey import Field, Survey
 
 __all__ = [
     "LEJA_COMPLETENESS_3DHST",
+    "cv_calibration_summary",
     "cv_survey",
     "deep_survey",
     "draw_from_prior",
@@ -147,18 +148,30 @@ def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int
 
 def cv_survey(n_fields: int = 5, side_arcmin: tuple[float, float] = (10.0, 15.0), *,
               z_min: float = 0.5, z_max: float = 2.5, mass_error_dex: float = 0.15,
+              completeness: tuple[Sequence[float], Sequence[float]] | float | None = None,
               cosmology: str = "WMAP9") -> Survey:
-    """Deep pencil-beam fields of known geometry (cosmic variance on), exact redshifts."""
-    cz, cm = LEJA_COMPLETENESS_3DHST
+    """Deep pencil-beam fields of known geometry (cosmic variance on), exact redshifts.
+
+    ``completeness``: ``(z, log M)`` knots, or one log M limit at all redshifts; default the
+    3D-HST limits (:data:`LEJA_COMPLETENESS_3DHST`).
+    """
+    if completeness is None:
+        cz, cm = LEJA_COMPLETENESS_3DHST
+    elif np.ndim(completeness) == 0:
+        cz, cm = [z_min, z_max], [float(completeness)] * 2
+    else:
+        cz, cm = completeness
     a = side_arcmin[0] * side_arcmin[1]
     fields = [Field(f"F{k}", a * u.arcmin**2, z_min, z_max, cz, cm, mass_error_dex=mass_error_dex,
                     z_error=0.0, side_arcmin=side_arcmin) for k in range(n_fields)]
     return Survey(fields, cosmology=cosmology, name=f"{n_fields} pencil beams")
 
 
-def run_cv_calibration(n_mocks: int = 50, *, n_fields: int = 5,
+def run_cv_calibration(n_mocks: int = 50, *, first_mock: int = 0, n_fields: int = 5,
                        side_arcmin: tuple[float, float] = (10.0, 15.0), slice_dz: float = 0.5,
-                       seed: int = 7, warmup: int = 150, draws: int = 100,
+                       completeness: tuple[Sequence[float], Sequence[float]] | float | None = None,
+                       seed: int = 7, warmup: int = 150, draws: int = 100, n_keep: int = 49,
+                       dtype: str = "float64", gh_nodes: tuple[int, int] = (8, 3),
                        progress: bool = True) -> dict:
     """Calibration of the fit with cosmic variance (issue: per-field density terms).
 
@@ -166,70 +179,123 @@ def run_cv_calibration(n_mocks: int = 50, *, n_fields: int = 5,
     density contrast from its prior, applies them (:func:`popmodel.mock.draw_mock` with
     ``cosmic_variance=True``), and is fitted twice with NUTS (1 chain; Gauss-Hermite posteriors
     of the moment-matched mock samples): with the density terms and without. Returns the SBC
-    ranks of the 11 parameters and of rho_*(z = 0.5, 1, 2) with the terms, their pooled
-    chi-square p-values, and the 68% coverage of rho_* with and without the terms, with the
-    95% binomial band of the with-terms rate.
+    ranks of the 11 parameters and of rho_*(z = 0.5, 1, 2) with the terms (ranks among
+    ``n_keep`` draws thinned evenly from the ``draws``, so that the kept draws are nearly
+    independent; Talts et al. 2018, arXiv:1804.06788, section 5), their pooled chi-square
+    p-values, and the 68% coverage of rho_* with and without the terms, with the 95% binomial
+    band of the with-terms rate (:func:`cv_calibration_summary`).
+
+    Args:
+        n_mocks, first_mock: run mocks ``first_mock ... first_mock + n_mocks - 1`` (truths are
+            drawn in sequence from ``seed``, so runs of disjoint ranges can be merged with
+            :func:`cv_calibration_summary`).
+        completeness: the fields' mass limits (:func:`cv_survey`; default 3D-HST's).
+        dtype, gh_nodes: likelihood settings (:class:`popmodel.smf.fit.FitConfig`).
     """
     import time
 
     from tqdm import tqdm
 
-    from popmodel import __version__
     from popmodel.mock import draw_mock
     from popmodel.smf.derived import log10_rho_star
     from popmodel.smf.fit import FitConfig, fit_smf
 
+    if not 1 <= n_keep <= draws:
+        raise ValueError(f"n_keep must be between 1 and draws={draws}, got {n_keep}")
     prior = narrow_prior(2.0)
-    survey = cv_survey(n_fields, side_arcmin)
+    survey = cv_survey(n_fields, side_arcmin, completeness=completeness)
     rng = np.random.default_rng(seed)
-    n_keep = 49
+    for _ in range(first_mock):
+        draw_from_prior(prior, rng)
     zs = np.array([0.5, 1.0, 2.0])
-    ranks, rho_ranks, cover_with, cover_without, min_counts = [], [], [], [], []
+    edges = np.arange(survey.fields[0].z_min, survey.fields[0].z_max + 1e-9, slice_dz)
+    per_mock = []
     t0 = time.perf_counter()
-    for k in tqdm(range(n_mocks), desc="cosmic-variance mocks", disable=not progress):
+    for k in tqdm(range(first_mock, first_mock + n_mocks), desc="cosmic-variance mocks",
+                  disable=not progress):
+        tm = time.perf_counter()
         truth = draw_from_prior(prior, rng)
         cat, _ = draw_mock(survey, truth, seed=seed + 1000 + k, n_samples=4, moment_matched=True,
                             cosmic_variance=True, slice_dz=slice_dz)
         lt = log10_rho_star(truth, zs)
-        edges = np.arange(survey.fields[0].z_min, survey.fields[0].z_max + 1e-9, slice_dz)
-        counts = [np.sum((cat.fields == f) & (cat.obs_z >= a) & (cat.obs_z < b))
+        counts = [int(np.sum((cat.fields == f) & (cat.obs_z >= a) & (cat.obs_z < b)))
                   for f in survey.field_names for a, b in itertools.pairwise(edges)]
-        min_counts.append(int(min(counts)))
-        for cv, cover in ((True, cover_with), (False, cover_without)):
+        rec = {"mock": k, "mock_seed": seed + 1000 + k, "n_galaxies": int(cat.n_galaxies),
+               "min_per_field_slice": min(counts)}
+        for cv in (True, False):
             cfg = FitConfig(num_warmup=warmup, num_samples=draws, num_chains=1, n_bootstrap=0,
                             seed=k, progress_bar=False, posterior="gauss-hermite",
-                            cosmic_variance=cv, slice_dz=slice_dz)
+                            cosmic_variance=cv, slice_dz=slice_dz, dtype=dtype,
+                            gh_nodes=gh_nodes)
+            tf = time.perf_counter()
             fit = fit_smf(cat, survey, cfg, prior=prior, log=lambda s: None)
+            tag = "with" if cv else "without"
+            rec[f"fit_s_{tag}"] = round(time.perf_counter() - tf, 1)
+            rec[f"divergences_{tag}"] = fit.diagnostics["divergences"]
+            rec[f"min_ess_{tag}"] = round(min(fit.diagnostics["ess_bulk"].values()), 1)
             lr = log10_rho_star(fit.draws(), zs)
             lo, hi = np.percentile(lr, [16, 84], axis=0)
-            cover.append(((lo <= lt) & (lt <= hi)).tolist())
+            rec[f"rho_cover_{tag}"] = ((lo <= lt) & (lt <= hi)).tolist()
             if cv:
                 tv = truth.to_dict()
-                ranks += [sbc_ranks(fit.samples[n], float(tv[n]), n_keep) for n in prior.names]
-                rho_ranks += [sbc_ranks(lr[:, j], float(lt[j]), n_keep) for j in range(zs.size)]
-    cw, cwo = np.array(cover_with), np.array(cover_without)
+                rec["ranks_parameters"] = [sbc_ranks(fit.samples[n], float(tv[n]), n_keep)
+                                           for n in prior.names]
+                rec["ranks_rho_star"] = [sbc_ranks(lr[:, j], float(lt[j]), n_keep)
+                                         for j in range(zs.size)]
+        rec["wall_s"] = round(time.perf_counter() - tm, 1)
+        per_mock.append(rec)
+    cz, cm = (survey.fields[0].completeness_z, survey.fields[0].completeness_log_mass)
+    settings = {
+        "n_fields": n_fields, "side_arcmin": list(side_arcmin),
+        "slice_dz": slice_dz, "seed": seed, "mock_seeds": f"{seed + 1000} + mock index",
+        "cosmology": "WMAP9", "imf": "Chabrier (masses as drawn from the Leja+20 model)",
+        "completeness": {"z": np.asarray(cz, float).tolist(),
+                         "log_mass": np.asarray(cm, float).tolist()},
+        "nuts": {"warmup": warmup, "draws": draws, "chains": 1, "seed": "mock index"},
+        "n_keep": n_keep, "dtype": dtype, "gh_nodes": list(gh_nodes),
+        "posterior": "gauss-hermite (moment-matched mock samples, 4 per galaxy, exact z)",
+        "prior": "Normal(Leja+20 median, 2 x published sigma), truncated; deltas N(0, sigma_DM)",
+    }
+    return cv_calibration_summary(per_mock, settings, wall_s=time.perf_counter() - t0)
+
+
+def cv_calibration_summary(per_mock: Sequence[dict], settings: dict, *,
+                           wall_s: float | None = None) -> dict:
+    """Pool the per-mock records of :func:`run_cv_calibration` (one run or several merged)."""
+    from popmodel import __version__
+
+    recs = sorted(per_mock, key=lambda r: r["mock"])
+    idx = [r["mock"] for r in recs]
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"mock indices repeat: {idx}")
+    n_keep = settings["n_keep"]
+    ranks = [v for r in recs for v in r["ranks_parameters"]]
+    rho_ranks = [v for r in recs for v in r["ranks_rho_star"]]
+    cw = np.array([r["rho_cover_with"] for r in recs])
+    cwo = np.array([r["rho_cover_without"] for r in recs])
     n_int = cw.size
     rate_with, rate_without = float(cw.mean()), float(cwo.mean())
     band = [float(x) / n_int for x in stats.binom.interval(0.95, n_int, rate_with)]
     pooled = ranks + rho_ranks
     return {
         "popmodel_version": __version__,
-        "n_mocks": n_mocks, "n_fields": n_fields, "side_arcmin": list(side_arcmin),
-        "slice_dz": slice_dz, "seed": seed, "cosmology": "WMAP9",
-        "nuts": {"warmup": warmup, "draws": draws, "chains": 1}, "n_keep": n_keep,
-        "posterior": "gauss-hermite (moment-matched mock samples)",
-        "prior": "Normal(Leja+20 median, 2 x published sigma), truncated; deltas N(0, sigma_DM)",
-        "min_galaxies_per_field_slice": int(min(min_counts)),
-        "median_min_galaxies_per_field_slice": float(np.median(min_counts)),
+        "n_mocks": len(recs), **settings,
+        "min_galaxies_per_field_slice": int(min(r["min_per_field_slice"] for r in recs)),
+        "median_min_galaxies_per_field_slice": float(
+            np.median([r["min_per_field_slice"] for r in recs])),
         "ranks_parameters": ranks,
         "ranks_rho_star": rho_ranks,
         "sbc_chi2_p_value_5_bins": sbc_rank_test(pooled, n_keep, 5),
         "sbc_chi2_p_value_10_bins": sbc_rank_test(pooled, n_keep, 10),
+        "sbc_chi2_p_value_5_bins_parameters_only": sbc_rank_test(ranks, n_keep, 5),
+        "sbc_chi2_p_value_5_bins_rho_star_only": sbc_rank_test(rho_ranks, n_keep, 5),
         "rho_star_68_coverage_with_terms": rate_with,
         "rho_star_68_coverage_without_terms": rate_without,
         "rho_star_68_coverage_with_terms_95_band": band,
         "without_outside_band": bool(rate_without < band[0] or rate_without > band[1]),
         "rho_star_68_coverage_by_z_with": cw.mean(axis=0).tolist(),
         "rho_star_68_coverage_by_z_without": cwo.mean(axis=0).tolist(),
-        "wall_s": time.perf_counter() - t0,
+        "total_divergences_with": int(sum(r["divergences_with"] for r in recs)),
+        "per_mock": recs,
+        "wall_s": wall_s if wall_s is not None else float(sum(r["wall_s"] for r in recs)),
     }

@@ -200,25 +200,68 @@ def test_pk_reproduces_moster_table3_in_moster_cosmology() -> None:
         np.testing.assert_allclose(pk, g.sigma_dm(Z_CHECK), rtol=0.05, err_msg=g.name)
 
 
-def test_pk_vs_fit_check10_fields_wmap9() -> None:
-    """Default route (WMAP9, Eisenstein & Hu): within 15% for GOODS and EGS.
+CHECK10 = [("GOODS", 1.0), ("GOODS", 2.0), ("EGS", 1.0), ("COSMOS", 1.0)]
 
-    Measured ratios pk/fit: GOODS 1.076 (z=1), 1.098 (z=2); EGS 1.116 (z=1); COSMOS 1.173 (z=1).
-    COSMOS (2 deg^2) misses the 15% target: the spectrum differs from Moster's (baryon-suppressed
-    Eisenstein & Hu shape vs Gamma = Om h, sigma8 0.82 vs 0.77), which matters most for the
-    largest field; with Moster's spectrum the same code is within 1% there (test above).
-    """
-    ratio = {
-        (name, z): float(cv.sigma_dm(G[name].side_arcmin, z, method="pk") / G[name].sigma_dm(z))
-        for name, z in [("GOODS", 1.0), ("GOODS", 2.0), ("EGS", 1.0), ("COSMOS", 1.0)]
+
+def _pk_over_fit(power: cv.LinearPower) -> dict[tuple[str, float], float]:
+    return {
+        (name, z): float(
+            cv.sigma_dm(G[name].side_arcmin, z, 0.2, method="pk", power=power) / G[name].sigma_dm(z)
+        )
+        for name, z in CHECK10
     }
-    for key in [("GOODS", 1.0), ("GOODS", 2.0), ("EGS", 1.0)]:
-        assert abs(ratio[key] - 1) < 0.15, (key, ratio[key])
-    assert 1.10 < ratio[("COSMOS", 1.0)] < 1.25, ratio
+
+
+def test_pk_vs_fit_check10_fields() -> None:
+    """Check 10 fields (GOODS z=1, 2; EGS z=1; COSMOS z=1): P(k) route vs Moster's Eq. 10.
+
+    Measured pk/fit ratios, in the order above:
+
+    =====================================================================  =========================
+    spectrum                                                                pk / fit
+    =====================================================================  =========================
+    Moster's (BBKS, Gamma = Om h = 0.1872, sigma8 0.77, n_s 0.95)          0.989 0.995 0.997 0.995
+    Moster's Om, h, sigma8, n_s; Eisenstein & Hu 1998, Omega_b = 0.044     1.016 1.038 1.065 1.139
+    WMAP9, Eisenstein & Hu, sigma8 0.77, n_s 0.95                          1.012 1.034 1.052 1.110
+    WMAP9, Eisenstein & Hu, sigma8 0.82, n_s 0.9608 (the default)          1.076 1.098 1.116 1.173
+    =====================================================================  =========================
+
+    Like for like (the spectrum Moster's fits were made from) the calculation agrees within 1.1%
+    for all four, which is the check. In WMAP9 the 2 deg^2 COSMOS box is 17% above the fit, not
+    because of the calculation: (i) sigma8 0.82 vs 0.77 scales sigma_DM by exactly 0.82/0.77
+    (+6.5%, linear theory); (ii) the baryon-suppressed Eisenstein & Hu shape has more power on
+    the 50-150 Mpc scales of the COSMOS box, relative to 8 h^-1 Mpc, than a BBKS spectrum with
+    Gamma = Om h and no baryon correction (with Moster's own Om, h, sigma8 it alone gives +14%
+    for COSMOS and +2-7% for the smaller fields, growing with the box). Neither the window (box
+    vs frustum < 0.1%), the slice width (dz = 0.2 on both sides, sqrt(0.2/dz) scaling tested
+    below) nor the bias (it cancels in sigma_gg / sigma_gg) contributes.
+    """
+    moster = _pk_over_fit(cv.moster2011_power())
+    for key, r in moster.items():
+        assert abs(r - 1) < 0.15, (key, r)  # the criterion ...
+        assert abs(r - 1) < 0.02, (key, r)  # ... and what is measured
+    # (i) sigma8 enters as a pure scale: ratio of the WMAP9 routes = 0.82 / 0.77
+    w9_077 = _pk_over_fit(cv.linear_power(apc.WMAP9, sigma8=0.77))
+    w9 = _pk_over_fit(cv.linear_power(apc.WMAP9))
+    for key in CHECK10:
+        assert w9[key] / w9_077[key] == pytest.approx(0.82 / 0.77, rel=1e-6), key
+    # (ii) the shape: with Moster's Om, h, sigma8, n_s but the Eisenstein & Hu transfer
+    # function, the excess grows with the field and is > 10% only for COSMOS
+    c = cv.MOSTER2011_COSMOLOGY
+    baryons = apc.FlatLambdaCDM(H0=c["H0"], Om0=c["Om0"], Ob0=0.044, Tcmb0=2.725)
+    eh = _pk_over_fit(cv.linear_power(baryons, sigma8=c["sigma8"], ns=c["ns"]))
+    shape = {k: eh[k] / moster[k] for k in CHECK10}
+    assert shape[("GOODS", 1.0)] < shape[("EGS", 1.0)] < shape[("COSMOS", 1.0)], shape
+    assert 1.10 < shape[("COSMOS", 1.0)] < 1.18, shape
+    assert all(abs(shape[k] - 1) < 0.08 for k in CHECK10[:3]), shape
+    # the default route: GOODS and EGS within 15%; COSMOS 17% high, as explained above
+    for key in CHECK10[:3]:
+        assert abs(w9[key] - 1) < 0.15, (key, w9[key])
+    assert 1.15 < w9[("COSMOS", 1.0)] < 1.20, w9
     # galaxy sigma_gg via pk: same bias, so the same ratios
     np.testing.assert_allclose(
         cv.sigma_cv(G["GOODS"].side_arcmin, 1.0, 0.2, 10.25, method="pk"),
-        0.235 * ratio[("GOODS", 1.0)],
+        0.235 * w9[("GOODS", 1.0)],
         rtol=2e-3,
     )
 
