@@ -307,9 +307,10 @@ class HDF5CatalogWriter:
         if cat.has_sfr:
             raise CatalogError("HDF5CatalogWriter writes (log_mass, z) catalogues; this one has log_sfr")
         dt = self._dtype(cat)
+        enc = {"id": np.char.encode(cat.ids.astype(str), "utf-8"),
+               "field": np.char.encode(cat.fields.astype(str), "utf-8")}
         for name, width in (("id", self.id_width), ("field", self.field_width)):
-            vals = cat.ids if name == "id" else cat.fields
-            longest = max((len(str(v).encode()) for v in vals), default=0)
+            longest = int(np.char.str_len(enc[name]).max()) if cat.n_galaxies else 0
             if longest > width:
                 raise CatalogError(f"column {name!r} has values of {longest} bytes, more than the "
                                    f"writer's {name}_width={width}")
@@ -320,8 +321,8 @@ class HDF5CatalogWriter:
             raise CatalogError(f"columns {dt.names} differ from the file's {self._ds.dtype.names}")
         gal = cat.galaxy_index
         rec = np.empty(gal.size, dtype=dt)
-        rec["id"] = np.char.encode(cat.ids.astype(str), "utf-8")[gal]
-        rec["field"] = np.char.encode(cat.fields.astype(str), "utf-8")[gal]
+        rec["id"] = enc["id"][gal]
+        rec["field"] = enc["field"][gal]
         rec["log_mass"], rec["z"] = cat.log_mass, cat.z
         for name in ("log_prior", "weight"):
             if name in dt.names:
@@ -544,6 +545,29 @@ def stream_smf_data(
 
 
 # ------------------------------------------------------------------------------- potential
+_FUNCTIONS: dict[str, tuple] = {}
+
+
+def _block_functions(prior: SMFPrior, unravel: Callable) -> tuple:
+    """theta(u), and the jitted per-block value-and-gradient, value and Hessian of
+    -galaxy_sum(theta(u)) for one prior."""
+    transforms = {n: biject_to(prior.distribution(n).support) for n in prior.names}
+    empty = np.zeros(0)
+    grid_less = {"grid_log_mass": empty, "grid_z": empty, "grid_log_weight": empty,
+                 "grid_group": np.zeros(0, np.int32)}
+
+    def constrained(u: jax.Array) -> dict[str, jax.Array]:
+        d = unravel(u)
+        return {n: transforms[n](d[n]) for n in prior.names}
+
+    def neg_gal(u: jax.Array, blk: GalaxyBlock) -> jax.Array:
+        p = ContinuityParams.from_dict(constrained(u), prior.anchor_z)
+        return -galaxy_sum(p, LikelihoodData(blocks=(blk,), **grid_less))
+
+    return (constrained, jax.jit(jax.value_and_grad(neg_gal)), jax.jit(neg_gal),
+            jax.jit(jax.jacrev(jax.grad(neg_gal))))
+
+
 class StreamedPotential:
     """U(u) = -ln posterior on the unconstrained vector of :class:`~popmodel.smf.inference._Potential`,
     evaluated as a sum over the blocks of a :class:`StreamedData`.
@@ -562,23 +586,10 @@ class StreamedPotential:
         self.prior, self.data = prior, data
         self.base = _Potential(prior, data.grid)
         self.u0, self.unravel, self.u_names = self.base.u0, self.base.unravel, self.base.u_names
-        transforms = {n: biject_to(prior.distribution(n).support) for n in prior.names}
-        empty = np.zeros(0)
-        grid_less = {"grid_log_mass": empty, "grid_z": empty, "grid_log_weight": empty,
-                         "grid_group": np.zeros(0, np.int32)}
-
-        def constrained(u: jax.Array) -> dict[str, jax.Array]:
-            d = self.unravel(u)
-            return {n: transforms[n](d[n]) for n in prior.names}
-
-        def neg_gal(u: jax.Array, blk: GalaxyBlock) -> jax.Array:
-            p = ContinuityParams.from_dict(constrained(u), prior.anchor_z)
-            return -galaxy_sum(p, LikelihoodData(blocks=(blk,), **grid_less))
-
-        self.constrained = constrained
-        self._vg = jax.jit(jax.value_and_grad(neg_gal))
-        self._v = jax.jit(neg_gal)
-        self._h = jax.jit(jax.jacrev(jax.grad(neg_gal)))
+        key = repr(prior)
+        if key not in _FUNCTIONS:  # compiled once per prior (and block shape), not per instance
+            _FUNCTIONS[key] = _block_functions(prior, self.unravel)
+        self.constrained, self._vg, self._v, self._h = _FUNCTIONS[key]
         self.n_passes = {"value_and_grad": 0, "value": 0, "hessian": 0}
 
     def value_and_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
