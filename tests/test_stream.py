@@ -108,10 +108,18 @@ def test_streamed_potential_equals_in_memory(small, fmt) -> None:
     assert np.max(np.abs(h1 - h0)) <= 1e-10 * np.max(np.abs(h0))
 
 
-def test_streamed_map_and_laplace_equal_find_map(small) -> None:
+@pytest.fixture(scope="module")
+def ref_map(small):
+    return find_map(small["mem"], SMFPrior())
+
+
+@pytest.mark.parametrize("warm_start", [2, pytest.param(0, marks=pytest.mark.slow)])
+def test_streamed_map_and_laplace_equal_find_map(small, ref_map, warm_start) -> None:
+    """With and without the warm start (every 2nd block, then preconditioned L-BFGS)."""
     prior = SMFPrior()
-    ref = find_map(small["mem"], prior)
-    st = find_map_streamed(small["sd"], prior)
+    ref = ref_map
+    st = find_map_streamed(small["sd"], prior, warm_start=warm_start)
+    assert bool(st.warm_start) == bool(warm_start)
     assert st.map.converged and st.last_newton_step_sigma < 1e-3
     for n in prior.names:
         assert abs(st.map.params[n] - ref.params[n]) < 1e-4, n

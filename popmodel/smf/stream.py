@@ -21,9 +21,12 @@ sums over chunks of galaxies. For 10^6-10^7 galaxies:
    compiles once.
 3. **MAP** by L-BFGS (scipy) on the unconstrained parameters in float64, each evaluation the
    sum of jitted per-block value-and-gradient calls of the fused likelihood plus the
-   expected-number and prior terms; then Newton steps with the summed per-block Hessians
-   (reverse over reverse), until the step is below ``newton_tol`` posterior sigma. The
-   float32 rounding of the samples makes the summed value and gradient noisy at the
+   expected-number and prior terms. The 11 parameters are strongly correlated, so L-BFGS
+   first solves a subsample (every 16th block, galaxy terms scaled up) and takes that
+   solution's Hessian as a preconditioner for the full-data run (unpreconditioned, it took
+   120 full passes at 10^7 galaxies). Then Newton steps with the summed per-block Hessians
+   (reverse over reverse) until the step is below ``newton_tol`` posterior sigma. The float32
+   rounding of the samples makes the summed value and gradient noisy at the
    1e-7 x sqrt(N S) level, which stalls L-BFGS's line search near the optimum; the Newton
    step, measured in posterior sigma, is the convergence test that does not care.
 4. **Laplace**: the posterior of the 11 parameters as a Gaussian in the unconstrained space
@@ -578,7 +581,8 @@ class StreamedPotential:
     Hessian are float64 sums of per-block jitted calls (one compilation per block shape).
     """
 
-    def __init__(self, prior: SMFPrior, data: StreamedData) -> None:
+    def __init__(self, prior: SMFPrior, data: StreamedData, *, blocks: list[GalaxyBlock] | None = None,
+                 galaxy_scale: float = 1.0) -> None:
         require_x64()
         if prior.density_terms:
             raise ValueError("the streamed fit has no cosmic-variance density terms: use a prior "
@@ -591,29 +595,34 @@ class StreamedPotential:
             _FUNCTIONS[key] = _block_functions(prior, self.unravel)
         self.constrained, self._vg, self._v, self._h = _FUNCTIONS[key]
         self.n_passes = {"value_and_grad": 0, "value": 0, "hessian": 0}
+        self.blocks = data.blocks if blocks is None else blocks
+        self.galaxy_scale = float(galaxy_scale)
 
     def value_and_grad(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         uj = jnp.asarray(u, dtype=jnp.float64)
-        parts = [self.base.value_and_grad(uj, self.data.grid)]
-        parts += [self._vg(uj, b) for b in self.data.blocks]  # dispatched asynchronously
+        base = self.base.value_and_grad(uj, self.data.grid)
+        parts = [self._vg(uj, b) for b in self.blocks]  # dispatched asynchronously
         self.n_passes["value_and_grad"] += 1
-        v = math.fsum(float(p[0]) for p in parts)
-        g = np.sum([np.asarray(p[1], dtype=np.float64) for p in parts], axis=0)
+        c = self.galaxy_scale
+        v = float(base[0]) + c * math.fsum(float(p[0]) for p in parts)
+        g = np.asarray(base[1], dtype=np.float64) + c * np.sum(
+            [np.asarray(p[1], dtype=np.float64) for p in parts], axis=0)
         return v, g
 
     def value(self, u: np.ndarray) -> float:
         uj = jnp.asarray(u, dtype=jnp.float64)
-        parts = [self.base.value_and_grad(uj, self.data.grid)[0]]
-        parts += [self._v(uj, b) for b in self.data.blocks]
+        base = self.base.value_and_grad(uj, self.data.grid)[0]
+        parts = [self._v(uj, b) for b in self.blocks]
         self.n_passes["value"] += 1
-        return math.fsum(float(p) for p in parts)
+        return float(base) + self.galaxy_scale * math.fsum(float(p) for p in parts)
 
     def hessian(self, u: np.ndarray) -> np.ndarray:
         uj = jnp.asarray(u, dtype=jnp.float64)
-        parts = [self.base.hessian(uj, self.data.grid)]
-        parts += [self._h(uj, b) for b in self.data.blocks]
+        base = self.base.hessian(uj, self.data.grid)
+        parts = [self._h(uj, b) for b in self.blocks]
         self.n_passes["hessian"] += 1
-        h = np.sum([np.asarray(p, dtype=np.float64) for p in parts], axis=0)
+        h = np.asarray(base, dtype=np.float64) + self.galaxy_scale * np.sum(
+            [np.asarray(p, dtype=np.float64) for p in parts], axis=0)
         return 0.5 * (h + h.T)
 
     def params(self, u: np.ndarray) -> dict[str, float]:
@@ -637,6 +646,7 @@ class StreamedMAP:
     last_newton_step_sigma: float  # max |du / sigma_u| of the last Newton step computed
     n_passes: dict
     seconds: dict
+    warm_start: dict = field(default_factory=dict)
     potential: StreamedPotential | None = field(default=None, repr=False)
 
 
@@ -658,6 +668,7 @@ def find_map_streamed(
     maxiter: int = 1000,
     newton_tol: float = 1e-3,
     max_newton: int = 6,
+    warm_start: int = 16,
     log: Callable[[str], None] | None = None,
 ) -> StreamedMAP:
     """Streamed full-data MAP (L-BFGS, then Newton steps with the summed Hessian) and Laplace.
@@ -672,6 +683,11 @@ def find_map_streamed(
             unconstrained coordinate.
         max_newton: Newton steps at most (each one gradient pass; the Hessian is recomputed
             only after a step larger than 0.1 sigma).
+        warm_start: with at least twice this many blocks, first find the MAP of every
+            ``warm_start``-th block (galaxy terms scaled up to the whole catalogue) and its
+            Hessian; the full-data L-BFGS then starts there, in the coordinates that make that
+            Hessian the identity (the 11 parameters are strongly correlated: unpreconditioned,
+            L-BFGS took 120 full passes at 10^7 galaxies). 0 or 1: no warm start.
         log: progress messages.
 
     Returns:
@@ -679,18 +695,39 @@ def find_map_streamed(
     """
     say = log or (lambda s: None)
     pot = StreamedPotential(prior, data)
-    u0 = pot.u0 if init is None else pot.base.unconstrain(init, data.grid)
+    u0 = np.asarray(pot.u0 if init is None else pot.base.unconstrain(init, data.grid), float)
     t0 = time.perf_counter()
+    precond = np.eye(u0.size)
+    warm = {}
+    if warm_start > 1 and len(data.blocks) >= 2 * warm_start:
+        sub_blocks = data.blocks[::warm_start]
+        n_all = sum(int(np.sum(np.asarray(b.valid))) for b in data.blocks)
+        n_sub = sum(int(np.sum(np.asarray(b.valid))) for b in sub_blocks)
+        sub = StreamedPotential(prior, data, blocks=sub_blocks, galaxy_scale=n_all / n_sub)
+        r = scipy.optimize.minimize(sub.value_and_grad, u0, jac=True, method="L-BFGS-B",
+                                    options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-8})
+        h_sub = sub.hessian(r.x)
+        ev, evec = np.linalg.eigh(h_sub)
+        if np.all(ev > 0):
+            u0 = np.asarray(r.x, float)
+            precond = evec / np.sqrt(ev)  # u = u0 + P w: unit Hessian in w (subsample's)
+        warm = {"fraction": n_sub / n_all, "lbfgs_evaluations": int(r.nfev),
+                "seconds": time.perf_counter() - t0}
+        say(f"warm start on {len(sub_blocks)} of {len(data.blocks)} blocks: {r.nfev} evaluations, "
+            f"{warm['seconds']:.1f} s")
+    t_full = time.perf_counter()
 
-    def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
-        return pot.value_and_grad(u)
+    def fun(w: np.ndarray) -> tuple[float, np.ndarray]:
+        v, g = pot.value_and_grad(u0 + precond @ w)
+        return v, precond.T @ g
 
     res = scipy.optimize.minimize(
-        fun, np.asarray(u0, float), jac=True, method="L-BFGS-B",
+        fun, np.zeros(u0.size), jac=True, method="L-BFGS-B",
         options={"maxiter": maxiter, "maxfun": 2 * maxiter, "ftol": 1e-13, "gtol": 1e-8},
     )
+    res.x = u0 + precond @ res.x
     t_lbfgs = time.perf_counter() - t0
-    say(f"L-BFGS: {res.nfev} evaluations, {t_lbfgs:.1f} s ({res.message})")
+    say(f"L-BFGS: {res.nfev} evaluations, {time.perf_counter() - t_full:.1f} s ({res.message})")
     u, (v, g) = np.asarray(res.x, float), pot.value_and_grad(res.x)
     t1 = time.perf_counter()
     h = pot.hessian(u)
@@ -726,7 +763,7 @@ def find_map_streamed(
     )
     return StreamedMAP(mp, int(res.nfev), str(res.message), n_newton, step_sigma, dict(pot.n_passes),
                        {"lbfgs": t_lbfgs, "newton_and_hessian": t_newton,
-                        "total": time.perf_counter() - t0}, pot)
+                        "total": time.perf_counter() - t0}, warm, pot)
 
 
 def laplace_draws(map_result: MAPResult, prior: SMFPrior, n: int, seed: int = 0) -> dict[str, np.ndarray]:
