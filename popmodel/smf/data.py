@@ -13,7 +13,14 @@ from popmodel.smf.density import DEFAULT_SLICE_DZ, DensityTerms, build_density_t
 from popmodel.smf.likelihood import BlockIndex, LikelihoodData, build_blocks, build_selection_grid
 from popmodel.survey import Survey
 
-__all__ = ["LOG_MASS_SUPPORT", "Z_SUPPORT", "SMFData", "SelectionReport", "prepare_smf_data"]
+__all__ = [
+    "LOG_MASS_SUPPORT",
+    "Z_SUPPORT",
+    "SMFData",
+    "SelectionReport",
+    "apply_survey_cuts",
+    "prepare_smf_data",
+]
 
 #: The model's support: samples outside it are an error, not something to drop.
 LOG_MASS_SUPPORT = (4.0, 14.0)
@@ -100,6 +107,50 @@ def _check_support(catalog: PosteriorCatalog) -> None:
             )
 
 
+def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey
+                      ) -> tuple[np.ndarray, np.ndarray, SelectionReport]:
+    """The survey's cuts on the catalogue point estimates, every dropped galaxy counted.
+
+    Returns:
+        ``(keep, group, report)``: ``(N,)`` mask of the galaxies that enter the fit, ``(N,)``
+        field index of each galaxy, and the :class:`SelectionReport` (``n_used`` and the
+        posterior fields are filled in by :func:`prepare_smf_data`).
+
+    Raises:
+        CatalogError: for a galaxy in a field the survey does not have.
+    """
+    names = survey.field_names
+    labels = list(survey.region_labels())  # field names, and "B[A]" for overlap regions
+    known = np.isin(catalog.fields, labels)
+    if not np.all(known):
+        k = int(np.flatnonzero(~known)[0])
+        regions = [lab for lab in labels if lab not in names]
+        raise CatalogError(
+            f"galaxy {str(catalog.ids[k])!r}: unknown field {str(catalog.fields[k])!r}; the survey has "
+            f"{names}" + (f" and overlap regions {regions}" if regions else "")
+            + f" ({int((~known).sum())} galaxies in unknown fields)"
+        )
+    m_obs, z_obs, how = point_estimates(catalog)
+    # field of each galaxy, and the field that owns its (footprint, z) range
+    group, owner = survey.resolve_regions(catalog.fields, z_obs)
+    keep = np.ones(catalog.n_galaxies, bool)
+    report = SelectionReport(n_input=catalog.n_galaxies, n_used=0, point_estimate=how)
+    for g, f in enumerate(survey.fields):
+        inf = group == g
+        in_z = (z_obs >= f.z_min) & (z_obs <= f.z_max)
+        mine = owner == g
+        above = m_obs >= f.log_mass_limit(z_obs)
+        report.outside_z_range[f.name] = int(np.sum(inf & ~in_z))
+        if survey.overlaps:
+            report.owned_by_other_field[f.name] = {
+                names[o]: int(np.sum(inf & in_z & (owner == o)))
+                for o in range(len(names)) if o != g and np.any(inf & in_z & (owner == o))
+            }
+        report.below_completeness[f.name] = int(np.sum(inf & in_z & mine & ~above))
+        keep &= ~inf | (in_z & mine & above)
+    return keep, group, report
+
+
 def prepare_smf_data(
     catalog: PosteriorCatalog,
     survey: Survey,
@@ -146,36 +197,8 @@ def prepare_smf_data(
         raise ValueError(f"posterior must be 'samples', 'gauss-hermite' or 'auto', got {posterior!r}")
     if selection not in ("noisy", "hard"):
         raise ValueError(f"selection must be 'noisy' or 'hard', got {selection!r}")
-    names = survey.field_names
-    labels = list(survey.region_labels())  # field names, and "B[A]" for overlap regions
-    known = np.isin(catalog.fields, labels)
-    if not np.all(known):
-        k = int(np.flatnonzero(~known)[0])
-        regions = [lab for lab in labels if lab not in names]
-        raise CatalogError(
-            f"galaxy {str(catalog.ids[k])!r}: unknown field {str(catalog.fields[k])!r}; the survey has "
-            f"{names}" + (f" and overlap regions {regions}" if regions else "")
-            + f" ({int((~known).sum())} galaxies in unknown fields)"
-        )
     vt = volume or VolumeTable.build(survey.cosmology)
-    m_obs, z_obs, how = point_estimates(catalog)
-    # field of each galaxy, and the field that owns its (footprint, z) range
-    group, owner = survey.resolve_regions(catalog.fields, z_obs)
-    keep = np.ones(catalog.n_galaxies, bool)
-    report = SelectionReport(n_input=catalog.n_galaxies, n_used=0, point_estimate=how)
-    for g, f in enumerate(survey.fields):
-        inf = group == g
-        in_z = (z_obs >= f.z_min) & (z_obs <= f.z_max)
-        mine = owner == g
-        above = m_obs >= f.log_mass_limit(z_obs)
-        report.outside_z_range[f.name] = int(np.sum(inf & ~in_z))
-        if survey.overlaps:
-            report.owned_by_other_field[f.name] = {
-                names[o]: int(np.sum(inf & in_z & (owner == o)))
-                for o in range(len(names)) if o != g and np.any(inf & in_z & (owner == o))
-            }
-        report.below_completeness[f.name] = int(np.sum(inf & in_z & mine & ~above))
-        keep &= ~inf | (in_z & mine & above)
+    keep, group, report = apply_survey_cuts(catalog, survey)
     used = catalog.subset(np.flatnonzero(keep))
     report.posterior = posterior
     if posterior in ("gauss-hermite", "auto"):
