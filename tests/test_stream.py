@@ -23,6 +23,7 @@ from popmodel.smf.stream import (
     HDF5CatalogWriter,
     StreamedPotential,
     find_map_streamed,
+    fit_streamed,
     hash_ids,
     iter_catalog_chunks,
     laplace_draws,
@@ -138,6 +139,26 @@ def test_streamed_map_and_laplace_equal_find_map(small, ref_map, warm_start) -> 
         sd_n = np.sqrt(st.map.cov[i, i])
         assert abs(np.median(d[n]) - st.map.params[n]) < 0.04 * sd_n, n
         assert d[n].std() == pytest.approx(sd_n, rel=0.1), n
+
+
+def test_fit_streamed_result(small, ref_map) -> None:
+    """The driver: its MAP is find_map's, its rho_* band holds rho_*(MAP), provenance is there."""
+    import json
+
+    from popmodel.smf.derived import log10_rho_star
+    from popmodel.smf.evolution import ContinuityParams
+
+    res = fit_streamed(small["dir"] / "cat.parquet", small["survey"], volume=small["vt"],
+                       chunk_rows=1201, block_samples=1024, chunks_per_block=3, n_draws=2000)
+    ref = ref_map
+    for n in ref.params:
+        assert abs(res["map"][n] - ref.params[n]) < 1e-4, n
+    lr = log10_rho_star(ContinuityParams.from_dict(res["map"]), np.array(res["rho_star"]["z"]))
+    assert np.all(np.array(res["rho_star"]["log10_q16"]) < lr)
+    assert np.all(lr < np.array(res["rho_star"]["log10_q84"]))
+    assert res["selection_report"]["n_used"] == small["mem"].report.n_used
+    assert res["popmodel_version"] and res["imf"] and res["cosmology"]
+    json.dumps(res)  # JSON-ready
 
 
 def test_float32_blocks_match_float64(small) -> None:
