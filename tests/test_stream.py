@@ -141,6 +141,7 @@ def test_streamed_map_and_laplace_equal_find_map(small, ref_map, warm_start) -> 
         assert d[n].std() == pytest.approx(sd_n, rel=0.1), n
 
 
+@pytest.mark.slow
 def test_fit_streamed_result(small, ref_map) -> None:
     """The driver: its MAP is find_map's, its rho_* band holds rho_*(MAP), provenance is there."""
     import json
