@@ -217,7 +217,7 @@ def test_ddp_training_matches_one_process_statistically():
     # 2000 galaxies x 16 samples (0.3 dex SFR errors), 20 epochs of a small flow, trained by 1
     # process (seeds 0, 1, 2) and by 2 gloo processes (seeds 0, 3). Seed-to-seed standard
     # deviations of the statistics, measured over 6 one-process seeds (0-5) of this setup
-    # (analyses/ddp_seed_scatter.py): held-out log-likelihood 0.007 nats/galaxy (0.010 used);
+    # (analyses/measurements/ddp_seed_scatter.py): held-out log-likelihood 0.007 nats/galaxy (0.010 used);
     # median log SFR 0.030 and 0.021 dex; half 16-84 widths 0.024 and 0.051 dex. The means of
     # the two groups must agree within 4 sigma of their difference, sigma * sqrt(1/3 + 1/2)
     # (the shared seed 0 only makes this conservative). Measured means: 1 process (-2.2062,

@@ -41,8 +41,11 @@ def test_injection_recovery_nuts():
     survey = deep_survey(5, 150.0, mass_error_dex=(0.1, 0.15, 0.2, 0.25, 0.3))
     cat, _truth = draw_mock(survey, seed=11, n_samples=8, moment_matched=True)
     assert cat.n_galaxies >= 20_000
+    # target_accept 0.9: at the default 0.8 this fit gave 2 divergences in one run and 18 in
+    # another (the same posterior; the trajectories differ by rounding), on the alpha-phi2 ridge
     cfg = FitConfig(num_warmup=150, num_samples=200, num_chains=2, n_bootstrap=0,
-                    progress_bar=False, posterior="gauss-hermite", gh_nodes=(8, 2))
+                    progress_bar=False, posterior="gauss-hermite", gh_nodes=(8, 2),
+                    target_accept=0.9)
     fit = fit_smf(cat, survey, cfg, log=lambda s: None)
     assert fit.diagnostics["divergences"] <= 4  # <= 1% of the 400 draws
     print({n: round(float((np.mean(fit.samples[n]) - TRUE[n]) / np.std(fit.samples[n])), 2)

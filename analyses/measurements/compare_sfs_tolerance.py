@@ -20,7 +20,7 @@ from astropy.table import Table
 from popmodel.flow.fit import load_flow
 from popmodel.flow.sfs import sequence_statistics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FULL = ROOT / "results" / "sfs_3dhst"
 EARLY = ROOT / "results" / "sfs_3dhst_tol01"
 GRID = np.arange(-4, 4.0001, 0.01)
