@@ -52,7 +52,7 @@ def test_3dhst_mass_function_notebook(tmp_path):
     print(line)
     assert n >= 20
     assert abs(med) < 0.1 and rms < 0.3  # one field vs ZFOURGE/NMBS: cosmic variance ~0.1 dex
-    cov = _floats(next(ln for ln in out.splitlines() if "predictive coverage" in ln))[1]
+    cov = _floats(next(ln for ln in out.splitlines() if "predictive coverage" in ln))[0]
     assert 0.5 <= cov <= 1.0
 
 
