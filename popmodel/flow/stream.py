@@ -53,6 +53,7 @@ import torch
 
 from popmodel.catalog import GALAXY_COLUMNS, CatalogError, PosteriorCatalog
 from popmodel.flow.data import FlowData, flow_data_from_catalog
+from popmodel.rows import HDF5Rows, ParquetRows
 
 if TYPE_CHECKING:
     from popmodel.flow.train import _Batch, _Objective
@@ -66,54 +67,6 @@ def _text(a: np.ndarray) -> np.ndarray:
     """Bytes or str array as str."""
     a = np.asarray(a)
     return np.char.decode(a, "utf-8") if a.dtype.kind == "S" else a.astype(str)
-
-
-class _HDF5Rows:
-    """Row ranges of the HDF5 long table (dataset ``catalog``)."""
-
-    def __init__(self, path: Path) -> None:
-        import h5py
-
-        self.path = path
-        with h5py.File(path, "r") as f:
-            if "catalog" not in f:
-                raise CatalogError(f"{path} has no dataset 'catalog' (write it with PosteriorCatalog.write)")
-            ds = f["catalog"]
-            self.columns = list(ds.dtype.names or ())
-            self.n_rows = int(ds.shape[0])
-
-    def read(self, a: int, b: int, columns: list[str]) -> dict[str, np.ndarray]:
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
-            block = f["catalog"].fields(columns)[a:b] if len(columns) > 1 else None
-            if block is None:
-                return {columns[0]: f["catalog"].fields(columns[0])[a:b]}
-        return {c: block[c] for c in columns}
-
-
-class _ParquetRows:
-    """Row ranges of a Parquet long table, read by row groups."""
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = path
-        meta = pq.ParquetFile(path).metadata
-        self.columns = [meta.schema.column(i).name for i in range(meta.num_columns)]
-        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.n_rows = int(self.starts[-1])
-
-    def read(self, a: int, b: int, columns: list[str]) -> dict[str, np.ndarray]:
-        import pyarrow.parquet as pq
-
-        g0 = int(np.searchsorted(self.starts, a, side="right") - 1)
-        g1 = int(np.searchsorted(self.starts, b, side="left"))
-        table = pq.ParquetFile(self.path).read_row_groups(list(range(g0, g1)), columns=columns)
-        lo = a - int(self.starts[g0])
-        table = table.slice(lo, b - a)
-        return {c: table.column(c).to_numpy() for c in columns}
 
 
 class FlowStream:
@@ -193,10 +146,10 @@ class FlowStream:
         return self
 
     # ------------------------------------------------------------------ opening passes
-    def _rows(self) -> _HDF5Rows | _ParquetRows:
-        return _HDF5Rows(self.path) if self.format == "hdf5" else _ParquetRows(self.path)
+    def _rows(self) -> HDF5Rows | ParquetRows:
+        return HDF5Rows(self.path) if self.format == "hdf5" else ParquetRows(self.path)
 
-    def _index(self, rows: _HDF5Rows | _ParquetRows, block: int) -> None:
+    def _index(self, rows: HDF5Rows | ParquetRows, block: int) -> None:
         """Pass 1: galaxy boundaries, ids and fields, in blocks of rows."""
         ids: list[np.ndarray] = []
         fields: list[np.ndarray] = []

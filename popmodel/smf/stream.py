@@ -73,6 +73,7 @@ from popmodel.catalog import (
     PosteriorCatalog,
 )
 from popmodel.cosmology import VolumeTable
+from popmodel.rows import open_rows
 from popmodel.smf.data import SelectionReport, apply_survey_cuts, prepare_smf_data
 from popmodel.smf.evolution import ContinuityParams
 from popmodel.smf.inference import MAPResult, _Potential, require_x64
@@ -109,62 +110,6 @@ _READ_COLUMNS = ("id", "field", "log_mass", "z", *[c for c in OPTIONAL_COLUMNS i
 
 
 # ------------------------------------------------------------------------------------ reading
-class _HDF5Rows:
-    """Row ranges of the HDF5 long table (dataset ``catalog``) with h5py."""
-
-    def __init__(self, path: Path) -> None:
-        import h5py
-
-        self.path = path
-        with h5py.File(path, "r") as f:
-            if "catalog" not in f:
-                raise CatalogError(f"{path} has no dataset 'catalog' (write it with PosteriorCatalog.write)")
-            ds = f["catalog"]
-            self.columns = list(ds.dtype.names or ())
-            self.n_rows = int(ds.shape[0])
-
-    def read(self, a: int, b: int, columns: list[str]) -> dict[str, np.ndarray]:
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
-            block = f["catalog"].fields(columns)[a:b]
-        if len(columns) == 1:
-            return {columns[0]: np.asarray(block)}
-        return {c: block[c] for c in columns}
-
-
-class _ParquetRows:
-    """Row ranges of a Parquet long table, read by row groups (pyarrow)."""
-
-    def __init__(self, path: Path) -> None:
-        import pyarrow.parquet as pq
-
-        self.path = path
-        meta = pq.ParquetFile(path).metadata
-        self.columns = [meta.schema.column(i).name for i in range(meta.num_columns)]
-        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.n_rows = int(self.starts[-1])
-
-    def read(self, a: int, b: int, columns: list[str]) -> dict[str, np.ndarray]:
-        import pyarrow.parquet as pq
-
-        g0 = int(np.searchsorted(self.starts, a, side="right") - 1)
-        g1 = int(np.searchsorted(self.starts, b, side="left"))
-        table = pq.ParquetFile(self.path).read_row_groups(list(range(g0, g1)), columns=columns)
-        table = table.slice(a - int(self.starts[g0]), b - a)
-        return {c: table.column(c).to_numpy() for c in columns}
-
-
-def _open_rows(path: Path, format: str | None) -> _HDF5Rows | _ParquetRows:
-    fmt = PosteriorCatalog._resolve_format(path, format)
-    if fmt == "hdf5":
-        return _HDF5Rows(path)
-    if fmt == "parquet":
-        return _ParquetRows(path)
-    raise CatalogError(f"streaming reads HDF5 or Parquet catalogues, not {fmt!r} ({path})")
-
-
 def hash_ids(ids: np.ndarray) -> np.ndarray:
     """64-bit FNV-1a hashes of galaxy ids (bytes or str; trailing NULs ignored)."""
     a = np.asarray(ids)
@@ -226,7 +171,7 @@ def iter_catalog_chunks(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
     path = Path(path)
-    rows = _open_rows(path, format)
+    rows = open_rows(path, format)
     missing = [c for c in ("id", "field", "log_mass", "z") if c not in rows.columns]
     if missing:
         raise CatalogError(f"column(s) {missing} missing from {path} (has {rows.columns})")
