@@ -1,6 +1,6 @@
 """Calibration of the mass-function fit with cosmic variance (per-field density terms).
 
-Mocks of five deep pencil-beam fields (10' x 15', 0.5 < z < 2.5, the 3D-HST completeness
+Mocks of five deep pencil-beam fields (14' x 15', 0.5 < z < 2.5, the 3D-HST completeness
 limits) carry field-and-slice over-densities drawn from the prior the fit uses
 (delta ~ N(0, sigma_DM), galaxies scaled by exp(b delta - b^2 sigma^2/2)); truths of the 11
 parameters come from a narrow prior that the fit also uses. Each mock is fitted with NUTS with
@@ -62,6 +62,9 @@ if __name__ == "__main__":
     ap.add_argument("--mocks", type=int, default=50)
     ap.add_argument("--first", type=int, default=0, help="index of the first mock (shards)")
     ap.add_argument("--fields", type=int, default=5)
+    ap.add_argument("--side", type=float, nargs=2, default=(14.0, 15.0), metavar=("A", "B"),
+                    help="each field is A' x B' (default 14 x 15 arcmin^2: every field-slice "
+                         "then holds >= 200 galaxies)")
     ap.add_argument("--slice-dz", type=float, default=0.5)
     ap.add_argument("--mass-limit", type=float, default=0.0,
                     help="one log M completeness limit at all z; 0 (default) = the 3D-HST limits")
@@ -114,6 +117,7 @@ if __name__ == "__main__":
             if k in done:
                 continue
             one = run_cv_calibration(1, first_mock=k, n_fields=a.fields, slice_dz=a.slice_dz,
+                                     side_arcmin=tuple(a.side),
                                      seed=a.seed, completeness=a.mass_limit or None,
                                      warmup=a.warmup, draws=a.draws,
                                      n_keep=min(a.n_keep, a.draws), dtype=a.dtype,
