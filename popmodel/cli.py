@@ -214,8 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     from popmodel.census_cli import register as register_census
     from popmodel.flow.cli import register as register_sfs
 
+    from popmodel.pipeline import register as register_pipeline
+
     register_census(sub)
     register_sfs(sub)
+    register_pipeline(sub)
     return ap
 
 
