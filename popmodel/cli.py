@@ -25,7 +25,8 @@ def _setup_jax(n_devices: int) -> None:
     jax.config.update("jax_enable_x64", True)
 
 
-def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500) -> None:
+def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500,
+              dtype: str = "float64") -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("nuts", "laplace"), default="nuts")
     p.add_argument("--warmup", type=int, default=warmup, help="NUTS warm-up iterations per chain")
@@ -44,7 +45,9 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500)
                    "or a sigma_dm override)")
     p.add_argument("--slice-dz", type=float, default=0.5,
                    help="redshift width of the cosmic-variance slices")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--dtype", choices=("float64", "float32"), default=dtype,
+                   help=f"precision of the per-sample likelihood terms (default {dtype}; sums, "
+                   "polynomials and the expected number stay float64)")
     p.add_argument("--bootstrap", type=int, default=16,
                    help="bootstrap replicates for the Monte Carlo shift of the MAP")
     p.add_argument("--anchors", type=float, nargs="+", default=[0.2, 1.6, 3.0])
@@ -169,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit_smf)
 
     p = sub.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=150, samples=250)
+    _fit_args(p, warmup=150, samples=250, dtype="float32")
     p.add_argument("--full", action="store_true",
                    help="64 samples per galaxy, 500 warm-up + 1000 draws (default: 16, 150 + 250)")
     p.add_argument("--n-samples", type=int, default=None)
