@@ -212,10 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_survey_3dhst)
 
     from popmodel.census_cli import register as register_census
+    from popmodel.figures import register as register_figures
     from popmodel.flow.cli import register as register_sfs
 
     register_census(sub)
     register_sfs(sub)
+    register_figures(sub)
     return ap
 
 
