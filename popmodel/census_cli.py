@@ -264,8 +264,8 @@ def plot_census_rho_star(res: C.CensusResult, *, cosmology: apc.Cosmology,
     zz = np.linspace(0.05, 3.5, 100)
     ax.plot(zz, np.log10(L.madau_dickinson2014_rho_star(zz, cosmology=cosmology)), color="0.4",
             lw=1.2, label="MD14 fit integrated (R=0.27, x0.61)")
-    ax.plot(zz, L.tomczak2014_rho_star(zz), color="C4", ls=":", lw=1.2,
-            label="Tomczak+14 fit (9<log M<13, H0=70)")
+    ax.plot(zz, L.tomczak2014_rho_star(zz, cosmology=cosmology), color="C4", ls=":", lw=1.2,
+            label="Tomczak+14 fit (9<log M<13)")
     _points(ax, L.md14_rho_star_points(cosmology), "s", "0.5")
     _points(ax, L.driver2018_rho_star(cosmology), "o", "C2")
     _points(ax, L.muzzin2013_rho_star("8", cosmology), "D", "C3")
@@ -299,7 +299,8 @@ def plot_census_sfrd(res: C.CensusResult, *, cosmology: apc.Cosmology,
     zz = np.linspace(0.05, 3.5, 200)
     ax.plot(zz, np.log10(L.madau_dickinson2014_sfrd(zz, cosmology=cosmology)), color="0.3",
             lw=1.2, label="Madau & Dickinson 2014 fit (x0.63)")
-    ax.plot(zz, np.log10(L.behroozi2013_sfrd(zz)), color="C5", ls="-.", lw=1, label="Behroozi+13 fit")
+    ax.plot(zz, np.log10(L.behroozi2013_sfrd(zz, cosmology=cosmology)), color="C5", ls="-.", lw=1,
+            label="Behroozi+13 fit")
     for kind, ls in (("true", ":"), ("observed", "--")):
         um = L.behroozi2019_csfrd(kind, cosmology)
         ax.plot(um.z, um.log_value, color="C4", ls=ls, lw=1.2, label=um.label)
@@ -395,6 +396,7 @@ def run_census(
     from astropy.table import Table
 
     from popmodel import census as C
+    from popmodel.cosmology import cosmology_to_config
     from popmodel.plotting import save
 
     out = Path(out)
@@ -419,6 +421,10 @@ def run_census(
     zr = info["data_z_range"]
     tab = res.table()
     tab["extrapolated"] = np.zeros(len(tab), bool) if zr is None else (res.z < zr[0]) | (res.z > zr[1])
+    try:
+        tab.meta["cosmology_config"] = cosmology_to_config(cosmo)
+    except ValueError:  # a cosmology that is neither a built-in nor flat LCDM: the text only
+        pass
     tab.meta.update({"smf_source": info["source"], "sfs_source": sfs.description,
                      "smf_draws_used": res.meta["n_draws"], "smf_draws_total": info["n_total"]})
     written: dict[str, list[str]] = {}

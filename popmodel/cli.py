@@ -215,12 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_survey_3dhst)
 
     from popmodel.census_cli import register as register_census
+    from popmodel.figures import register as register_figures
     from popmodel.flow.cli import register as register_sfs
-
     from popmodel.pipeline import register as register_pipeline
 
     register_census(sub)
     register_sfs(sub)
+    register_figures(sub)
     register_pipeline(sub)
     return ap
 

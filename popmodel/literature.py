@@ -41,6 +41,7 @@ import numpy as np
 from scipy.integrate import quad
 
 __all__ = [
+    "B13_COSMOLOGY",
     "B13_VARIANTS",
     "IMF_TO_CHABRIER_DEX",
     "LEJA2022_TABLE1",
@@ -297,10 +298,22 @@ B13_VARIANTS: dict[str, tuple[float, float, float, float]] = {
 }
 
 
-def behroozi2013_sfrd(z: np.ndarray, variant: str = "B13") -> np.ndarray:
-    r"""Behroozi et al. (2013) cosmic SFR fit [Msun yr^-1 Mpc^-3], Chabrier, their cosmology.
+#: The cosmology of Behroozi, Wechsler & Conroy (2013): Bolshoi's flat LCDM, h=0.7, Om0=0.27.
+B13_COSMOLOGY = apc.FlatLambdaCDM(H0=70.0, Om0=0.27, name="Bolshoi (H0=70, Om0=0.27)")
+
+
+def behroozi2013_sfrd(z: np.ndarray, variant: str = "B13",
+                      cosmology: apc.Cosmology | str | None = None) -> np.ndarray:
+    r"""Behroozi et al. (2013) cosmic SFR fit [Msun yr^-1 Mpc^-3], Chabrier.
 
     .. math:: \psi(z) = C / [10^{A(z-z_0)} + 10^{B(z-z_0)}]
+
+    Args:
+        z: redshift(s).
+        variant: ``"B13"``, ``"B13high"`` or ``"B13low"`` (:data:`B13_VARIANTS`).
+        cosmology: convert from their cosmology (:data:`B13_COSMOLOGY`, Bolshoi: h=0.7,
+            Om0=0.27) to this one as a luminosity density at each z (default: keep theirs,
+            the published form).
 
     References:
         | Behroozi, Wechsler & Conroy (2013), ApJ 770, 57, Eq. 1.
@@ -310,16 +323,24 @@ def behroozi2013_sfrd(z: np.ndarray, variant: str = "B13") -> np.ndarray:
     except KeyError:
         raise ValueError(f"unknown Behroozi+13 variant {variant!r}; choose {list(B13_VARIANTS)}") from None
     z = np.asarray(z, float)
-    return c / (10.0 ** (a * (z - z0)) + 10.0 ** (b * (z - z0)))
+    psi = c / (10.0 ** (a * (z - z0)) + 10.0 ** (b * (z - z0)))
+    if cosmology is not None:
+        psi = 10.0 ** convert_density_cosmology(np.log10(psi), z, z, B13_COSMOLOGY,
+                                                _default_cosmology(cosmology))
+    return psi
 
 
-def tomczak2014_rho_star(z: np.ndarray) -> np.ndarray:
+def tomczak2014_rho_star(z: np.ndarray, cosmology: apc.Cosmology | str | None = None) -> np.ndarray:
     r"""Tomczak et al. (2014) fit :math:`\log\rho_* = -0.33(1+z) + 8.75` (9 < log M < 13).
 
-    Returns log10 rho_* [Msun Mpc^-3], Chabrier, H0=70, Om0=0.3 (as quoted in Leja's code;
-    science.md section 3).
+    Returns log10 rho_* [Msun Mpc^-3], Chabrier, in H0=70, Om0=0.3 (as quoted in Leja's code;
+    science.md section 3), or converted to ``cosmology`` as a luminosity density at each z.
     """
-    return -0.33 * (1.0 + np.asarray(z, float)) + 8.75
+    z = np.asarray(z, float)
+    lv = -0.33 * (1.0 + z) + 8.75
+    if cosmology is not None:
+        lv = convert_density_cosmology(lv, z, z, LITERATURE_H70, _default_cosmology(cosmology))
+    return lv
 
 
 #: Leja et al. (2022, ApJ 936, 165) Eq. 10 / Table 1 coefficients: each of a, b, c, logMt is

@@ -35,6 +35,7 @@ def plot_smf(
     completeness: Sequence[float] | None = None,
     extrapolated: Sequence[bool] | None = None,
     title: str = "",
+    panel_titles: Sequence[str] | None = None,
 ) -> plt.Figure:
     """The SMF at several redshifts: posterior median and 16-84% band per panel.
 
@@ -43,10 +44,14 @@ def plot_smf(
         z_panels: (Z,) redshifts of the panels.
         bands: (3, Z, M) p16/p50/p84 of log10 Phi.
         reference: (Z, M) log10 Phi of a reference curve (e.g. Leja+20).
-        points: literature points; each is drawn in the panel whose z lies in its bin.
+        points: literature points; each is drawn in the panel whose z lies in its bin, one
+            colour and marker per source (``label``).
         completeness: (Z,) log M_c at each panel's z (shaded below).
         extrapolated: (Z,) True where the panel's z lies outside the data.
+        panel_titles: (Z,) titles (default ``"z = <z>"``).
     """
+    sources = list(dict.fromkeys(p.label for p in points))
+    style = {lab: (f"C{3 + j}", "osD^v"[j % 5]) for j, lab in enumerate(sources)}
     n = len(z_panels)
     ncol = min(3, n)
     nrow = int(np.ceil(n / ncol))
@@ -59,18 +64,20 @@ def plot_smf(
             ax.plot(log_m, reference[k], color="k", ls="--", lw=1.2, label=reference_label)
         for pts in points:
             if pts.z_lo <= z < pts.z_hi:
-                ax.errorbar(pts.log_mass, pts.log_phi, yerr=[pts.err_lo, pts.err_hi], fmt="o", ms=3.5,
-                            color="C3", label=f"{pts.label} {pts.z_lo}<z<{pts.z_hi}")
+                color, marker = style[pts.label]
+                ax.errorbar(pts.log_mass, pts.log_phi, yerr=[np.abs(pts.err_lo), np.abs(pts.err_hi)],
+                            fmt=marker, ms=3.5, color=color, label=f"{pts.label} {pts.z_lo}<z<{pts.z_hi}")
         if completeness is not None:
             ax.axvspan(log_m[0], completeness[k], color="0.85", zorder=0, label="below completeness")
         tag = " (extrapolated)" if extrapolated is not None and extrapolated[k] else ""
-        ax.set_title(f"z = {z:g}{tag}")
+        ax.set_title((f"z = {z:g}" if panel_titles is None else panel_titles[k]) + tag)
         ax.set_ylim(-5.5, -1.0)
         ax.grid(alpha=0.3)
         if k % ncol == 0:
             ax.set_ylabel(r"$\log_{10}\,\Phi$ [Mpc$^{-3}$ dex$^{-1}$]")
         if k >= n - ncol:
             ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
+            ax.xaxis.set_tick_params(labelbottom=True)  # the panel below may be hidden
         ax.legend(fontsize=6.5, loc="lower left")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)

@@ -200,3 +200,18 @@ def test_loaders_reject_bad_input() -> None:
         L.leja2022_sfs(10.0, 1.0, "median")
     with pytest.raises(ValueError, match="no sfr conversion"):
         L._imf_dex("kroupa", "sfr")
+
+
+def test_b13_and_tomczak_rho_fits_move_to_a_cosmology() -> None:
+    """Behroozi+13 (Bolshoi: h=0.7, Om0=0.27) and the Tomczak+14 rho_* fit (H0=70, Om0=0.3)
+    as luminosity densities at a single z: + 2 log D_L ratio + log dV/dz ratio (scipy quad)."""
+    z = np.array([0.5, 1.5, 2.5])
+    for fn, h0, om in ((lambda zz, c: np.log10(L.behroozi2013_sfrd(zz, cosmology=c)), 70.0, 0.27),
+                       (lambda zz, c: L.tomczak2014_rho_star(zz, cosmology=c), 70.0, 0.3)):
+        dl_s, _, dv_s = _flat_lcdm(h0, om)
+        dl_d, _, dv_d = _flat_lcdm(69.32, 0.2865)
+        shift = [2 * np.log10(dl_d(zz) / dl_s(zz)) + np.log10(dv_s(zz) / dv_d(zz)) for zz in z]
+        np.testing.assert_allclose(fn(z, DST) - fn(z, None), shift, atol=1e-7)
+        assert np.max(np.abs(shift)) > 0.005
+    np.testing.assert_allclose(L.behroozi2013_sfrd(z, cosmology=L.B13_COSMOLOGY), L.behroozi2013_sfrd(z),
+                               rtol=1e-12)

@@ -109,6 +109,24 @@ def test_plot_census_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_figure_scripts_smoke(tmp_path):
+    """The five figure scripts (a)-(e) in smoke mode, sharing one folder of mock results (the
+    first builds the SMF fit, the next the flow and the census), then ``popmodel figures``."""
+    _run([str(ROOT / "analyses" / "plot_smf.py"), "--smoke", "r"], tmp_path)
+    _run([str(ROOT / "analyses" / "plot_rho_star.py"), "--smoke", "r"], tmp_path)
+    _run([str(ROOT / "analyses" / "plot_sfrd.py"), "--smoke", "r"], tmp_path)
+    _run([str(ROOT / "analyses" / "plot_sfs.py"), "--smoke", "r"], tmp_path)
+    out = _run([str(ROOT / "analyses" / "plot_residuals.py"), "--smoke", "r"], tmp_path)
+    assert "wrote 4 files (residuals)" in out
+    for stem in ("smf", "rho_star", "sfrd", "sfs", "residuals_smf", "residuals_sfs"):
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "r" / "figures" / f"{stem}.{ext}").stat().st_size > 5000, stem
+    out = _run(["-m", "popmodel.cli", "figures", "--smoke", "r", "--out", "all"], tmp_path)
+    assert "wrote 12 files" in out
+    assert "smoke:" not in out  # the mock results were reused, not rebuilt
+
+
+@pytest.mark.slow
 def test_calibrate_cosmic_variance_smoke(tmp_path):
     out = _run([str(ROOT / "analyses" / "calibrate_cosmic_variance.py"), "--smoke", "--out", "cv.json"],
                tmp_path)

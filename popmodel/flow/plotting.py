@@ -40,6 +40,7 @@ def plot_sequence(
     z_values: Sequence[float] | None = None,
     leja_curves: dict[float, np.ndarray] | None = None,
     title: str | None = None,
+    cosmology: object | None = None,
 ) -> plt.Figure:
     """The sequence (ridge, log mean SFR, 16-84 range, with ensemble bands) per redshift.
 
@@ -48,9 +49,13 @@ def plot_sequence(
         density: ``{z: (log_mass_grid, log_sfr_grid, p)}`` conditional densities
             ``p[(i_mass, i_sfr)]`` drawn as the background image.
         z_values: Redshifts to show (default: up to 6 of the table's).
-        leja_curves: Released Leja et al. 2022 curves (:func:`read_leja2022_curves`), drawn
-            at the nearest redshift within 0.15.
+        leja_curves: Released Leja et al. 2022 curves (:func:`read_leja2022_curves`, or
+            :func:`popmodel.literature.leja2022_sfs_curves` stacked in the same column order),
+            ridge and mean drawn at the nearest redshift within 0.15.
         title: Figure title.
+        cosmology: The table's cosmology (astropy): the Leja+22 Eq. 10 curves (WMAP9) are
+            moved to it (both axes by 2 log10 of the D_L ratio,
+            :func:`popmodel.literature.convert_sfs_cosmology`); default: drawn as published.
 
     Returns:
         The figure.
@@ -81,13 +86,21 @@ def plot_sequence(
             ax.plot(m[bim], np.asarray(t["ridge_p50"])[bim], "o", mfc="none", color="C0", ms=6,
                     label="bimodal")
         mm = np.linspace(max(8.0, m.min() - 0.5), 11.8, 100)
-        ax.plot(mm, leja2022_log_sfr(mm, z, "ridge"), "--", color="C0", lw=1, label="Leja+22 ridge (Eq. 10)")
-        ax.plot(mm, leja2022_log_sfr(mm, z, "mean"), "--", color="C3", lw=1, label="Leja+22 mean (Eq. 10)")
+        for kind, color in (("ridge", "C0"), ("mean", "C3")):
+            xm, ys = mm, leja2022_log_sfr(mm, z, kind)
+            if cosmology is not None:
+                from astropy.cosmology import WMAP9
+
+                from popmodel.literature import convert_sfs_cosmology
+
+                xm, ys = convert_sfs_cosmology(xm, ys, float(z), WMAP9, cosmology)
+            ax.plot(xm, ys, "--", color=color, lw=1, label=f"Leja+22 {kind} (Eq. 10)")
         if leja_curves:
             zk = min(leja_curves, key=lambda k: abs(k - z))
             if abs(zk - z) <= 0.15:
                 c = leja_curves[zk]
                 ax.plot(c[:, 0], c[:, 1], ":", color="C0", lw=1.2, label=f"Leja+22 flow ridge z={zk}")
+                ax.plot(c[:, 0], c[:, 2], ":", color="C3", lw=1.2, label=f"Leja+22 flow mean z={zk}")
         ax.axvline(float(t["log_mass_limit"][0]), color="k", lw=0.8, alpha=0.6)
         ax.set_title(f"z = {z:g}")
         ax.set_xlim(m.min() - 0.3, max(m.max() + 0.2, 11.5))
