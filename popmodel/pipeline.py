@@ -7,7 +7,7 @@ Runs, one after another, into sub-folders of ``--out``:
 2. ``sfs/``: the deconvolving flow ensemble and the star-forming sequence (``popmodel fit-sfs
    --3dhst``, UV+IR SFRs with an assumed 0.3 dex uncertainty);
 3. ``census/``: rho_*(z) and the SFR density by both routes (``popmodel census``);
-4. ``figures/``: the figure set (``popmodel figures``), when that command is installed.
+4. ``figures/``: the SMF, rho_*, SFRD, sequence and residual figures (``popmodel figures``).
 
 ``--resume`` skips a step whose outputs are already there (the flow members resume from their
 checkpoints), so an interrupted run picks up where it stopped. ``run_3dhst.json`` records each
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
+def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None]]:
     """The steps as ``(name, popmodel argv, file whose presence marks the step done)``."""
     out = Path(a.out)
     smf, sfs, census = out / "smf", out / "sfs", out / "census"
@@ -74,17 +74,9 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path]]:
         census_argv += ["--sfs", str(sfs)]
     steps = [("smf", smf_argv, smf / "summary.json"), ("sfs", sfs_argv, sfs / "sfs.ecsv"),
              ("census", census_argv, census / "census.ecsv")]
-    if _has_command("figures"):
-        steps.append(("figures", ["figures", str(out), "--out", str(out / "figures")],
-                      out / "figures" / "done.json"))
+    # the figures are cheap (seconds) and always redrawn
+    steps.append(("figures", ["figures", str(out), "--out", str(out / "figures")], None))
     return [s for s in steps if s[0] not in a.skip]
-
-
-def _has_command(name: str) -> bool:
-    from popmodel.cli import build_parser
-
-    sub = next(x for x in build_parser()._actions if isinstance(x, argparse._SubParsersAction))
-    return name in sub.choices
 
 
 def cmd_run_3dhst(a: argparse.Namespace) -> int:
@@ -100,7 +92,7 @@ def cmd_run_3dhst(a: argparse.Namespace) -> int:
         "python": platform.python_version(), "steps": []}
     t_all = time.perf_counter()
     for name, argv, marker in steps_3dhst(a):
-        if a.resume and marker.exists():
+        if a.resume and marker is not None and marker.exists():
             print(f"[run-3dhst] {name}: {marker} exists, skipped (--resume)")
             record["steps"].append({"step": name, "argv": argv, "skipped": True})
             continue
