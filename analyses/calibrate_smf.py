@@ -33,12 +33,14 @@ if __name__ == "__main__":
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="precision of the per-sample likelihood terms (CI's test: float32)")
     ap.add_argument("--out", default="results/calibrate_smf.json")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args()
     if a.smoke:
         a.mocks, a.warmup, a.draws = 2, 50, 50
-    res = run_sbc(a.mocks, a.area, a.n_samples, a.seed, a.warmup, a.draws)
+    res = run_sbc(a.mocks, a.area, a.n_samples, a.seed, a.warmup, a.draws, dtype=a.dtype)
     os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)

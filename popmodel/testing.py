@@ -96,12 +96,13 @@ def sbc_rank_test(ranks: Sequence[int], n_keep: int, n_bins: int = 5) -> float:
 
 
 def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int = 2024,
-            warmup: int = 150, draws: int = 100) -> dict:
+            warmup: int = 150, draws: int = 100, dtype: str = "float64") -> dict:
     """Simulation-based calibration of the SMF fit (Talts et al. 2018, arXiv:1804.06788).
 
     Truths from :func:`narrow_prior` (which the fit also uses), one deep field of ``area``
     arcmin^2, NUTS (1 chain) per mock; returns the ranks, the pooled chi-square p-values and
-    the 68% coverage of rho_*(z = 0.5, 1, 2).
+    the 68% coverage of rho_*(z = 0.5, 1, 2). ``dtype``: precision of the per-sample terms
+    (:class:`popmodel.smf.fit.FitConfig`).
     """
     import time
 
@@ -123,7 +124,8 @@ def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int
         truth = draw_from_prior(prior, rng)
         cat, _ = draw_mock(survey, truth, seed=seed + 1000 + k, n_samples=n_samples)
         fit = fit_smf(cat, survey, FitConfig(num_warmup=warmup, num_samples=draws, num_chains=1,
-                                             n_bootstrap=0, seed=k, progress_bar=False),
+                                             n_bootstrap=0, seed=k, progress_bar=False,
+                                             dtype=dtype),
                       prior=prior, log=lambda s: None)
         tv = truth.to_dict()
         ranks += [sbc_ranks(fit.samples[n], float(tv[n]), n_keep) for n in prior.names]
@@ -135,7 +137,7 @@ def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int
     return {
         "popmodel_version": __version__,
         "n_mocks": n_mocks, "area_arcmin2": area, "n_samples_per_galaxy": n_samples, "seed": seed,
-        "nuts": {"warmup": warmup, "draws": draws, "chains": 1}, "n_keep": n_keep,
+        "nuts": {"warmup": warmup, "draws": draws, "chains": 1}, "n_keep": n_keep, "dtype": dtype,
         "prior": "Normal(Leja+20 median, 2 x published sigma), truncated to the default bounds",
         "ranks": ranks,
         "sbc_chi2_p_value_5_bins": sbc_rank_test(ranks, n_keep, 5),

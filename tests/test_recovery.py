@@ -45,7 +45,7 @@ def test_injection_recovery_nuts():
     # another (the same posterior; the trajectories differ by rounding), on the alpha-phi2 ridge
     cfg = FitConfig(num_warmup=150, num_samples=200, num_chains=2, n_bootstrap=0,
                     progress_bar=False, posterior="gauss-hermite", gh_nodes=(8, 2),
-                    target_accept=0.9)
+                    target_accept=0.9, dtype="float32")
     fit = fit_smf(cat, survey, cfg, log=lambda s: None)
     assert fit.diagnostics["divergences"] <= 4  # <= 1% of the 400 draws
     print({n: round(float((np.mean(fit.samples[n]) - TRUE[n]) / np.std(fit.samples[n])), 2)
@@ -119,6 +119,8 @@ def test_eddington_bias_point_estimates_vs_samples():
 def test_simulation_based_calibration():
     """SBC: truths from a narrow prior that the fit also uses; pooled ranks of all 11
     parameters over 20 mocks are uniform (chi-square p > 0.01). The same run as
-    ``analyses/calibrate_smf.py --mocks 20`` (recorded in analyses/recorded/)."""
-    res = run_sbc(n_mocks=20, area=40.0, n_samples=8, seed=2024, warmup=150, draws=100)
+    ``analyses/calibrate_smf.py --mocks 20 --dtype float32`` (the recorded float64 run is in
+    analyses/recorded/)."""
+    res = run_sbc(n_mocks=20, area=40.0, n_samples=8, seed=2024, warmup=150, draws=100,
+                  dtype="float32")
     assert res["sbc_chi2_p_value_5_bins"] > 0.01, res["sbc_chi2_p_value_5_bins"]
