@@ -26,12 +26,15 @@ def _setup_jax(n_devices: int) -> None:
 
 
 def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500,
-              dtype: str = "float64") -> None:
+              dtype: str = "float64", target_accept: float = 0.8) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", choices=("nuts", "laplace"), default="nuts")
     p.add_argument("--warmup", type=int, default=warmup, help="NUTS warm-up iterations per chain")
     p.add_argument("--samples", type=int, default=samples, help="NUTS draws per chain")
     p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--target-accept", type=float, default=target_accept,
+                   help=f"NUTS target acceptance probability (default {target_accept}); raise it "
+                   "if the fit reports divergent transitions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--selection", choices=("noisy", "hard"), default="noisy",
                    help="selection on noisy catalogue masses (default) or a hard cut on true mass")
@@ -60,6 +63,7 @@ def _fit_config(a: argparse.Namespace):
 
     return FitConfig(
         method=a.method, num_warmup=a.warmup, num_samples=a.samples, num_chains=a.chains,
+        target_accept=a.target_accept,
         seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype,
         cosmic_variance=not a.no_cosmic_variance, slice_dz=a.slice_dz, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,
