@@ -532,7 +532,8 @@ def ilbert2013_smf(cosmology: apc.Cosmology | str | None = None) -> list[SMFPoin
     """Ilbert et al. (2013, A&A 556, A55) UltraVISTA Vmax SMFs (Chabrier, H0=70, Om0=0.3).
 
     The file's columns 3-4 are dex offsets (lower, upper); 999.9 marks an open error (kept as
-    NaN).
+    NaN). Four rows (z 2.0-2.5, 2.5-3.0, 3.0-4.0) carry both offsets with a minus sign; their
+    magnitudes are used, so every returned error is positive.
     """
     dst = _default_cosmology(cosmology)
     out = []
@@ -544,8 +545,8 @@ def ilbert2013_smf(cosmology: apc.Cosmology | str | None = None) -> list[SMFPoin
             return
         t = np.array(block)
         lm, lp = convert_smf_cosmology(t[:, 0], t[:, 1], 0.5 * sum(zr), LITERATURE_H70, dst)
-        lo = np.where(t[:, 2] > 99, np.nan, t[:, 2])
-        hi = np.where(t[:, 3] > 99, np.nan, t[:, 3])
+        lo = np.where(t[:, 2] > 99, np.nan, np.abs(t[:, 2]))
+        hi = np.where(t[:, 3] > 99, np.nan, np.abs(t[:, 3]))
         out.append(SMFPoints("Ilbert+13", zr[0], zr[1], lm, lp, hi, lo))
 
     with open(_path("ilbert2013_smf.txt")) as fh:

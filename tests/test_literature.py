@@ -166,6 +166,11 @@ def test_point_loaders() -> None:
     assert abs(np.log10(parts / tot)) < 0.01
     il = L.ilbert2013_smf(L.LITERATURE_H70)
     assert len(il) == 8 and il[0].z_hi == 0.5 and np.isnan(il[0].err_hi[-1])
+    # the file's four rows with negatively signed offsets come back as positive errors
+    errs = np.concatenate([np.r_[p.err_lo, p.err_hi] for p in il])
+    assert np.all(errs[np.isfinite(errs)] > 0)
+    k = np.argmin(np.abs(il[5].log_mass - 9.556))  # z 2.0-2.5: "-0.0087407 -0.0089203"
+    assert il[5].z_lo == 2.0 and (il[5].err_lo[k], il[5].err_hi[k]) == pytest.approx((0.0087407, 0.0089203))
     um = L.behroozi2019_csfrd()
     assert np.all(np.diff(um.z) > 0) and 0 < um.z[0] and um.z[-1] > 8
     smf = L.behroozi2019_smf()
