@@ -1,6 +1,6 @@
 """The ``run-3dhst`` command: the whole census of the packaged 3D-HST sample in one go.
 
-Runs, one after another, into sub-folders of ``--out``:
+Runs, one after another, into sub-folders of ``--out``, each step in its own process:
 
 1. ``smf/``: the continuity SMF with cosmic variance (``popmodel fit-3dhst``, its reduced
    default: this step alone writes the SMF figure and the rho_* table);
@@ -22,11 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["cmd_run_3dhst", "register", "steps_3dhst"]
+__all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -79,9 +81,14 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     return [s for s in steps if s[0] not in a.skip]
 
 
+def run_step(argv: list[str]) -> int:
+    """Run ``popmodel ARGV`` in a fresh Python process (its memory is returned when it ends:
+    the SMF fit holds several GB that the flow training should not sit beside)."""
+    return subprocess.run([sys.executable, "-m", "popmodel.cli", *argv], check=False).returncode
+
+
 def cmd_run_3dhst(a: argparse.Namespace) -> int:
     from popmodel import __version__
-    from popmodel.cli import main
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,7 @@ def cmd_run_3dhst(a: argparse.Namespace) -> int:
             continue
         print(f"[run-3dhst] {name}: popmodel {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
-        rc = main(argv)
+        rc = run_step(argv)
         dt = time.perf_counter() - t0
         record["steps"].append({"step": name, "argv": argv, "wall_s": round(dt, 1), "rc": rc})
         print(f"[run-3dhst] {name}: done in {dt:.0f} s", flush=True)

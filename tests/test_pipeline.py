@@ -7,6 +7,7 @@ import json
 import pytest
 
 import popmodel.cli as cli
+import popmodel.pipeline as pipeline
 from popmodel.pipeline import steps_3dhst
 
 
@@ -42,7 +43,7 @@ def test_resume_skips_finished_steps_and_records_times(tmp_path, monkeypatch):
                 marker.write_text("{}")
         return 0
 
-    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(pipeline, "run_step", fake_main)
     a = _args(tmp_path, "--no-progress")
     assert a.func(a) == 0
     first = list(calls)
@@ -60,10 +61,15 @@ def test_resume_skips_finished_steps_and_records_times(tmp_path, monkeypatch):
 
 
 def test_failing_step_stops_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "main", lambda argv: 3 if argv[0] == "fit-sfs" else 0)
+    monkeypatch.setattr(pipeline, "run_step", lambda argv: 3 if argv[0] == "fit-sfs" else 0)
     a = _args(tmp_path)
     assert a.func(a) == 3
     rec = json.loads((tmp_path / "run_3dhst.json").read_text())
     assert [s["step"] for s in rec["steps"]] == ["smf", "sfs"] and rec["steps"][1]["rc"] == 3
     with pytest.raises(KeyError):
         rec["total_wall_s"]
+
+
+def test_run_step_runs_the_cli_in_a_subprocess():
+    assert pipeline.run_step(["--version"]) == 0
+    assert pipeline.run_step(["no-such-command"]) == 2
