@@ -116,22 +116,7 @@ def test_eddington_bias_point_estimates_vs_samples():
     assert z_points > 3.0, z_points  # biased high, the expected direction
 
 
-@pytest.fixture
-def compilation_cache(tmp_path):
-    """JAX's persistent compilation cache in a temporary folder: each fit builds its own jitted
-    potential, so without it every mock recompiles the same programs."""
-    import jax
-
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-    old = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update(keys[0], str(tmp_path / "jax_cache"))
-    jax.config.update(keys[1], 0.5)
-    yield
-    for k, v in old.items():
-        jax.config.update(k, v)
-
-
-def test_simulation_based_calibration(compilation_cache):
+def test_simulation_based_calibration():
     """SBC: truths from a narrow prior that the fit also uses; pooled ranks of all 11
     parameters over 20 mocks are uniform (chi-square p > 0.01). The same run as
     ``analyses/calibrate_smf.py --mocks 20 --dtype float32`` (the recorded float64 run is in
