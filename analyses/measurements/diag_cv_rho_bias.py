@@ -1,5 +1,6 @@
 """Diagnostic of the CV calibration rank bias (see analyses/measurements/README.md)."""
-import numpy as np, jax, time
+import numpy as np
+import jax
 jax.config.update("jax_enable_x64", True)
 from popmodel.testing import cv_survey
 from popmodel.mock import draw_mock
@@ -8,14 +9,14 @@ from popmodel.smf.inference import find_map
 from popmodel.smf.model import SMFPrior
 from popmodel.smf.evolution import leja2020_params, ContinuityParams
 from popmodel.smf.derived import log10_rho_star
-import sys
 truth = leja2020_params(); zs = np.array([0.5, 1.0, 2.0])
 lt = log10_rho_star(truth, zs)
 side = (40.0, 45.0)  # ~8.6x the calibration fields' area, no cosmic variance
 for nodes, seed in [((4, 1), 1), ((8, 1), 1), ((4, 1), 2)]:
     sv = cv_survey(5, side)
     cat, _ = draw_mock(sv, truth, seed=seed, n_samples=4, moment_matched=True, cosmic_variance=False)
-    d = prepare_smf_data(cat, sv, posterior="gauss-hermite", gh_nodes=nodes, dtype="float32", cosmic_variance=False) if 'cosmic_variance' in prepare_smf_data.__code__.co_varnames else prepare_smf_data(cat, sv, posterior="gauss-hermite", gh_nodes=nodes, dtype="float32")
+    d = prepare_smf_data(cat, sv, posterior="gauss-hermite", gh_nodes=nodes, dtype="float32",
+                         cosmic_variance=False)
     m = find_map(d, SMFPrior())
     names = list(truth.to_dict())
     X = np.random.default_rng(0).multivariate_normal([m.params[n] for n in names], m.cov, 2000)
