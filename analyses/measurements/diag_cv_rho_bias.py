@@ -1,14 +1,16 @@
 """Diagnostic of the CV calibration rank bias (see analyses/measurements/README.md)."""
-import numpy as np
 import jax
+import numpy as np
+
 jax.config.update("jax_enable_x64", True)
-from popmodel.testing import cv_survey
 from popmodel.mock import draw_mock
 from popmodel.smf.data import prepare_smf_data
+from popmodel.smf.derived import log10_rho_star
+from popmodel.smf.evolution import ContinuityParams, leja2020_params
 from popmodel.smf.inference import find_map
 from popmodel.smf.model import SMFPrior
-from popmodel.smf.evolution import leja2020_params, ContinuityParams
-from popmodel.smf.derived import log10_rho_star
+from popmodel.testing import cv_survey
+
 truth = leja2020_params(); zs = np.array([0.5, 1.0, 2.0])
 lt = log10_rho_star(truth, zs)
 side = (40.0, 45.0)  # ~8.6x the calibration fields' area, no cosmic variance
