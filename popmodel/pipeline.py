@@ -25,7 +25,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 __all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
@@ -95,7 +95,7 @@ def cmd_run_3dhst(a: argparse.Namespace) -> int:
     record = {"popmodel_version": __version__, "command": "popmodel run-3dhst " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()
         if k not in ("func", "cmd", "version", "needs_jax") and v not in (False, None, [])),
-        "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(), "steps": []}
     t_all = time.perf_counter()
     for name, argv, marker in steps_3dhst(a):

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-import popmodel.cli as cli
-import popmodel.pipeline as pipeline
+from popmodel import cli, pipeline
 from popmodel.pipeline import steps_3dhst
 
 
@@ -37,7 +36,7 @@ def test_resume_skips_finished_steps_and_records_times(tmp_path, monkeypatch):
     def fake_main(argv):
         calls.append(argv[0])
         a = cli.build_parser().parse_args(["run-3dhst", "--out", str(tmp_path)])
-        for name, sub_argv, marker in steps_3dhst(a):
+        for _name, sub_argv, marker in steps_3dhst(a):
             if sub_argv[0] == argv[0] and marker is not None:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text("{}")
