@@ -45,6 +45,7 @@ import jax.numpy as jnp
 import jaxlib
 import numpy as np
 import scipy
+from probe import exp_log_probe
 from scipy.special import logsumexp
 
 from popmodel.catalog import PosteriorCatalog
@@ -204,15 +205,6 @@ def time_numpy_reference(
     return t, val, grad
 
 
-# ---------------------------------------------------------------------------------- probe
-def speed_probe(n: int) -> float:
-    """exp + log evaluations per second of a jitted float64 loop over n values (best of 3)."""
-    x = jax.device_put(np.linspace(0.1, 10.0, n))
-    f = jax.jit(lambda a: jnp.sum(jnp.exp(-a) + jnp.log(a)))  # not log(exp(a)): XLA folds it
-    f(x).block_until_ready()
-    return 2 * n / best_time(lambda: f(x), n_calls=3)
-
-
 # ------------------------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -231,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# machine: {platform.machine()} {platform.processor() or ''}, "
           f"{os.cpu_count()} CPUs; jax devices: {jax.devices()}")
 
-    probe_before = speed_probe(n * s)
+    probe_before = exp_log_probe(n * s)
     print(f"PROBE exp+log float64 (before): {probe_before:.3e} transcendental evaluations/s")
 
     t0 = time.perf_counter()
@@ -291,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     del offset, weight, cat
     gc.collect()
 
-    probe_after = speed_probe(n * s)
+    probe_after = exp_log_probe(n * s)
     probe = max(probe_before, probe_after)
     print(f"PROBE exp+log float64 (after): {probe_after:.3e} transcendental evaluations/s")
     for name, (thr, _, _) in results.items():

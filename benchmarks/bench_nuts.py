@@ -33,12 +33,12 @@ import time
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
+from probe import exp_log_probe
 
 from popmodel import __version__
 from popmodel.catalog import PosteriorCatalog
@@ -49,18 +49,6 @@ from popmodel.smf.inference import find_map, run_nuts
 from popmodel.smf.likelihood import log_likelihood
 from popmodel.smf.model import SMFPrior
 from popmodel.testing import deep_survey
-
-
-def probe(n: int = 10_000_000) -> float:
-    x = jnp.linspace(0.1, 10.0, n, dtype=jnp.float32)
-    f = jax.jit(lambda a: jnp.sum(jnp.exp(-a) + jnp.log(a)))
-    f(x).block_until_ready()
-    best = np.inf
-    for _ in range(3):
-        t = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n / best
 
 
 def fit(data, prior, args, label: str) -> dict:
@@ -147,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         jax.block_until_ready(vg(p, data.arrays))
         best = min(best, time.perf_counter() - t)
-    pr = probe()
+    pr = exp_log_probe(dtype=np.float32)
     print(f"SPEED loglik+grad {best * 1e3:.1f} ms per call ({nodes / best:.3g} nodes/s); "
           f"PROBE float32 exp+log {pr:.3g}/s")
     res = fit(data, prior, args, "compressed")

@@ -42,8 +42,8 @@ import sys
 import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
+from probe import exp_log_probe
 
 from popmodel import __version__
 from popmodel.catalog import PosteriorCatalog
@@ -76,19 +76,6 @@ def survey(area_arcmin2: float):
 def peak_rss_mib(children: bool = False) -> float:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024.0
-
-
-def probe() -> float:
-    """exp+log evaluations per second (jitted, float64, 10^7 values; best of 3)."""
-    x = jnp.linspace(0.5, 2.0, 10_000_000)
-    f = jax.jit(lambda a: jnp.sum(jnp.exp(-a) + jnp.log(a)))
-    f(x).block_until_ready()
-    best = np.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        f(x).block_until_ready()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * x.size / best
 
 
 def sub_mock(k: int, vt: VolumeTable, area: float = SUB_AREA) -> PosteriorCatalog:
@@ -129,7 +116,7 @@ def header() -> None:
     print(f"# mock: deep_survey (0.2<z<3, Leja+22 limits), mass errors {MASS_ERRORS} dex, exact "
           f"redshifts, {N_SAMPLES} moment-matched samples/galaxy -> Gauss-Hermite (8, 1); truth "
           f"Leja+20 medians; seed {SEED}")
-    print(f"PROBE exp+log float64: {probe():.3g} evaluations/s")
+    print(f"PROBE exp+log float64: {exp_log_probe(lo=0.5, hi=2.0):.3g} evaluations/s")
 
 
 def time_pass(pot: StreamedPotential, u: np.ndarray, n: int = 3) -> float:
