@@ -464,6 +464,7 @@ def plot_smf_residuals(res: Results, bins: Sequence[tuple[float, float]] = PANEL
     import matplotlib.pyplot as plt
 
     from popmodel.census import percentile_bands
+    from popmodel.plotting import label_mass_panels
 
     if res.smf_draws is None:
         raise ValueError("the SMF residuals need RESULTS_DIR/smf")
@@ -498,14 +499,8 @@ def plot_smf_residuals(res: Results, bins: Sequence[tuple[float, float]] = PANEL
         ax.set_title(f"{lo:g} < z < {hi:g}" + (" (extrapolated)" if extrap and extrap[k] else ""), fontsize=9)
         ax.set_ylim(-1.0, 1.0)
         ax.grid(alpha=0.3)
-        if k % ncol == 0:
-            ax.set_ylabel(r"$\log\Phi_{\rm fit}-\log\Phi_{\rm lit}$ [dex]")
-        if k >= n - ncol:
-            ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
-            ax.xaxis.set_tick_params(labelbottom=True)  # the panel below may be hidden
         ax.legend(fontsize=5.5, loc="lower left")
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
+    label_mass_panels(axes, n, r"$\log\Phi_{\rm fit}-\log\Phi_{\rm lit}$ [dex]")
     fig.suptitle(f"mass function residuals against the literature; Chabrier, {cosmo.name}", fontsize=9)
     fig.tight_layout()
     return fig

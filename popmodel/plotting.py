@@ -12,7 +12,7 @@ import numpy as np
 
 from popmodel.literature import SMFPoints
 
-__all__ = ["plot_corner", "plot_density_terms", "plot_rho_star", "plot_smf", "save"]
+__all__ = ["label_mass_panels", "plot_corner", "plot_density_terms", "plot_rho_star", "plot_smf", "save"]
 
 
 def save(fig: plt.Figure, stem: str) -> list[str]:
@@ -22,6 +22,22 @@ def save(fig: plt.Figure, stem: str) -> list[str]:
         fig.savefig(p, dpi=130, bbox_inches="tight")
     plt.close(fig)
     return paths
+
+
+def label_mass_panels(axes: np.ndarray, n: int, ylabel: str) -> None:
+    """Label a grid of log-mass panels filled row by row with ``n`` panels: ``ylabel`` on the
+    first column, the mass axis (label and tick labels) on the lowest panel of each column,
+    and the unused panels of the last row hidden."""
+    ncol = axes.shape[1]
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.set_visible(False)
+            continue
+        if k % ncol == 0:
+            ax.set_ylabel(ylabel)
+        if k >= n - ncol:
+            ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
+            ax.xaxis.set_tick_params(labelbottom=True)  # the panel below may be hidden
 
 
 def plot_smf(
@@ -73,14 +89,8 @@ def plot_smf(
         ax.set_title((f"z = {z:g}" if panel_titles is None else panel_titles[k]) + tag)
         ax.set_ylim(-5.5, -1.0)
         ax.grid(alpha=0.3)
-        if k % ncol == 0:
-            ax.set_ylabel(r"$\log_{10}\,\Phi$ [Mpc$^{-3}$ dex$^{-1}$]")
-        if k >= n - ncol:
-            ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
-            ax.xaxis.set_tick_params(labelbottom=True)  # the panel below may be hidden
         ax.legend(fontsize=6.5, loc="lower left")
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
+    label_mass_panels(axes, n, r"$\log_{10}\,\Phi$ [Mpc$^{-3}$ dex$^{-1}$]")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
