@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="skip steps whose outputs exist; resume flow members from checkpoints")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_run_3dhst)
+    p.set_defaults(func=cmd_run_3dhst, needs_jax=False)  # the steps run in their own processes
     return p
 
 
