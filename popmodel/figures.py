@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -683,16 +682,10 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
 # command line
 
 
-def _setup_jax() -> None:
-    os.environ.setdefault("JAX_ENABLE_X64", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-
-
 def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
-    _setup_jax()
+    from popmodel.cli import _setup_jax
+
+    _setup_jax(1)  # already done under `popmodel figures`; the analyses/plot_*.py scripts need it
     results_dir = a.results_dir
     if a.smoke:
         results_dir = results_dir or "results/figures_smoke"
