@@ -237,8 +237,14 @@ def prepare_smf_data(
         cv_index=cv_i, cv_bias=cv_b, chunk_size=chunk_size, dtype=dtype,
     )
     pieces = [survey.area_pieces(f.name) for f in survey.fields] if survey.overlaps else None
+    breaks = None
+    if density is not None:  # the density factor jumps at its slices' edges
+        breaks = [np.concatenate([density.z_lo[density.field_index == g],
+                                  density.z_hi[density.field_index == g]])
+                  for g in range(len(survey.fields))]
     gm, gz, gw, gg = build_selection_grid(
-        list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard"), area_pieces=pieces
+        list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard"), area_pieces=pieces,
+        z_breaks=breaks,
     )
     gcv_i = gcv_b = cv_sigma = None
     if density is not None:

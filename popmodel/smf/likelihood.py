@@ -286,6 +286,7 @@ def build_selection_grid(
     n_m_tail: int = 8,
     log_mass_max: float = LOG_MASS_MAX,
     area_pieces: list | None = None,
+    z_breaks: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Quadrature nodes and theta-independent log weights for the expected number.
 
@@ -299,6 +300,12 @@ def build_selection_grid(
             [z_min, z_max] (:meth:`popmodel.survey.Survey.area_pieces`: overlaps owned by
             another field). The z-range factor becomes sum_k area_k P(edges[k] <= z_obs <
             edges[k+1] | z), and the z quadrature also breaks at the inner edges.
+        z_breaks: optional, one entry per field: redshifts where the integrand jumps, e.g. the
+            edges of the field's cosmic-variance slices (:mod:`popmodel.smf.density`), whose
+            factor is piecewise constant in z. The z quadrature breaks there too, so that every
+            node lies inside one slice and each slice's expected number is integrated exactly
+            (a Gauss-Legendre piece across an edge would give part of one slice's volume to
+            its neighbour).
 
     Returns:
         (log_mass, z, log_weight, group) flat arrays: N_exp = sum exp(ln Phi + log_weight).
@@ -314,8 +321,10 @@ def build_selection_grid(
         e_z, a_z = ((np.array([f.z_min, f.z_max]), np.array([f.area_sr])) if ap is None
                     else (np.asarray(ap[0], float), np.asarray(ap[1], float)))
         # Gauss-Legendre on each piece between the completeness table's nodes (the limit
-        # has kinks there) and the area pieces' inner edges, n_z nodes per piece.
-        cz = np.concatenate([np.asarray(f.completeness_z, float), e_z[1:-1]])
+        # has kinks there), the area pieces' inner edges and the density slices' edges,
+        # n_z nodes per piece.
+        extra = np.zeros(0) if z_breaks is None or z_breaks[g] is None else np.asarray(z_breaks[g], float)
+        cz = np.concatenate([np.asarray(f.completeness_z, float), e_z[1:-1], extra])
         brk = np.concatenate([[z_lo], np.unique(cz[(cz > z_lo) & (cz < z_hi)]), [z_hi]])
         zn = np.concatenate([0.5 * (b - a) * xs + 0.5 * (b + a) for a, b in itertools.pairwise(brk)])
         wz = np.concatenate([0.5 * (b - a) * ws for a, b in itertools.pairwise(brk)])
