@@ -20,10 +20,14 @@ ESS is ~80-100 of 100); JAX's persistent compilation cache. The mocks can run in
 dropped: the two Schechter components become degenerate, NUTS from the Laplace mass matrix
 mixes badly (bulk ESS ~17) and the ranks pile up at the ends.)
 
-    python analyses/calibrate_cosmic_variance.py --mocks 50 --out analyses/recorded/calibrate_cosmic_variance.json
-    python analyses/calibrate_cosmic_variance.py --first 0 --mocks 25 --records part0.jsonl
-    python analyses/calibrate_cosmic_variance.py --first 25 --mocks 25 --records part1.jsonl
+    python analyses/calibrate_cosmic_variance.py --mocks 100 --out results/calibrate_cosmic_variance.json
+    python analyses/calibrate_cosmic_variance.py --first 0 --mocks 50 --records part0.jsonl
+    python analyses/calibrate_cosmic_variance.py --first 50 --mocks 50 --records part1.jsonl
     python analyses/calibrate_cosmic_variance.py --merge part0.jsonl part1.jsonl --out all.json
+
+The recorded run (100 mocks, five record files under
+analyses/recorded/calibrate_cosmic_variance_records/, merged into
+analyses/recorded/calibrate_cosmic_variance.json) took 4660 s of fits, two shards at a time.
 
 With --records every finished mock is appended to a JSON-lines file at once, and a rerun with
 the same file skips the mocks already there (an interrupted run resumes).
@@ -51,6 +55,16 @@ from popmodel.testing import cv_calibration_summary, run_cv_calibration
 def _report(res: dict) -> None:
     print(f"SBC over {res['n_mocks']} mocks x (11 parameters + 3 rho_*): chi2 p = "
           f"{res['sbc_chi2_p_value_5_bins']:.3f} (5 bins), {res['sbc_chi2_p_value_10_bins']:.3f} (10 bins)")
+    cl = res.get("sbc_clustered_5_bins")
+    if cl:
+        print(f"  corrected for the correlation of one mock's ranks (Rao-Scott): p = "
+              f"{cl['p_value']:.4f} (5 bins, design effect {cl['design_effect']:.2f}), "
+              f"{res['sbc_clustered_10_bins']['p_value']:.4f} (10 bins)")
+        print(f"  parameters alone p = {res['sbc_chi2_p_value_5_bins_parameters_only']:.4f}, "
+              f"rho_* alone p = {res['sbc_chi2_p_value_5_bins_rho_star_only']:.4f}; lowest "
+              "single quantity: " + min(
+                  (f"{k} p = {v:.3f}" for k, v in res["sbc_chi2_p_value_5_bins_by_quantity"].items()),
+                  key=lambda t: float(t.rsplit(" ", 1)[1])))
     print(f"68% coverage of rho_*: with terms {res['rho_star_68_coverage_with_terms']:.3f} "
           f"(95% band {res['rho_star_68_coverage_with_terms_95_band']}), without "
           f"{res['rho_star_68_coverage_without_terms']:.3f}; min galaxies per field-slice "

@@ -341,8 +341,8 @@ def cv_calibration_summary(per_mock: Sequence[dict], settings: dict, *,
         "sbc_chi2_p_value_5_bins_rho_star_only": sbc_rank_test(rho_ranks, n_keep, 5),
         # the same pooled tests with the Rao-Scott correction for the correlation of one
         # mock's 14 ranks (sbc_rank_test_clustered): the valid version of the pooled test
-        "sbc_clustered_5_bins": sbc_rank_test_clustered(mat, n_keep, 5),
-        "sbc_clustered_10_bins": sbc_rank_test_clustered(mat, n_keep, 10),
+        "sbc_clustered_5_bins": sbc_rank_test_clustered(mat, n_keep, 5) if len(recs) > 1 else None,
+        "sbc_clustered_10_bins": sbc_rank_test_clustered(mat, n_keep, 10) if len(recs) > 1 else None,
         "sbc_chi2_p_value_5_bins_by_quantity": {
             name: sbc_rank_test(mat[:, j], n_keep, 5) for j, name in enumerate(
                 narrow_prior().names + ["log_rho_star_z0.5", "log_rho_star_z1", "log_rho_star_z2"])},
