@@ -11,17 +11,23 @@ from popmodel.smf.inference import find_map
 from popmodel.smf.model import SMFPrior
 
 
+@pytest.fixture(scope="module")
+def threedhst():
+    survey = threedhst_survey()
+    cat, report = threedhst_catalog(n_samples=16, z_min=0.5, z_max=2.55)
+    return survey, cat, report
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cosmic_variance", [False, True])
-def test_3dhst_smf_matches_tomczak14(cosmic_variance):
+def test_3dhst_smf_matches_tomczak14(threedhst, cosmic_variance):
     """Phi at 10 <= log M <= 11 within 0.15 dex of Tomczak+14 (same FAST masses, same
     cosmology) at z ~ 1 (0.75 < z < 1.0) and z ~ 2 (1.5 < z < 2.0), at the MAP of the fit and
     the bin centre, without and with the cosmic-variance density terms (the default fit). The
     neighbouring bins (1.0-1.25, 2.0-2.5) are checked to 0.25 dex: there the 3D-HST fields and
     ZFOURGE/NMBS differ by up to ~0.2 dex at single masses (Tomczak's 1.0-1.25 bin dips
     non-monotonically at log M = 10.25)."""
-    survey = threedhst_survey()
-    cat, report = threedhst_catalog(n_samples=16, z_min=0.5, z_max=2.55)
+    survey, cat, report = threedhst
     assert report["counts"]["spec_z_exact"] > 2000
     data = prepare_smf_data(cat, survey, cosmic_variance=cosmic_variance)
     assert data.report.n_used > 30_000
