@@ -25,9 +25,9 @@ mixes badly (bulk ESS ~17) and the ranks pile up at the ends.)
     python analyses/calibrate_cosmic_variance.py --first 50 --mocks 50 --records part1.jsonl
     python analyses/calibrate_cosmic_variance.py --merge part0.jsonl part1.jsonl --out all.json
 
-The recorded run (100 mocks, five record files under
+The recorded run (150 mocks, seven record files under
 analyses/recorded/calibrate_cosmic_variance_records/, merged into
-analyses/recorded/calibrate_cosmic_variance.json) took 4660 s of fits, two shards at a time.
+analyses/recorded/calibrate_cosmic_variance.json) took 7000 s of fits, two shards at a time.
 
 With --records every finished mock is appended to a JSON-lines file at once, and a rerun with
 the same file skips the mocks already there (an interrupted run resumes).
