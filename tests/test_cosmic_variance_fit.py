@@ -69,7 +69,7 @@ def test_overdense_field_found_and_global_smf_unbiased():
 
 
 def test_cosmic_variance_calibration_reduced():
-    """Reduced SBC with injected cosmic variance (3 mocks of 3 fields; the full run with 50
+    """Reduced SBC with injected cosmic variance (3 mocks of 3 fields; the full run with 150
     mocks of 5 fields is analyses/calibrate_cosmic_variance.py): pooled ranks of the 11
     parameters and rho_*(0.5, 1, 2) uniform at p > 0.01, and the 68% coverage of rho_*
     without the terms below the with-terms rate. Measured: p = 0.41 (5 bins); coverage 0.67
