@@ -41,7 +41,6 @@ from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 from probe import exp_log_probe
 
 from popmodel import __version__
-from popmodel.catalog import PosteriorCatalog
 from popmodel.mock import draw_mock
 from popmodel.smf.data import prepare_smf_data
 from popmodel.smf.evolution import leja2020_params
@@ -113,15 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     # compressed and fitted uncompressed; B fitted uncompressed: the Monte Carlo noise floor)
     n_s = 200 if args.reference else 100
     cat2, truth = draw_mock(survey, seed=1, n_samples=n_s, moment_matched=True)
-    j = np.arange(cat2.log_mass.size) - cat2.offsets[cat2.galaxy_index]
-
-    def half(mask: np.ndarray) -> PosteriorCatalog:
-        return PosteriorCatalog.from_arrays(
-            cat2.ids, cat2.fields, cat2.log_mass[mask], cat2.z[mask],
-            galaxy_index=cat2.galaxy_index[mask], obs_log_mass=cat2.obs_log_mass,
-            obs_z=cat2.obs_z)
-
-    cat = half(j < 100) if args.reference else cat2
+    cat = cat2.sample_slice(0, 100) if args.reference else cat2
     print(f"MOCK {cat.n_galaxies} galaxies x 100 samples ({time.perf_counter() - t0:.1f} s)")
     prior = SMFPrior()
     t0 = time.perf_counter()
@@ -157,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs = [("compressed - uncompressed A", res, ref)]
         record["uncompressed"] = ref
         if not args.no_floor:
-            full_b = prepare_smf_data(half(j >= 100), survey, dtype=np.float32,
+            full_b = prepare_smf_data(cat2.sample_slice(100, 200), survey, dtype=np.float32,
                                       cosmic_variance=False, chunk_size=args.chunk)
             ref_b = fit(full_b, prior, args, "uncompressed B (independent samples)")
             record["uncompressed_b"] = ref_b

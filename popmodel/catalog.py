@@ -549,6 +549,34 @@ class PosteriorCatalog:
             obs_z=None if self.obs_z is None else self.obs_z[idx],
         )
 
+    def sample_slice(self, start: int, stop: int) -> PosteriorCatalog:
+        """Samples ``start .. stop - 1`` (in stored order) of every galaxy, with all their
+        per-sample columns: e.g. two independent halves of each posterior.
+
+        Raises:
+            CatalogError: naming the first galaxy with fewer than ``stop`` samples.
+        """
+        if not 0 <= start < stop:
+            raise CatalogError(f"need 0 <= start < stop, got start={start}, stop={stop}")
+        short = np.flatnonzero(self.n_samples < stop)
+        if short.size:
+            i = short[0]
+            raise CatalogError(f"galaxy {str(self.ids[i])!r} has {self.n_samples[i]} samples, fewer "
+                               f"than stop={stop} ({short.size} galaxies in all)")
+        k = stop - start
+        sample_idx = (self.offsets[:-1, None] + np.arange(start, stop)[None, :]).ravel()
+
+        def take(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else arr[sample_idx]
+
+        return PosteriorCatalog(
+            ids=self.ids, fields=self.fields,
+            offsets=np.arange(self.n_galaxies + 1, dtype=np.int64) * k,
+            log_mass=self.log_mass[sample_idx], z=self.z[sample_idx],
+            log_sfr=take(self.log_sfr), log_prior=take(self.log_prior), weight=take(self.weight),
+            meta=dict(self.meta), obs_log_mass=self.obs_log_mass, obs_z=self.obs_z,
+        )
+
     def with_interim_prior(self, prior: InterimPrior) -> PosteriorCatalog:
         """Return a copy whose ``log_prior`` is ``prior.log_density`` at every sample.
 

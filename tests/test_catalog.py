@@ -230,6 +230,23 @@ def test_subset_mask_and_indices(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(sub2.log_sfr, np.concatenate([cat.log_sfr[9:], cat.log_sfr[:3]]))
 
 
+def test_sample_slice_against_per_galaxy_slicing(rng: np.random.Generator) -> None:
+    """sample_slice(start, stop) equals slicing each galaxy's samples one by one."""
+    cat = make_catalog(rng).subset([0, 2])  # 3 and 5 samples
+    part = cat.sample_slice(1, 3)
+    gi = [np.arange(cat.offsets[i], cat.offsets[i + 1])[1:3] for i in range(cat.n_galaxies)]
+    expected = PosteriorCatalog.from_arrays(
+        cat.ids, cat.fields, *(np.concatenate([x[g] for g in gi]) for x in (cat.log_mass, cat.z)),
+        galaxy_index=np.repeat(np.arange(cat.n_galaxies), 2),
+        **{k: np.concatenate([getattr(cat, k)[g] for g in gi])
+           for k in ("log_sfr", "log_prior", "weight")}, meta=cat.meta)
+    assert_catalogs_equal(part, expected)
+    with pytest.raises(CatalogError, match="galaxy 'g7' has 3 samples, fewer than stop=4"):
+        cat.sample_slice(0, 4)
+    with pytest.raises(CatalogError, match="start < stop"):
+        cat.sample_slice(2, 2)
+
+
 def test_normalized_log_weights_match_numpy(rng: np.random.Generator) -> None:
     cat = make_catalog(rng)
     expected = np.concatenate(
