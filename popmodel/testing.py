@@ -29,6 +29,9 @@ __all__ = [
     "sbc_ranks",
 ]
 
+#: Redshifts at which the calibrations rank rho_*.
+RHO_STAR_Z = (0.5, 1.0, 2.0)
+
 #: 3D-HST mass-completeness limits converted to Prospector masses (science.md section 1.5).
 LEJA_COMPLETENESS_3DHST = ([0.65, 1.0, 1.5, 2.1, 3.0],
                            [8.86614882, 9.07108637, 9.63281923, 9.89486727, 10.15444536])
@@ -165,7 +168,7 @@ def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int
     rng = np.random.default_rng(seed)
     n_keep = 49
     ranks, cover = [], []
-    zs = np.array([0.5, 1.0, 2.0])
+    zs = np.array(RHO_STAR_Z)
     t0 = time.perf_counter()
     for k in tqdm(range(n_mocks), desc="SBC mocks"):
         truth = draw_from_prior(prior, rng)
@@ -256,7 +259,7 @@ def run_cv_calibration(n_mocks: int = 50, *, first_mock: int = 0, n_fields: int 
     rng = np.random.default_rng(seed)
     for _ in range(first_mock):
         draw_from_prior(prior, rng)
-    zs = np.array([0.5, 1.0, 2.0])
+    zs = np.array(RHO_STAR_Z)
     edges = np.arange(survey.fields[0].z_min, survey.fields[0].z_max + 1e-9, slice_dz)
     per_mock = []
     t0 = time.perf_counter()
@@ -345,7 +348,7 @@ def cv_calibration_summary(per_mock: Sequence[dict], settings: dict, *,
         "sbc_clustered_10_bins": sbc_rank_test_clustered(mat, n_keep, 10) if len(recs) > 1 else None,
         "sbc_chi2_p_value_5_bins_by_quantity": {
             name: sbc_rank_test(mat[:, j], n_keep, 5) for j, name in enumerate(
-                narrow_prior().names + ["log_rho_star_z0.5", "log_rho_star_z1", "log_rho_star_z2"])},
+                narrow_prior().names + [f"log_rho_star_z{z:g}" for z in RHO_STAR_Z])},
         "rho_star_68_coverage_with_terms": rate_with,
         "rho_star_68_coverage_without_terms": rate_without,
         "rho_star_68_coverage_with_terms_95_band": band,
