@@ -577,6 +577,36 @@ class PosteriorCatalog:
             meta=dict(self.meta), obs_log_mass=self.obs_log_mass, obs_z=self.obs_z,
         )
 
+    def take_samples(self, keep: np.ndarray) -> PosteriorCatalog:
+        """The samples where ``keep`` (a ``(n_samples_total,)`` bool mask) is True, with all
+        their per-sample columns; every galaxy stays, with its point estimates.
+
+        Raises:
+            CatalogError: for a mask of the wrong shape, or naming the first galaxy that would
+                keep no sample.
+        """
+        keep = np.asarray(keep)
+        if keep.dtype != bool or keep.shape != self.log_mass.shape:
+            raise CatalogError(f"sample mask must be a bool array of shape {self.log_mass.shape}, "
+                               f"got {keep.dtype} {keep.shape}")
+        counts = np.add.reduceat(keep.astype(np.int64), self.offsets[:-1]) if self.n_galaxies else \
+            np.zeros(0, np.int64)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            raise CatalogError(f"galaxy {str(self.ids[empty[0]])!r} would keep no sample "
+                               f"({empty.size} galaxies in all)")
+
+        def take(arr: np.ndarray | None) -> np.ndarray | None:
+            return None if arr is None else arr[keep]
+
+        return PosteriorCatalog(
+            ids=self.ids, fields=self.fields,
+            offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            log_mass=self.log_mass[keep], z=self.z[keep],
+            log_sfr=take(self.log_sfr), log_prior=take(self.log_prior), weight=take(self.weight),
+            meta=dict(self.meta), obs_log_mass=self.obs_log_mass, obs_z=self.obs_z,
+        )
+
     def with_interim_prior(self, prior: InterimPrior) -> PosteriorCatalog:
         """Return a copy whose ``log_prior`` is ``prior.log_density`` at every sample.
 

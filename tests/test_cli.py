@@ -35,6 +35,11 @@ def test_mock_then_fit_smf_writes_the_contract_files(survey_file, tmp_path):
     for key in ("popmodel_version", "config", "seeds", "cosmology", "imf"):
         assert key in par.meta
     assert par.meta["imf"] == "Chabrier2003"
+    # the default representation and its check are recorded with the results
+    assert par.meta["config"]["posterior"] == "auto"
+    chk = par.meta["compression_check"]
+    assert chk["n_draws"] == 200 and chk["n_compressed"] > 0
+    assert chk["ok"] == (chk["sd_difference"] < 0.1 or chk["sd_difference"] < chk["sd_samples_noise"])
     rho = Table.read(out / "rho_star.ecsv")
     assert {"z", "log_rho_star_p16", "log_rho_star_p50", "log_rho_star_p84"} <= set(rho.colnames)
     # the Leja+20 truth lies inside a generous band at z = 1

@@ -8,11 +8,10 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
+from popmodel.smf.compression import compression_check, compression_summary
 from popmodel.smf.data import SMFData, prepare_smf_data
 from popmodel.smf.density import DEFAULT_SLICE_DZ
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
@@ -20,6 +19,7 @@ from popmodel.smf.inference import (
     MAPResult,
     bootstrap_map_shift,
     find_map,
+    laplace_draws,
     mc_error_diagnostics,
     require_x64,
     run_nuts,
@@ -45,8 +45,14 @@ class FitConfig:
             has that many devices).
         seed: seed of the NUTS / Laplace / bootstrap random keys.
         selection: "noisy" (selection on noisy catalogue masses; default) or "hard".
-        posterior: "samples" (default), "gauss-hermite" or "auto": how each galaxy's integral is
-            computed (see :func:`popmodel.smf.data.prepare_smf_data`).
+        posterior: "auto" (default), "samples" or "gauss-hermite": how each galaxy's integral
+            is computed (see :func:`popmodel.smf.data.prepare_smf_data`). "auto" compresses the
+            galaxies whose samples are consistent with a Gaussian posterior, checks after the
+            MAP that this moves ln L across the posterior by less than 0.1
+            (:func:`popmodel.smf.compression.compression_check`) and otherwise falls back to
+            the samples (reported in ``SMFFit.compression``).
+        compression_draws: Laplace draws of that check (0 skips it, for "auto" and
+            "gauss-hermite").
         gh_nodes: Gauss-Hermite nodes in (mass, redshift) for ``posterior="gauss-hermite"``.
         cosmic_variance: per-field, per-slice density terms for fields with a known geometry
             (:mod:`popmodel.smf.density`); their draws are named ``delta_<field>_z<lo>_<hi>``.
@@ -66,7 +72,8 @@ class FitConfig:
     num_chains: int = 2
     seed: int = 0
     selection: str = "noisy"
-    posterior: str = "samples"
+    posterior: str = "auto"
+    compression_draws: int = 200
     gh_nodes: tuple[int, int] = (8, 3)
     cosmic_variance: bool = True
     slice_dz: float = DEFAULT_SLICE_DZ
@@ -101,6 +108,7 @@ class SMFFit:
     warnings: list[str] = field(default_factory=list)
     timing: dict[str, float] = field(default_factory=dict)
     mcmc: object | None = None
+    compression: dict = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -133,6 +141,9 @@ class SMFFit:
                 "model there is an extrapolation"
             )
         lines += [f"WARNING: {w}" for w in self.warnings]
+        if self.compression.get("n_compressed"):
+            lines.append(compression_summary(self.compression)
+                         + f"; representation used: {self.compression['representation']}")
         return lines
 
 
@@ -205,11 +216,9 @@ def fit_smf(
         raise ValueError("prior.anchor_z and config.anchor_z differ")
     timing = {}
     t0 = time.perf_counter()
-    data = prepare_smf_data(
-        catalog, survey, selection=cfg.selection, chunk_size=cfg.chunk_size,
-        dtype=np.dtype(cfg.dtype).type, posterior=cfg.posterior, gh_nodes=cfg.gh_nodes,
-        cosmic_variance=cfg.cosmic_variance, slice_dz=cfg.slice_dz,
-    )
+    prep = {"selection": cfg.selection, "chunk_size": cfg.chunk_size, "dtype": np.dtype(cfg.dtype).type,
+                "gh_nodes": cfg.gh_nodes, "cosmic_variance": cfg.cosmic_variance, "slice_dz": cfg.slice_dz}
+    data = prepare_smf_data(catalog, survey, posterior=cfg.posterior, **prep)
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())
     if data.density is not None:
@@ -226,6 +235,24 @@ def fit_smf(
     timing["map_s"] = time.perf_counter() - t0
     log(f"MAP after {mp.n_evaluations} evaluations ({timing['map_s']:.1f} s): {mp.message}")
     warn = []
+    compression = {}
+    if cfg.posterior != "samples" and cfg.compression_draws > 0:
+        compression = compression_check(catalog, survey, data, mp, prior, prepare_kwargs=prep,
+                                        n_draws=cfg.compression_draws, seed=cfg.seed)
+        timing["compression_check_s"] = compression["seconds"]
+        log(compression_summary(compression))
+        compression["representation"] = cfg.posterior
+        if not compression["ok"] and cfg.posterior == "auto":
+            log("falling back to the posterior samples for every galaxy; finding the MAP again ...")
+            compression["representation"] = "samples (fallback)"
+            data = prepare_smf_data(catalog, survey, posterior="samples", **prep)
+            t0 = time.perf_counter()
+            mp = find_map(data, prior)
+            timing["map_s"] += time.perf_counter() - t0
+        elif not compression["ok"]:
+            warn.append("the Gauss-Hermite compression moves ln L across the posterior by more "
+                        f"than {compression['threshold']} (sd {compression['sd_difference']:.3f});"
+                        " use posterior='auto' or 'samples'")
     if not mp.converged:
         warn.append(f"the MAP optimisation did not converge cleanly ({mp.message})")
     p_map = mp.continuity_params(prior.anchor_z)
@@ -274,27 +301,13 @@ def fit_smf(
         warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
     zlo, zhi = data.z_data_range
     extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]  # fields' z ranges
-    fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc)
+    fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc,
+                 compression)
     for line in fit.summary_lines():
         log(line)
     return fit
 
 
 def _laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData, cfg: FitConfig) -> dict[str, np.ndarray]:
-    from jax.flatten_util import ravel_pytree
-    from numpyro.infer.util import constrain_fn
-
-    from popmodel.smf.model import smf_model
-
-    key = jax.random.key(cfg.seed)
-    n = cfg.num_samples * cfg.num_chains
-    u = jax.random.multivariate_normal(key, jnp.asarray(mp.u), jnp.asarray(mp.cov_u), (n,))
-    template = dict(zip(mp.u_names, [0.0] * len(mp.u_names), strict=True))
-    _, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in template.items()})
-
-    def one(uu: jax.Array) -> dict:
-        return constrain_fn(smf_model, (data.arrays, prior), {}, unravel(uu), return_deterministic=True)
-
-    c = jax.vmap(one)(u)
-    keep = prior.names + list(prior.density_terms)
-    return {k: np.asarray(c[k]).reshape(cfg.num_chains, cfg.num_samples) for k in keep}
+    d = laplace_draws(mp, prior, data, cfg.num_samples * cfg.num_chains, cfg.seed)
+    return {k: v.reshape(cfg.num_chains, cfg.num_samples) for k, v in d.items()}

@@ -37,6 +37,7 @@ __all__ = [
     "MAPResult",
     "bootstrap_map_shift",
     "find_map",
+    "laplace_draws",
     "mc_error_diagnostics",
     "require_x64",
     "run_nuts",
@@ -188,6 +189,26 @@ def find_map(
         message=(str(res.message) + f"; Newton decrement {decrement:.2g}"
                  + ("" if ok else "; Hessian not positive definite")),
     )
+
+
+def laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData | LikelihoodData, n: int,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """``n`` draws from the MAP's Laplace approximation (Gaussian in the unconstrained space),
+    constrained: ``{name: (n,)}`` for the mass-function parameters and the density terms."""
+    from jax.flatten_util import ravel_pytree
+
+    arrays = data.arrays if isinstance(data, SMFData) else data
+    key = jax.random.key(seed)
+    u = jax.random.multivariate_normal(key, jnp.asarray(mp.u), jnp.asarray(mp.cov_u), (n,))
+    template = dict(zip(mp.u_names, [0.0] * len(mp.u_names), strict=True))
+    _, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in template.items()})
+
+    def one(uu: jax.Array) -> dict:
+        return constrain_fn(smf_model, (arrays, prior), {}, unravel(uu), return_deterministic=True)
+
+    c = jax.vmap(one)(u)
+    keep = prior.names + list(prior.density_terms)
+    return {k: np.asarray(c[k]) for k in keep}
 
 
 def _constrain_vec(pot: _Potential, u: jax.Array, arrays: LikelihoodData) -> list[jax.Array]:
