@@ -116,6 +116,8 @@ def gauss_hermite(
     keep_samples: np.ndarray | None = None,
     on_invalid: str = "raise",
     log_mass_max: float = 14.0,
+    log_mass_min: float = -np.inf,
+    z_max: float = np.inf,
 ) -> PosteriorCatalog:
     """Compress each galaxy's posterior samples into a Gauss-Hermite rule.
 
@@ -126,10 +128,11 @@ def gauss_hermite(
         interim_prior: the SED fit's interim prior, evaluated at the nodes (default: flat;
             required when the catalogue carries a ``log_prior`` column).
         keep_samples: ``(N,)`` boolean mask of galaxies to leave as samples.
-        on_invalid: what to do with galaxies whose nodes would fall at z <= 0 or above
-            ``log_mass_max``: "raise" (default) or "keep" them as samples (counted in
+        on_invalid: what to do with galaxies whose nodes would fall outside the model's
+            support (z <= 0 or above ``z_max``, log M outside ``log_mass_min``..``log_mass_max``):
+            "raise" (default) or "keep" them as samples (counted in
             ``meta["compression"]["n_kept_as_samples"]``).
-        log_mass_max: upper end of the model's mass support.
+        log_mass_max, log_mass_min, z_max: the model's support.
 
     Returns:
         A catalogue with the nodes as samples, the rule's weights in ``weight`` and, when an
@@ -174,15 +177,18 @@ def gauss_hermite(
     m1 = mm[:, None] + np.sqrt(vm)[:, None] * xm[None, :]
     if on_invalid not in ("raise", "keep"):
         raise CatalogError(f"on_invalid must be 'raise' or 'keep', got {on_invalid!r}")
-    bad = ~keep & np.where(two_d, np.any(z2 <= 0.0, axis=1) | np.any(m2 > log_mass_max, axis=1),
-                           np.any(m1 > log_mass_max, axis=1))
+    def outside(m: np.ndarray) -> np.ndarray:
+        return np.any((m > log_mass_max) | (m < log_mass_min), axis=1)
+
+    bad = ~keep & np.where(two_d, np.any((z2 <= 0.0) | (z2 > z_max), axis=1) | outside(m2),
+                           outside(m1))
     if np.any(bad) and on_invalid == "keep":
         keep = keep | bad
     elif np.any(bad):
         ids = ", ".join(map(str, catalog.ids[bad][:5]))
-        raise CatalogError(f"{int(bad.sum())} galaxies have Gauss-Hermite nodes at z <= 0 "
-                           f"(e.g. {ids}) or above log M = {log_mass_max}; keep them as samples with "
-                           "keep_samples or on_invalid='keep'")
+        raise CatalogError(f"{int(bad.sum())} galaxies (e.g. {ids}) have Gauss-Hermite nodes "
+                           f"outside 0 < z <= {z_max}, {log_mass_min} <= log M <= {log_mass_max}; "
+                           "keep them as samples with keep_samples or on_invalid='keep'")
     counts = np.where(keep, catalog.n_samples, np.where(two_d, n_mass * n_z, n_mass))
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     log_mass = np.empty(offsets[-1])

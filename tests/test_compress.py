@@ -114,6 +114,16 @@ def test_invalid_nodes_named_or_kept():
     np.testing.assert_array_equal(quadrature_galaxies(gh), [True, False])
     with pytest.raises(CatalogError, match="node counts"):
         gauss_hermite(cat, n_mass=0)
+    # the mass support's lower end and the redshift support's upper end too (galaxy g0: its
+    # 8-node rule reaches 4.1 sigma = 0.83 dex below its mean; the 3 z nodes reach +0.17)
+    cat = gaussian_catalog([4.5, 10.0], [1.0, 1.0], [0.2, 0.2], [0.1, 0.1], [0.0, 0.0], 40)
+    with pytest.raises(CatalogError, match=r"g0.*4\.0 <= log M"):
+        gauss_hermite(cat, log_mass_min=4.0)
+    gh = gauss_hermite(cat, on_invalid="keep", log_mass_min=4.0)
+    np.testing.assert_array_equal(quadrature_galaxies(gh), [False, True])
+    assert np.all(quadrature_galaxies(gauss_hermite(cat)))  # no lower bound by default
+    gh = gauss_hermite(cat, on_invalid="keep", z_max=1.1)
+    np.testing.assert_array_equal(quadrature_galaxies(gh), [False, False])
 
 
 def test_gaussianity_flags_skewed_posterior():

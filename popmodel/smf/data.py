@@ -208,7 +208,8 @@ def prepare_smf_data(
             report.n_non_gaussian = int(non_gaussian.sum())
         used = gauss_hermite(used, n_mass=gh_nodes[0], n_z=gh_nodes[1],
                              interim_prior=interim_prior, on_invalid="keep",
-                             keep_samples=non_gaussian, log_mass_max=LOG_MASS_SUPPORT[1])
+                             keep_samples=non_gaussian, log_mass_min=LOG_MASS_SUPPORT[0],
+                             log_mass_max=LOG_MASS_SUPPORT[1], z_max=Z_SUPPORT[1])
         report.n_kept_as_samples = used.meta["compression"]["n_kept_as_samples"]
     _check_support(used)  # only what the model sees must lie in its support
     ugroup = group[keep]
