@@ -175,7 +175,7 @@ def run_sbc(n_mocks: int = 20, area: float = 40.0, n_samples: int = 8, seed: int
         cat, _ = draw_mock(survey, truth, seed=seed + 1000 + k, n_samples=n_samples)
         fit = fit_smf(cat, survey, FitConfig(num_warmup=warmup, num_samples=draws, num_chains=1,
                                              n_bootstrap=0, seed=k, progress_bar=False,
-                                             dtype=dtype),
+                                             dtype=dtype, posterior="samples"),
                       prior=prior, log=lambda s: None)
         tv = truth.to_dict()
         ranks += [sbc_ranks(fit.samples[n], float(tv[n]), n_keep) for n in prior.names]
@@ -278,7 +278,7 @@ def run_cv_calibration(n_mocks: int = 50, *, first_mock: int = 0, n_fields: int 
             cfg = FitConfig(num_warmup=warmup, num_samples=draws, num_chains=1, n_bootstrap=0,
                             seed=k, progress_bar=False, posterior="gauss-hermite",
                             cosmic_variance=cv, slice_dz=slice_dz, dtype=dtype,
-                            gh_nodes=gh_nodes)
+                            gh_nodes=gh_nodes, compression_draws=0)  # Gaussian by construction
             tf = time.perf_counter()
             fit = fit_smf(cat, survey, cfg, prior=prior, log=lambda s: None)
             tag = "with" if cv else "without"

@@ -46,7 +46,7 @@ def test_overdense_field_found_and_global_smf_unbiased():
     cat, _ = draw_mock(survey, seed=21, n_samples=4, moment_matched=True,
                        cosmic_variance=True, deltas=inject)
     cfg = FitConfig(num_warmup=100, num_samples=100, num_chains=1, n_bootstrap=0,
-                    progress_bar=False, posterior="gauss-hermite", **FAST)
+                    progress_bar=False, posterior="gauss-hermite", compression_draws=0, **FAST)
     fit = fit_smf(cat, survey, cfg, log=lambda s: None)
     f0 = [lab for lab in terms.labels if lab.startswith("delta_F0_")]
     z_f0 = {lab: float(np.mean(fit.samples[lab]) / np.std(fit.samples[lab])) for lab in f0}

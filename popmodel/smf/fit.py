@@ -243,11 +243,13 @@ def fit_smf(
         log(compression_summary(compression))
         compression["representation"] = cfg.posterior
         if not compression["ok"] and cfg.posterior == "auto":
-            log("falling back to the posterior samples for every galaxy; finding the MAP again ...")
+            log("falling back to the posterior samples for every galaxy; finding the MAP again "
+                "(from the compressed one) ...")
             compression["representation"] = "samples (fallback)"
             data = prepare_smf_data(catalog, survey, posterior="samples", **prep)
             t0 = time.perf_counter()
-            mp = find_map(data, prior)
+            mp = find_map(data, prior, init=mp.params)
+            log(f"MAP after {mp.n_evaluations} evaluations: {mp.message}")
             timing["map_s"] += time.perf_counter() - t0
         elif not compression["ok"]:
             warn.append("the Gauss-Hermite compression moves ln L across the posterior by more "
