@@ -7,6 +7,7 @@ Run from the repository root::
     python benchmarks/bench_nuts.py --full             # 10^5 galaxies x 100 samples
     python benchmarks/bench_nuts.py --full --reference out.json   # + the uncompressed fit (hours)
     python benchmarks/bench_nuts.py --full --compare-to analyses/recorded/bench_nuts_reference.json
+    python benchmarks/bench_nuts.py --full --floor-to ref.json   # add uncompressed B to a --no-floor reference
 
 The mock: five 3D-HST-like deep fields (Leja et al. 2020 continuity model, the 3D-HST
 completeness limits), mass errors 0.1/0.2/0.3 dex, redshift errors 0.02 (1 + z), 100
@@ -120,6 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--area", type=float, help="arcmin^2 per field (overrides the size)")
+    ap.add_argument("--floor-to", help="a JSON written by --reference --no-floor: fit only the "
+                    "uncompressed B (the other 100 samples of the same mock) and compare both of "
+                    "its fits with it: the Monte Carlo floor, run separately")
     ap.add_argument("--no-floor", action="store_true",
                     help="with --reference: skip the second uncompressed fit (independent samples, "
                          "the Monte Carlo floor), which halves the reference's cost")
@@ -134,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     # with --reference: 200 samples per galaxy, split into two independent sets of 100 (A
     # compressed and fitted uncompressed; B fitted uncompressed: the Monte Carlo noise floor)
-    paired = bool(args.reference or args.compare_to)
+    paired = bool(args.reference or args.compare_to or args.floor_to)
     cat2, truth = draw_mock(survey, seed=1, n_samples=200 if paired else 100, moment_matched=True)
     cat = cat2.sample_slice(0, 100) if paired else cat2
     print(f"MOCK {cat.n_galaxies} galaxies x 100 samples ({time.perf_counter() - t0:.1f} s)")
@@ -156,6 +160,21 @@ def main(argv: list[str] | None = None) -> None:
     pr = exp_log_probe(dtype=np.float32)
     print(f"SPEED loglik+grad {best * 1e3:.1f} ms per call ({nodes / best:.3g} nodes/s); "
           f"PROBE float32 exp+log {pr:.3g}/s")
+    if args.floor_to:
+        with open(args.floor_to) as fh:
+            recorded = json.load(fh)
+        full_b = prepare_smf_data(cat2.sample_slice(100, 200), survey, dtype=np.float32,
+                                  cosmic_variance=False, chunk_size=args.chunk)
+        ref_b = fit(full_b, prior, args, "uncompressed B (independent samples)")
+        recorded["uncompressed_b"] = ref_b
+        recorded["floor_command"] = " ".join(["bench_nuts.py", *sys.argv[1:]])
+        for label, x, y in (("uncompressed B - uncompressed A", ref_b, recorded["uncompressed"]),
+                            ("compressed - uncompressed B", recorded["compressed"], ref_b)):
+            recorded[f"worst_excess_sd {label}"] = compare(label, x, y, prior.names)
+        with open(args.floor_to, "w") as fh:
+            json.dump(recorded, fh, indent=1)
+        print(f"TOTAL {time.perf_counter() - t_start:.1f} s")
+        return
     res = fit(data, prior, args, "compressed")
     total = t_prep + res["map_s"] + res["nuts_s"]
     print(f"FIT wall time (prepare + MAP + NUTS, compressed): {total:.1f} s; criterion: min ESS "
