@@ -563,19 +563,8 @@ class PosteriorCatalog:
             i = short[0]
             raise CatalogError(f"galaxy {str(self.ids[i])!r} has {self.n_samples[i]} samples, fewer "
                                f"than stop={stop} ({short.size} galaxies in all)")
-        k = stop - start
-        sample_idx = (self.offsets[:-1, None] + np.arange(start, stop)[None, :]).ravel()
-
-        def take(arr: np.ndarray | None) -> np.ndarray | None:
-            return None if arr is None else arr[sample_idx]
-
-        return PosteriorCatalog(
-            ids=self.ids, fields=self.fields,
-            offsets=np.arange(self.n_galaxies + 1, dtype=np.int64) * k,
-            log_mass=self.log_mass[sample_idx], z=self.z[sample_idx],
-            log_sfr=take(self.log_sfr), log_prior=take(self.log_prior), weight=take(self.weight),
-            meta=dict(self.meta), obs_log_mass=self.obs_log_mass, obs_z=self.obs_z,
-        )
+        pos = np.arange(self.log_mass.size) - self.offsets[:-1][self.galaxy_index]
+        return self.take_samples((pos >= start) & (pos < stop))
 
     def take_samples(self, keep: np.ndarray) -> PosteriorCatalog:
         """The samples where ``keep`` (a ``(n_samples_total,)`` bool mask) is True, with all

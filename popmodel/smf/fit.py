@@ -216,8 +216,9 @@ def fit_smf(
         raise ValueError("prior.anchor_z and config.anchor_z differ")
     timing = {}
     t0 = time.perf_counter()
-    prep = {"selection": cfg.selection, "chunk_size": cfg.chunk_size, "dtype": np.dtype(cfg.dtype).type,
-                "gh_nodes": cfg.gh_nodes, "cosmic_variance": cfg.cosmic_variance, "slice_dz": cfg.slice_dz}
+    prep = {"selection": cfg.selection, "chunk_size": cfg.chunk_size,
+            "dtype": np.dtype(cfg.dtype).type, "gh_nodes": cfg.gh_nodes,
+            "cosmic_variance": cfg.cosmic_variance, "slice_dz": cfg.slice_dz}
     data = prepare_smf_data(catalog, survey, posterior=cfg.posterior, **prep)
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())

@@ -195,8 +195,6 @@ def laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData | LikelihoodData
                   seed: int = 0) -> dict[str, np.ndarray]:
     """``n`` draws from the MAP's Laplace approximation (Gaussian in the unconstrained space),
     constrained: ``{name: (n,)}`` for the mass-function parameters and the density terms."""
-    from jax.flatten_util import ravel_pytree
-
     arrays = data.arrays if isinstance(data, SMFData) else data
     key = jax.random.key(seed)
     u = jax.random.multivariate_normal(key, jnp.asarray(mp.u), jnp.asarray(mp.cov_u), (n,))
