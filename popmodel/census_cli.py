@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 import astropy.cosmology as apc
 import numpy as np
 
+from popmodel.errors import InputError
+
 if TYPE_CHECKING:  # jax is imported only when a census runs, not when the CLI parser is built
     from popmodel import census as C
     from popmodel.smf.evolution import ContinuityParams
@@ -60,6 +62,37 @@ def _anchors_from_names(names: list[str]) -> tuple[float, ...]:
     return tuple(zs)
 
 
+def _prior_bounds(priors: object, anchors: tuple[float, ...]) -> dict[str, tuple[float, float]]:
+    """The prior support of each parameter: the default bounds of the continuity model, updated
+    from the ``priors`` descriptions a result file records (``Uniform(lo, hi)`` or ``...
+    truncated to [lo, hi]``)."""
+    import re
+
+    from popmodel.smf.model import SMFPrior
+
+    bounds = dict(SMFPrior(anchor_z=anchors).bounds)
+    if isinstance(priors, dict):
+        for name, text in priors.items():
+            m = re.search(r"(?:Uniform\(|\[)\s*([-+0-9.eE]+),\s*([-+0-9.eE]+)\s*[)\]]\s*$", str(text))
+            if m:
+                bounds[name] = (float(m.group(1)), float(m.group(2)))
+    return bounds
+
+
+def _truncated_normal(rng: np.random.Generator, mu: float, sd: float,
+                      bounds: tuple[float, float] | None, n: int) -> np.ndarray:
+    """``n`` draws of N(mu, sd) truncated to ``bounds`` (inverse-CDF sampling)."""
+    from scipy.stats import truncnorm
+
+    if bounds is None or not sd > 0:
+        return mu + sd * rng.standard_normal(n)
+    lo, hi = bounds
+    if not lo <= mu <= hi:
+        raise InputError(f"a median ({mu}) lies outside its prior's support [{lo}, {hi}]")
+    a, b = (lo - mu) / sd, (hi - mu) / sd
+    return truncnorm.ppf(rng.uniform(size=n), a, b, loc=mu, scale=sd)
+
+
 def read_smf_draws(smf_dir: str | Path, *, max_draws: int | None = 500, seed: int = 0
                    ) -> tuple[ContinuityParams, dict]:
     """Posterior draws of the continuity model from an SMF result folder.
@@ -78,16 +111,24 @@ def read_smf_draws(smf_dir: str | Path, *, max_draws: int | None = 500, seed: in
     if nc.is_file():
         import h5py
 
-        with h5py.File(nc, "r") as f:
-            g = f["posterior"]
-            names = [k for k in g if k not in ("chain", "draw")]
-            anchors = _anchors_from_names(names)
-            need = parameter_names(anchors)
-            missing = [n for n in need if n not in g]
-            if missing:
-                raise ValueError(f"{nc}: posterior lacks {missing}")
-            vals = {n: np.asarray(g[n][...], dtype=float).reshape(-1) for n in need}
-            attrs = {k: g.attrs[k] for k in g.attrs}
+        try:
+            with h5py.File(nc, "r") as f:
+                if "posterior" not in f:
+                    raise InputError(f"{nc} has no 'posterior' group (groups: {sorted(f)})")
+                g = f["posterior"]
+                names = [k for k in g if k not in ("chain", "draw")]
+                anchors = _anchors_from_names(names)
+                need = parameter_names(anchors)
+                missing = [n for n in need if n not in g]
+                if missing:
+                    raise InputError(f"{nc}: posterior lacks {missing}")
+                vals = {n: np.asarray(g[n][...], dtype=float).reshape(-1) for n in need}
+                attrs = {k: g.attrs[k] for k in g.attrs}
+        except (OSError, KeyError, ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"cannot read the SMF posterior {nc}: the file is truncated or "
+                             f"corrupt ({type(exc).__name__}: {exc})") from None
         for key in ("cosmology_config", "data_z_range"):
             if key in attrs:
                 v = attrs[key]
@@ -100,22 +141,28 @@ def read_smf_draws(smf_dir: str | Path, *, max_draws: int | None = 500, seed: in
     elif par.is_file():
         from astropy.table import Table
 
-        t = Table.read(par, format="ascii.ecsv")
-        names = list(t["name"])
+        try:
+            t = Table.read(par, format="ascii.ecsv")
+            names = list(t["name"])
+        except Exception as exc:  # noqa: BLE001 (astropy's readers raise many types)
+            raise InputError(f"cannot read the SMF parameter table {par}: "
+                             f"{type(exc).__name__}: {exc}") from None
         anchors = _anchors_from_names(names)
         n = max_draws or 500
+        bounds = _prior_bounds(t.meta.get("priors"), anchors)
         vals = {}
         for row in t:
             sd = 0.5 * (row["p84"] - row["p16"])
-            vals[row["name"]] = row["p50"] + sd * rng.standard_normal(n)
+            vals[row["name"]] = _truncated_normal(rng, row["p50"], sd, bounds.get(row["name"]), n)
         cc = t.meta.get("cosmology_config")
         if isinstance(cc, dict) and ("H0" in cc or "name" in cc):
             info["cosmology"] = cosmology_from_config(cc)
         if "data_z_range" in t.meta:
             info["data_z_range"] = [float(x) for x in t.meta["data_z_range"]]
-        info["source"] = f"{par} (independent Gaussians from p16/p50/p84: correlations dropped)"
+        info["source"] = (f"{par} (independent Gaussians from p16/p50/p84, truncated to the "
+                          "prior's support: correlations dropped)")
     else:
-        raise FileNotFoundError(f"{d} has neither smf_posterior.nc nor smf_parameters.ecsv")
+        raise InputError(f"{d} has neither smf_posterior.nc nor smf_parameters.ecsv")
     total = next(iter(vals.values())).size
     if max_draws is not None and total > max_draws:
         keep = np.sort(rng.choice(total, size=max_draws, replace=False))
@@ -391,75 +438,100 @@ def run_census(
     mass_range: tuple[float, float] = (8.0, 13.0),
     ssfr_cut_kind: str = "hubble",
     figures: bool = True,
+    manifest_config: dict | None = None,
 ) -> dict[str, list[str]]:
-    """The ``popmodel census`` job (see the module doc); returns kind -> written paths."""
+    """The ``popmodel census`` job (see the module doc); returns kind -> written paths.
+
+    The files are written into a staging folder and committed into ``out`` together with a
+    manifest (:mod:`popmodel.resultdir`); each carries the manifest's ``run_id``.
+    """
     from astropy.table import Table
 
     from popmodel import census as C
     from popmodel.cosmology import cosmology_to_config
     from popmodel.plotting import save
+    from popmodel.resultdir import SCHEMA_VERSION, staged
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    draws, info = read_smf_draws(smf_dir, max_draws=max_draws, seed=seed)
-    cosmo = info["cosmology"]
-    sfs = read_sfs_dir(sfs_dir, seed=seed, cut=ssfr_cut_kind, cosmology=cosmo)
-    kern = {"none": None, "imf": lambda: C.MassLossKernel.from_imf(masses_include_remnants),
-            "lk11": lambda: C.MassLossKernel.leitner_kravtsov2011(masses_include_remnants),
-            "b13": lambda: C.MassLossKernel.behroozi2013(masses_include_remnants)}
-    if kernel not in kern:
-        raise ValueError(f"kernel must be one of {list(kern)}, not {kernel!r}")
-    offsets = {"none": None, "sed": C.SED_MODEL_OFFSET, "fast-to-prospector": C.FAST_TO_PROSPECTOR_OFFSET}
-    if mass_offset not in offsets:
-        raise ValueError(f"mass_offset must be one of {list(offsets)}, not {mass_offset!r}")
-    res = C.compute_census(
-        draws, np.asarray(z, float), log_m_lo=mass_range[0], log_m_hi=mass_range[1],
-        return_fraction=C.ReturnFractionPrior(*return_fraction, masses_include_remnants),
-        kernel=None if kern[kernel] is None else kern[kernel](), mean_log_sfr=sfs.mean_log_sfr,
-        mass_offset=offsets[mass_offset], cosmology=cosmo, seed=seed, sfs_label=sfs.description,
-    )
-    zr = info["data_z_range"]
-    tab = res.table()
-    tab["extrapolated"] = np.zeros(len(tab), bool) if zr is None else (res.z < zr[0]) | (res.z > zr[1])
-    try:
-        tab.meta["cosmology_config"] = cosmology_to_config(cosmo)
-    except ValueError:  # a cosmology that is neither a built-in nor flat LCDM: the text only
-        pass
-    tab.meta.update({"smf_source": info["source"], "sfs_source": sfs.description,
-                     "smf_draws_used": res.meta["n_draws"], "smf_draws_total": info["n_total"]})
-    written: dict[str, list[str]] = {}
-    tab.write(out / "census.ecsv", format="ascii.ecsv", overwrite=True)
-    written["census"] = [str(out / "census.ecsv")]
+    config = manifest_config if manifest_config is not None else {
+        "smf": str(smf_dir), "sfs": None if sfs_dir is None else str(sfs_dir),
+        "z": [float(x) for x in np.asarray(z)], "max_draws": max_draws, "seed": seed,
+        "return_fraction": list(return_fraction), "kernel": kernel,
+        "masses_include_remnants": masses_include_remnants, "mass_offset": mass_offset,
+        "mass_range": list(mass_range), "ssfr_cut_kind": ssfr_cut_kind}
+    final_out = Path(out)
+    with staged(final_out, step="census", config=config) as stage:
+        out = stage.path
+        stamp = {"run_id": stage.run_id, "result_schema_version": SCHEMA_VERSION}
+        draws, info = read_smf_draws(smf_dir, max_draws=max_draws, seed=seed)
+        cosmo = info["cosmology"]
+        sfs = read_sfs_dir(sfs_dir, seed=seed, cut=ssfr_cut_kind, cosmology=cosmo)
+        kern = {"none": None, "imf": lambda: C.MassLossKernel.from_imf(masses_include_remnants),
+                "lk11": lambda: C.MassLossKernel.leitner_kravtsov2011(masses_include_remnants),
+                "b13": lambda: C.MassLossKernel.behroozi2013(masses_include_remnants)}
+        if kernel not in kern:
+            raise ValueError(f"kernel must be one of {list(kern)}, not {kernel!r}")
+        offsets = {"none": None, "sed": C.SED_MODEL_OFFSET, "fast-to-prospector": C.FAST_TO_PROSPECTOR_OFFSET}
+        if mass_offset not in offsets:
+            raise ValueError(f"mass_offset must be one of {list(offsets)}, not {mass_offset!r}")
+        res = C.compute_census(
+            draws, np.asarray(z, float), log_m_lo=mass_range[0], log_m_hi=mass_range[1],
+            return_fraction=C.ReturnFractionPrior(*return_fraction, masses_include_remnants),
+            kernel=None if kern[kernel] is None else kern[kernel](), mean_log_sfr=sfs.mean_log_sfr,
+            mass_offset=offsets[mass_offset], cosmology=cosmo, seed=seed, sfs_label=sfs.description,
+        )
+        zr = info["data_z_range"]
+        tab = res.table()
+        tab["extrapolated"] = np.zeros(len(tab), bool) if zr is None else (res.z < zr[0]) | (res.z > zr[1])
+        try:
+            tab.meta["cosmology_config"] = cosmology_to_config(cosmo)
+        except ValueError:  # a cosmology that is neither a built-in nor flat LCDM: the text only
+            pass
+        tab.meta.update({"smf_source": info["source"], "sfs_source": sfs.description,
+                         "smf_draws_used": res.meta["n_draws"], "smf_draws_total": info["n_total"],
+                         **stamp})
+        written: dict[str, list[str]] = {}
+        tab.write(out / "census.ecsv", format="ascii.ecsv", overwrite=True)
+        written["census"] = [str(out / "census.ecsv")]
 
-    lm = np.round(np.arange(8.0, 12.01, 0.05), 3)
-    zp = tuple(zz for zz in SF_Q_Z if zr is None or zr[0] - 0.25 <= zz <= zr[1] + 0.25) or SF_Q_Z
-    p_use = draws if res.mass_offset is None else C.apply_mass_offset(draws, res.mass_offset)
-    lsf, lq = C.sf_q_mass_functions(p_use, lm, np.array(zp), sfs.p_star_forming)
-    bsf, bq = C.percentile_bands(lsf), C.percentile_bands(lq)
-    rows = [(zz, m, *bsf[:, k, j], *bq[:, k, j]) for k, zz in enumerate(zp) for j, m in enumerate(lm)]
-    sfq = Table(rows=rows, names=("z", "log_mass", "log_phi_sf_p16", "log_phi_sf_p50", "log_phi_sf_p84",
-                                  "log_phi_q_p16", "log_phi_q_p50", "log_phi_q_p84"),
-                meta={"split": sfs.sf_description, "band_label": res.meta["band_label"],
-                      "units": "log10 Mpc-3 dex-1; NaN where P(SF) is undefined"})
-    sfq.write(out / "census_sf_q.ecsv", format="ascii.ecsv", overwrite=True)
-    written["sf_q"] = [str(out / "census_sf_q.ecsv")]
+        lm = np.round(np.arange(8.0, 12.01, 0.05), 3)
+        zp = tuple(zz for zz in SF_Q_Z if zr is None or zr[0] - 0.25 <= zz <= zr[1] + 0.25) or SF_Q_Z
+        p_use = draws if res.mass_offset is None else C.apply_mass_offset(draws, res.mass_offset)
+        lsf, lq = C.sf_q_mass_functions(p_use, lm, np.array(zp), sfs.p_star_forming)
+        bsf, bq = C.percentile_bands(lsf), C.percentile_bands(lq)
+        rows = [(zz, m, *bsf[:, k, j], *bq[:, k, j]) for k, zz in enumerate(zp) for j, m in enumerate(lm)]
+        sfq = Table(rows=rows, names=("z", "log_mass", "log_phi_sf_p16", "log_phi_sf_p50", "log_phi_sf_p84",
+                                      "log_phi_q_p16", "log_phi_q_p50", "log_phi_q_p84"),
+                    meta={"split": sfs.sf_description, "band_label": res.meta["band_label"],
+                          "units": "log10 Mpc-3 dex-1; NaN where P(SF) is undefined", **stamp})
+        sfq.write(out / "census_sf_q.ecsv", format="ascii.ecsv", overwrite=True)
+        written["sf_q"] = [str(out / "census_sf_q.ecsv")]
 
-    summary = dict(res.meta, smf_source=info["source"], sfs_source=sfs.description,
-                   sf_q_split=sfs.sf_description, data_z_range=zr)
-    (out / "census_summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    written["summary"] = [str(out / "census_summary.json")]
-    if figures:
-        figs = save(plot_census_rho_star(res, cosmology=cosmo, data_range=zr), str(out / "census_rho_star"))
-        figs += save(plot_census_sfrd(res, cosmology=cosmo, data_range=zr), str(out / "census_sfrd"))
-        figs += save(plot_census_sf_q(lm, zp, bsf, bq, cosmology=cosmo, band_label=res.meta["band_label"],
-                                      sf_source=sfs.sf_description), str(out / "census_sf_q"))
-        written["figures"] = figs
-    return written
+        summary = dict(res.meta, smf_source=info["source"], sfs_source=sfs.description,
+                       sf_q_split=sfs.sf_description, data_z_range=zr, **stamp)
+        (out / "census_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+        written["summary"] = [str(out / "census_summary.json")]
+        if figures:
+            figs = save(plot_census_rho_star(res, cosmology=cosmo, data_range=zr), str(out / "census_rho_star"))
+            figs += save(plot_census_sfrd(res, cosmology=cosmo, data_range=zr), str(out / "census_sfrd"))
+            figs += save(plot_census_sf_q(lm, zp, bsf, bq, cosmology=cosmo, band_label=res.meta["band_label"],
+                                          sf_source=sfs.sf_description), str(out / "census_sf_q"))
+            written["figures"] = figs
+    return stage.finals(written)
 
 
 def _cmd(a: argparse.Namespace) -> int:
+    from popmodel.cliargs import cli_config
+    from popmodel.resultdir import prepare_output
+
+    for d in (a.smf, a.sfs):
+        if d is not None and not Path(d).is_dir():
+            raise InputError(f"input folder {d} does not exist")
+    if prepare_output(a.out, resume=a.resume, overwrite=a.overwrite,
+                      inputs=[p for d in (a.smf, a.sfs) if d for p in Path(d).glob("*")],
+                      config=cli_config(a), command="popmodel census") == "complete":
+        return 0
     files = run_census(
-        a.smf, a.sfs, a.out, z=np.round(np.arange(a.z_min, a.z_max + 1e-9, a.dz), 4),
+        a.smf, a.sfs, a.out, manifest_config=cli_config(a), z=np.round(np.arange(a.z_min, a.z_max + 1e-9, a.dz), 4),
         max_draws=a.max_draws, seed=a.seed, return_fraction=tuple(a.return_fraction),
         kernel=a.kernel, masses_include_remnants=not a.exclude_remnants, mass_offset=a.mass_offset,
         mass_range=tuple(a.mass_range), ssfr_cut_kind=a.ssfr_cut, figures=not a.no_figures,
@@ -474,17 +546,29 @@ def _cmd(a: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``popmodel census --smf SMF_DIR [--sfs SFS_DIR] --out DIR`` to a CLI."""
+    from popmodel.cliargs import (
+        add_output_options,
+        fraction,
+        nonneg_float,
+        nonneg_int,
+        positive_float,
+        positive_int,
+    )
+
     p = subparsers.add_parser("census", help="rho_*(z) and the SFR density two ways, with figures")
     p.add_argument("--smf", required=True, help="folder written by fit-smf / fit-3dhst")
     p.add_argument("--sfs", default=None,
                    help="folder with the flow's sfs.ecsv (absent: Leja+22 Table 1 mean fit)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--z-min", type=float, default=0.2)
-    p.add_argument("--z-max", type=float, default=3.0)
-    p.add_argument("--dz", type=float, default=0.05)
-    p.add_argument("--max-draws", type=int, default=500, help="posterior draws used (random subset)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--return-fraction", type=float, nargs=2, default=[0.30, 0.45], metavar=("LO", "HI"),
+    add_output_options(p)
+    p.add_argument("--z-min", type=nonneg_float, default=0.2, help="lowest redshift (default 0.2)")
+    p.add_argument("--z-max", type=positive_float, default=3.0, help="highest redshift (default 3)")
+    p.add_argument("--dz", type=positive_float, default=0.05, help="redshift step (default 0.05)")
+    p.add_argument("--max-draws", type=positive_int, default=500,
+                   help="posterior draws used (random subset; default 500)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--return-fraction", type=fraction, nargs=2, default=[0.30, 0.45],
+                   metavar=("LO", "HI"),
                    help="uniform prior on R (equal values fix it; Leja's code used 0.36)")
     p.add_argument("--kernel", choices=("none", "imf", "lk11", "b13"), default="none",
                    help="time-dependent mass loss instead of instantaneous R")
@@ -492,9 +576,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="masses count living stars only (default: remnants included, as in FSPS)")
     p.add_argument("--mass-offset", choices=("none", "sed", "fast-to-prospector"), default="none",
                    help="SED-model mass-offset nuisance (default none: bands statistical only)")
-    p.add_argument("--mass-range", type=float, nargs=2, default=[8.0, 13.0], metavar=("LO", "HI"))
+    p.add_argument("--mass-range", type=float, nargs=2, default=[8.0, 13.0], metavar=("LO", "HI"),
+                   help="log10 stellar-mass range of rho_* [Msun] (default 8 13)")
     p.add_argument("--ssfr-cut", choices=("hubble", "constant"), default="hubble",
                    help="quiescent below 0.2/t_H(z) (default) or 1e-11/yr")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.set_defaults(func=_cmd)
     return p

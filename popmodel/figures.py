@@ -577,10 +577,12 @@ def plot_sfs_residuals(res: Results) -> object:
 
 def make_figures(results_dir: str | Path, out_dir: str | Path | None = None, *,
                  only: Sequence[str] | None = None, max_draws: int = 500, seed: int = 0,
-                 results: Results | None = None) -> dict[str, list[str]]:
+                 results: Results | None = None,
+                 manifest_config: dict | None = None) -> dict[str, list[str]]:
     """Draw the figures (all of :data:`FIGURES`, or ``only``) into ``out_dir`` (default
     ``RESULTS_DIR/figures``) as PNG and PDF; figures whose inputs are missing are skipped with
-    a printed note.
+    a printed note. The figures are committed together with a manifest
+    (:mod:`popmodel.resultdir`), replacing those of an earlier popmodel run.
 
     Returns:
         figure name -> written paths (absent for a skipped figure).
@@ -591,9 +593,19 @@ def make_figures(results_dir: str | Path, out_dir: str | Path | None = None, *,
     bad = [n for n in names if n not in FIGURES]
     if bad:
         raise ValueError(f"unknown figure(s) {bad}; choose from {list(FIGURES)}")
+    from popmodel.resultdir import staged
+
     res = results or load_results(results_dir, max_draws=max_draws, seed=seed)
-    out = Path(out_dir) if out_dir is not None else Path(results_dir) / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    final_out = Path(out_dir) if out_dir is not None else Path(results_dir) / "figures"
+    config = manifest_config if manifest_config is not None else {
+        "results_dir": str(results_dir), "only": names, "max_draws": max_draws, "seed": seed}
+    with staged(final_out, step="figures", config=config) as stage:
+        written = _draw_figures(res, names, stage.path, results_dir, save)
+    return stage.finals(written)
+
+
+def _draw_figures(res: Results, names: list[str], out: Path, results_dir: str | Path,
+                  save: Callable) -> dict[str, list[str]]:
     draw: dict[str, list[tuple[str, Callable[[Results], object]]]] = {
         "smf": [("smf", plot_smf_panels)], "rho_star": [("rho_star", plot_rho_star)],
         "sfrd": [("sfrd", plot_sfrd)], "sfs": [("sfs", plot_sfs)],
@@ -650,7 +662,6 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
                                                  seed=seed, progress_bar=False))
         write_smf_results(fit, smf_dir, extra_meta={"smoke": "mock from the Leja+20 model; Laplace fit"},
                           figures=False, model_checks=False)
-        survey.write(smf_dir / "survey.toml")
         print(f"smoke: SMF of {catalog.n_galaxies} mock galaxies fitted ({time.perf_counter() - t0:.0f} s)")
     if "sfs" in parts and not (sfs_dir / "sfs.ecsv").is_file():
         from popmodel.flow.fit import SFSConfig, fit_sfs
@@ -667,7 +678,6 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
         fit = fit_sfs(cat, survey, cfg, workdir=sfs_dir)
         write_sfs_results(fit, sfs_dir, extra_meta={"smoke": "Leja+22-ridge mock; 2 members x 2 epochs"},
                           figures=False)
-        survey.write(sfs_dir / "survey.toml")
         print(f"smoke: flow ensemble trained on 600 mock galaxies ({time.perf_counter() - t0:.0f} s)")
     if "census" in parts and not (census_dir / "census.ecsv").is_file():
         from popmodel.census_cli import run_census
@@ -683,9 +693,11 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
 
 
 def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
-    from popmodel.cli import _setup_jax
+    from popmodel.cliargs import setup_jax
+    from popmodel.errors import InputError
+    from popmodel.resultdir import prepare_output
 
-    _setup_jax(1)  # already done under `popmodel figures`; the analyses/plot_*.py scripts need it
+    setup_jax(1)  # already done under `popmodel figures`; the analyses/plot_*.py scripts need it
     results_dir = a.results_dir
     if a.smoke:
         results_dir = results_dir or "results/figures_smoke"
@@ -694,24 +706,34 @@ def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
     elif results_dir is None:
         raise SystemExit("error: give RESULTS_DIR (with smf/, sfs/, census/ sub-folders) or --smoke")
     if not Path(results_dir).is_dir():
-        raise SystemExit(f"error: {results_dir} is not a folder")
-    t0 = time.perf_counter()
-    files = make_figures(results_dir, a.out, only=only, max_draws=a.max_draws, seed=a.seed)
+        raise InputError(f"{results_dir} is not a folder")
     out = a.out or str(Path(results_dir) / "figures")
+    config = {"results_dir": str(results_dir), "only": list(only or FIGURES),
+              "max_draws": a.max_draws, "seed": a.seed}
+    if prepare_output(out, resume=a.resume, overwrite=a.overwrite, config=config,
+                      command="popmodel figures") == "complete":
+        return 0
+    t0 = time.perf_counter()
+    files = make_figures(results_dir, out, only=only, max_draws=a.max_draws, seed=a.seed,
+                         manifest_config=config)
     n = sum(len(v) for v in files.values())
     print(f"wrote {n} files ({', '.join(files) or 'no figures'}) to {out} ({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
 def _add_args(p: argparse.ArgumentParser) -> None:
+    from popmodel.cliargs import add_output_options, nonneg_int, positive_int
+
     p.add_argument("results_dir", nargs="?", default=None, metavar="RESULTS_DIR",
                    help="folder with smf/, sfs/ and census/ sub-folders (any may be missing); with "
                    "--smoke, where the mock results are written (default results/figures_smoke)")
     p.add_argument("--out", default=None, help="output folder (default RESULTS_DIR/figures)")
     p.add_argument("--smoke", action="store_true",
                    help="no inputs: make and fit a tiny mock first (reusing any already in RESULTS_DIR)")
-    p.add_argument("--max-draws", type=int, default=500, help="SMF posterior draws used (random subset)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-draws", type=positive_int, default=500,
+                   help="SMF posterior draws used (random subset; default 500)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    add_output_options(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -9,9 +9,13 @@ Runs, one after another, into sub-folders of ``--out``, each step in its own pro
 3. ``census/``: rho_*(z) and the SFR density by both routes (``popmodel census``);
 4. ``figures/``: the SMF, rho_*, SFRD, sequence and residual figures (``popmodel figures``).
 
-``--resume`` skips a step whose outputs are already there (the flow members resume from their
-checkpoints), so an interrupted run picks up where it stopped. ``run_3dhst.json`` records each
-step's command and wall time, the popmodel version and the software versions.
+A non-empty ``--out`` is refused before any work unless ``--resume`` or ``--overwrite`` is
+given. ``--resume`` keeps every step whose folder holds a complete result (its manifest, see
+:mod:`popmodel.resultdir`) made with the same settings and redoes the others (the flow members
+resume from their checkpoints), so an interrupted run picks up where it stopped; the figures are
+always redrawn. ``--overwrite`` replaces the popmodel results in the step folders.
+``run_3dhst.json`` records each step's command, wall time and peak memory, the popmodel version
+and the software versions.
 
     popmodel run-3dhst --out results/3dhst
     popmodel run-3dhst --out results/3dhst --full      # publication settings (hours)
@@ -21,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from popmodel.cliargs import add_output_options, positive_int
 
 __all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
 
@@ -38,23 +45,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (smf/, sfs/, census/, figures/)")
     p.add_argument("--full", action="store_true",
                    help="publication settings for the SMF (fit-3dhst --full) and the flows")
-    p.add_argument("--chains", type=int, default=2, help="NUTS chains of the SMF fit")
-    p.add_argument("--members", type=int, default=5, help="flow ensemble size")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--chains", type=positive_int, default=2,
+                   help="NUTS chains of the SMF fit (default 2)")
+    p.add_argument("--members", type=positive_int, default=5, help="flow ensemble size (default 5)")
+    p.add_argument("--epochs", type=positive_int, default=None,
                    help="maximum epochs per flow member (default: fit-sfs's)")
-    p.add_argument("--workers", type=int, default=2, help="flow members trained in parallel")
-    p.add_argument("--no-cosmic-variance", action="store_true")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="flow members trained in parallel (default 2)")
+    p.add_argument("--no-cosmic-variance", action="store_true",
+                   help="no per-field density terms in the SMF fit")
     p.add_argument("--skip", nargs="+", default=[], choices=("smf", "sfs", "census", "figures"),
                    help="steps to leave out")
-    p.add_argument("--resume", action="store_true",
-                   help="skip steps whose outputs exist; resume flow members from checkpoints")
-    p.add_argument("--no-progress", action="store_true")
+    add_output_options(p, single_step=False)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run_3dhst, needs_jax=False)  # the steps run in their own processes
     return p
 
 
 def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None]]:
-    """The steps as ``(name, popmodel argv, file whose presence marks the step done)``."""
+    """The steps as ``(name, popmodel argv, the step's folder or None)``."""
     out = Path(a.out)
     smf, sfs, census = out / "smf", out / "sfs", out / "census"
     smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains)]
@@ -66,53 +75,104 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
         smf_argv.append("--no-cosmic-variance")
     if a.epochs is not None:
         sfs_argv += ["--epochs", str(a.epochs)]
-    if a.resume:
-        sfs_argv.append("--resume")
+    for argv in (smf_argv, sfs_argv):
+        if a.resume:
+            argv.append("--resume")
+        elif a.overwrite:
+            argv.append("--overwrite")
     if a.no_progress:
         smf_argv.append("--no-progress")
         sfs_argv.append("--no-progress")
     census_argv = ["census", "--smf", str(smf), "--out", str(census)]
     if "sfs" not in a.skip or (sfs / "sfs.ecsv").exists():
         census_argv += ["--sfs", str(sfs)]
-    steps = [("smf", smf_argv, smf / "summary.json"), ("sfs", sfs_argv, sfs / "sfs.ecsv"),
-             ("census", census_argv, census / "census.ecsv")]
+    # the census follows its inputs: redone whenever it runs again
+    if a.resume or a.overwrite:
+        census_argv.append("--overwrite")
+    steps = [("smf", smf_argv, smf), ("sfs", sfs_argv, sfs), ("census", census_argv, census)]
     # the figures are cheap (seconds) and always redrawn
-    steps.append(("figures", ["figures", str(out), "--out", str(out / "figures")], None))
+    steps.append(("figures", ["figures", str(out), "--out", str(out / "figures"), "--overwrite"],
+                  None))
     return [s for s in steps if s[0] not in a.skip]
+
+
+def step_complete(argv: list[str], folder: Path) -> bool:
+    """Whether ``folder`` holds a complete result (its manifest) of the step ``popmodel ARGV``
+    with the same settings."""
+    from popmodel.cli import build_parser
+    from popmodel.cliargs import cli_config
+    from popmodel.resultdir import read_manifest
+
+    man = read_manifest(folder)
+    if man is None:
+        return False
+    config = cli_config(build_parser().parse_args(argv))
+    return json.dumps(man.get("config"), sort_keys=True, default=str) == json.dumps(
+        config, sort_keys=True, default=str)
 
 
 def run_step(argv: list[str]) -> int:
     """Run ``popmodel ARGV`` in a fresh Python process (its memory is returned when it ends:
     the SMF fit holds several GB that the flow training should not sit beside)."""
-    return subprocess.run([sys.executable, "-m", "popmodel.cli", *argv], check=False).returncode
+    return run_step_measured(argv)[0]
+
+
+def run_step_measured(argv: list[str]) -> tuple[int, float | None]:
+    """Run ``popmodel ARGV`` in a fresh process; returns (exit status, its peak RSS in MB, or
+    None where the platform does not report it)."""
+    proc = subprocess.Popen([sys.executable, "-m", "popmodel.cli", *argv])
+    try:
+        if hasattr(os, "wait4"):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            # ru_maxrss is in kB on Linux, bytes on macOS
+            scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
+            return proc.returncode, round(usage.ru_maxrss * scale, 1)
+        return proc.wait(), None
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def cmd_run_3dhst(a: argparse.Namespace) -> int:
     from popmodel import __version__
+    from popmodel.errors import OutputError
+    from popmodel.resultdir import _check_writable, _visible_entries, write_text_atomic
 
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out)
+    entries = _visible_entries(out)
+    if entries and not (a.resume or a.overwrite):
+        raise OutputError(
+            f"output folder {out} is not empty ({len(entries)} entries); pass --resume to keep "
+            "its complete steps, --overwrite to replace its popmodel results, or choose another "
+            "folder")
     record = {"popmodel_version": __version__, "command": "popmodel run-3dhst " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()
         if k not in ("func", "cmd", "version", "needs_jax") and v not in (False, None, [])),
         "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(), "steps": []}
     t_all = time.perf_counter()
-    for name, argv, marker in steps_3dhst(a):
-        if a.resume and marker is not None and marker.exists():
-            print(f"[run-3dhst] {name}: {marker} exists, skipped (--resume)")
+    redone: set[str] = set()
+    for name, argv, folder in steps_3dhst(a):
+        inputs_redone = name == "census" and bool(redone & {"smf", "sfs"})
+        if a.resume and folder is not None and not inputs_redone and step_complete(argv, folder):
+            print(f"[run-3dhst] {name}: {folder} holds a complete result; kept (--resume)")
             record["steps"].append({"step": name, "argv": argv, "skipped": True})
             continue
         print(f"[run-3dhst] {name}: popmodel {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
-        rc = run_step(argv)
+        rc, rss = run_step_measured(argv)
+        redone.add(name)
         dt = time.perf_counter() - t0
-        record["steps"].append({"step": name, "argv": argv, "wall_s": round(dt, 1), "rc": rc})
+        record["steps"].append({"step": name, "argv": argv, "wall_s": round(dt, 1),
+                                "peak_rss_mb": rss, "rc": rc})
         print(f"[run-3dhst] {name}: done in {dt:.0f} s", flush=True)
-        (out / "run_3dhst.json").write_text(json.dumps(record, indent=1))
+        write_text_atomic(out / "run_3dhst.json", json.dumps(record, indent=1))
         if rc:
             return rc
     record["total_wall_s"] = round(time.perf_counter() - t_all, 1)
-    (out / "run_3dhst.json").write_text(json.dumps(record, indent=1))
+    write_text_atomic(out / "run_3dhst.json", json.dumps(record, indent=1))
     print(f"[run-3dhst] all steps done in {record['total_wall_s']:.0f} s; results in {out}")
     return 0

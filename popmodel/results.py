@@ -10,6 +10,7 @@ import datetime as _dt
 import json
 import platform
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import astropy.units as u
@@ -92,9 +93,11 @@ def _survey_ok(fit: SMFFit) -> bool:
 
 
 def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None = None,
-                      figures: bool = True, model_checks: bool = True) -> dict[str, list[str]]:
+                      figures: bool = True, model_checks: bool = True,
+                      manifest_config: Mapping | None = None) -> dict[str, list[str]]:
     """Write ``smf_posterior.nc``, ``smf_parameters.ecsv``, ``rho_star.ecsv``, ``smf_phi.ecsv``,
-    ``summary.json`` and the figures (``smf``, ``rho_star``, ``corner`` as PNG and PDF).
+    ``summary.json``, ``survey.toml`` (when the survey can be written as TOML) and the figures
+    (``smf``, ``rho_star``, ``corner`` as PNG and PDF).
 
     With ``model_checks`` (default) also the posterior predictive check and the 1/Vmax SMF of
     :func:`popmodel.smf.checks.write_model_checks` with its default bins and 200 posterior
@@ -102,15 +105,40 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     ``vmax_smf``; the 95% predictive coverage of the populated (field, log M, z) bins goes into
     ``summary.json`` under ``model_checks``.
 
+    The files are written into a staging folder and committed into ``out`` together, with a
+    manifest (:mod:`popmodel.resultdir`): an interrupted write never leaves new files beside old
+    ones, and the files of an earlier popmodel result in ``out`` are replaced, not left stale.
+    Every file's metadata carries the ``run_id`` of the manifest.
+
+    Args:
+        manifest_config: The settings recorded in the manifest (``--resume`` compares them);
+            default the fit configuration.
+
     Returns:
         Mapping of kind -> written paths.
     """
-    import arviz as az
+    from popmodel.resultdir import SCHEMA_VERSION, staged
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = provenance(fit, extra_meta)
+    config = manifest_config if manifest_config is not None else fit.config.to_dict()
+    with staged(out, step="smf", config=_jsonable(dict(config))) as stage:
+        meta = provenance(fit, extra_meta)
+        meta["run_id"] = stage.run_id
+        meta["result_schema_version"] = SCHEMA_VERSION
+        written = _write_smf_files(fit, stage.path, meta, figures=figures,
+                                   model_checks=model_checks)
+    return stage.finals(written)
+
+
+def _write_smf_files(fit: SMFFit, out: Path, meta: dict, *, figures: bool,
+                     model_checks: bool) -> dict[str, list[str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz's once-a-day refactor notice
+        import arviz as az
+
     written: dict[str, list[str]] = {}
+    if _survey_ok(fit):
+        fit.data.survey.write(out / "survey.toml")
+        written["survey"] = [str(out / "survey.toml")]
 
     # posterior (netCDF4/HDF5 via h5netcdf)
     with warnings.catch_warnings():

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from popmodel import cli, pipeline
+from popmodel.errors import OutputError
 from popmodel.pipeline import steps_3dhst
 
 
@@ -30,43 +31,66 @@ def test_steps_chain_outputs_into_the_next_step(tmp_path):
     assert "sfs" not in steps and "--sfs" not in steps["census"]
 
 
-def test_resume_skips_finished_steps_and_records_times(tmp_path, monkeypatch):
-    calls = []
+def _fake_steps(tmp_path, monkeypatch, calls):
+    """Each step commits a one-file result with its manifest, as the real commands do."""
+    from popmodel.cliargs import cli_config
+    from popmodel.resultdir import staged
 
-    def fake_main(argv):
+    def fake(argv):
         calls.append(argv[0])
-        a = cli.build_parser().parse_args(["run-3dhst", "--out", str(tmp_path)])
-        for _name, sub_argv, marker in steps_3dhst(a):
-            if sub_argv[0] == argv[0] and marker is not None:
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.write_text("{}")
-        return 0
+        sub = cli.build_parser().parse_args(argv)
+        with staged(sub.out, step=argv[0], config=cli_config(sub)) as stage:
+            (stage.path / "result.json").write_text(json.dumps({"run_id": stage.run_id}))
+        return 0, 123.0
 
-    monkeypatch.setattr(pipeline, "run_step", fake_main)
+    monkeypatch.setattr(pipeline, "run_step_measured", fake)
+
+
+def test_resume_keeps_complete_steps_and_records_times_and_memory(tmp_path, monkeypatch):
+    calls = []
+    _fake_steps(tmp_path, monkeypatch, calls)
     a = _args(tmp_path, "--no-progress")
     assert a.func(a) == 0
-    first = list(calls)
-    assert first == ["fit-3dhst", "fit-sfs", "census", "figures"]
+    assert calls == ["fit-3dhst", "fit-sfs", "census", "figures"]
     rec = json.loads((tmp_path / "run_3dhst.json").read_text())
-    assert [s["step"] for s in rec["steps"]][:3] == ["smf", "sfs", "census"]
-    assert all(s["wall_s"] >= 0 for s in rec["steps"]) and rec["total_wall_s"] >= 0
+    assert [s["step"] for s in rec["steps"]] == ["smf", "sfs", "census", "figures"]
+    assert all(s["wall_s"] >= 0 and s["peak_rss_mb"] == 123.0 for s in rec["steps"])
+    assert rec["total_wall_s"] >= 0
+    # a non-empty --out is refused before any step runs
     calls.clear()
-    (tmp_path / "census" / "census.ecsv").unlink()
-    a = _args(tmp_path, "--resume")
+    a = _args(tmp_path)
+    with pytest.raises(OutputError, match="not empty"):
+        a.func(a)
+    assert calls == []
+    # an incomplete census (its manifest gone) is redone; complete steps are kept; the
+    # census follows its inputs and the figures are redrawn
+    (tmp_path / "census" / "popmodel_manifest.json").unlink()
+    a = _args(tmp_path, "--resume", "--no-progress")
     assert a.func(a) == 0
     assert calls == ["census", "figures"]
     rec = json.loads((tmp_path / "run_3dhst.json").read_text())
     assert [s.get("skipped", False) for s in rec["steps"]] == [True, True, False, False]
+    # a step made with other settings is not mistaken for complete
+    calls.clear()
+    a = _args(tmp_path, "--resume", "--no-progress", "--members", "3")
+    assert a.func(a) == 0
+    assert calls == ["fit-sfs", "census", "figures"]
 
 
 def test_failing_step_stops_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "run_step", lambda argv: 3 if argv[0] == "fit-sfs" else 0)
+    monkeypatch.setattr(pipeline, "run_step_measured",
+                        lambda argv: (3 if argv[0] == "fit-sfs" else 0, None))
     a = _args(tmp_path)
     assert a.func(a) == 3
     rec = json.loads((tmp_path / "run_3dhst.json").read_text())
     assert [s["step"] for s in rec["steps"]] == ["smf", "sfs"] and rec["steps"][1]["rc"] == 3
     with pytest.raises(KeyError):
         rec["total_wall_s"]
+
+
+def test_run_step_measures_the_peak_memory_of_the_step():
+    rc, rss = pipeline.run_step_measured(["--version"])
+    assert rc == 0 and rss is not None and 10 < rss < 2000
 
 
 def test_run_step_runs_the_cli_in_a_subprocess():

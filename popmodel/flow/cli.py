@@ -19,6 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+from popmodel.cliargs import (
+    add_output_options,
+    cli_config,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
+
 __all__ = ["cmd_fit_sfs", "main", "register"]
 
 
@@ -42,20 +51,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--3dhst", dest="threedhst", action="store_true",
                    help="use the packaged 3D-HST sample (FAST masses, UV+IR SFRs)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
+    add_output_options(p)
+    p.add_argument("--members", type=positive_int, default=5, help="ensemble size (default 5)")
     p.add_argument("--no-bootstrap", action="store_true",
                    help="members differ by seed only (default: bootstrap resamples of galaxies)")
-    p.add_argument("--epochs", type=int, default=60, help="maximum epochs per member")
-    p.add_argument("--batch-size", type=int, default=256, help="galaxies per minibatch")
-    p.add_argument("--lr", type=float, default=3e-3, help="initial learning rate")
-    p.add_argument("--patience", type=int, default=6, help="early-stopping patience [epochs]")
-    p.add_argument("--sfs-tolerance", type=float, default=0.005,
+    p.add_argument("--epochs", type=positive_int, default=60, help="maximum epochs per member")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="galaxies per minibatch")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="initial learning rate")
+    p.add_argument("--patience", type=positive_int, default=6, help="early-stopping patience [epochs]")
+    p.add_argument("--sfs-tolerance", type=nonneg_float, default=0.005,
                    help="also stop a member once the SFS percentiles move < this [dex] per epoch "
                         "for 3 epochs (0: validation loss only)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (per worker)")
-    p.add_argument("--workers", type=int, default=1, help="train members in parallel processes")
-    p.add_argument("--max-samples", type=int, default=32, help="posterior samples used per galaxy")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (per worker)")
+    p.add_argument("--workers", type=positive_int, default=1, help="train members in parallel processes")
+    p.add_argument("--max-samples", type=positive_int, default=32, help="posterior samples used per galaxy")
     p.add_argument("--no-bias-correction", action="store_true",
                    help="turn off the small-S (delta-method) bias correction")
     p.add_argument("--conditional-on-z", action="store_true",
@@ -63,17 +73,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "popmodel.flow.selection for its caveat with photometric redshifts)")
     p.add_argument("--selection", choices=("survey", "none"), default="survey",
                    help="normalise by the probability of passing the survey's cuts (default)")
-    p.add_argument("--n-samples", type=int, default=32, help="--3dhst: samples per galaxy")
-    p.add_argument("--mass-error-dex", type=float, default=0.1, help="--3dhst: assumed mass error")
-    p.add_argument("--sfr-error-dex", type=float, default=0.3, help="--3dhst: assumed SFR error")
+    p.add_argument("--n-samples", type=positive_int, default=32, help="--3dhst: samples per galaxy")
+    p.add_argument("--mass-error-dex", type=positive_float, default=0.1, help="--3dhst: assumed mass error")
+    p.add_argument("--sfr-error-dex", type=positive_float, default=0.3, help="--3dhst: assumed SFR error")
     p.add_argument("--z-min", type=float, default=0.5, help="--3dhst: redshift window")
     p.add_argument("--z-max", type=float, default=2.5, help="--3dhst: redshift window")
-    p.add_argument("--max-galaxies", type=int, default=None, help="--3dhst: random subset size")
+    p.add_argument("--max-galaxies", type=positive_int, default=None, help="--3dhst: random subset size")
     p.add_argument("--leja-curves", default=None,
                    help="folder with the released Leja2022_z*.txt curves to overlay in the figure")
-    p.add_argument("--resume", action="store_true", help="resume members from OUT/checkpoints")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-figures", action="store_true", help="write no figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fit_sfs, needs_jax=False)
     return p
 
@@ -86,10 +95,19 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
     from popmodel.flow.model import FlowConfig
     from popmodel.flow.results import write_sfs_results
     from popmodel.flow.train import TrainConfig
+    from popmodel.resultdir import prepare_output
     from popmodel.survey import Survey
 
     if a.threedhst == bool(a.catalog):
         raise SystemExit("error: give either a CATALOG file or --3dhst")
+    inputs = () if a.threedhst else (a.catalog, a.survey)
+    for p in inputs:
+        if p is not None and not Path(p).is_file():
+            raise FileNotFoundError(2, "input file does not exist", p)
+    state = prepare_output(a.out, resume=a.resume, overwrite=a.overwrite, inputs=inputs,
+                           config=cli_config(a), command="popmodel fit-sfs")
+    if state == "complete":
+        return 0
     t0 = time.perf_counter()
     extra: dict = {}
     if a.threedhst:
@@ -121,12 +139,10 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
         selection=a.selection, n_workers=a.workers,
     )
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if survey is not None:
-        survey.write(out / "survey.toml")
+    # --resume of an incomplete step: the members resume from their checkpoints
     fit = fit_sfs(catalog, survey, config, workdir=out, resume=a.resume)
     files = write_sfs_results(fit, out, extra_meta=extra, figures=not a.no_figures,
-                              leja_curves_dir=a.leja_curves)
+                              leja_curves_dir=a.leja_curves, manifest_config=cli_config(a))
     n_files = sum(len(v) for v in files.values())
     print(f"trained {config.n_members} flows on {fit.data_summary['n_galaxies']} galaxies; "
           f"wrote {n_files} files to {out} ({time.perf_counter() - t0:.0f} s)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 
 import astropy.units as u
@@ -116,10 +117,15 @@ def _eq10_table(fit: SFSFit, meta: dict) -> Table:
 
 def write_sfs_results(
     fit: SFSFit, out: str | Path, *, extra_meta: dict | None = None, figures: bool = True,
-    leja_curves_dir: str | Path | None = None,
+    leja_curves_dir: str | Path | None = None, manifest_config: Mapping | None = None,
 ) -> dict[str, list[str]]:
     """Write ``sfs.ecsv``, ``eq10_fits.ecsv``, ``flows/member_k.pt``, ``training.json``,
-    ``summary.json`` and the figures (``sfs.png/pdf``, ``training.png``).
+    ``summary.json``, ``survey.toml`` (when the fit has a survey) and the figures (``sfs.png/pdf``,
+    ``training.png``).
+
+    The files are written into a staging folder and committed into ``out`` together, with a
+    manifest (:mod:`popmodel.resultdir`) that also lists the member checkpoints already in
+    ``out/checkpoints``; every file's metadata carries the manifest's ``run_id``.
 
     Args:
         fit: The fit.
@@ -127,14 +133,36 @@ def write_sfs_results(
         extra_meta: Extra provenance (e.g. the input files).
         figures: Draw the figures.
         leja_curves_dir: Folder with the released Leja et al. 2022 curves to overlay.
+        manifest_config: The settings recorded in the manifest (``--resume`` compares them);
+            default the fit configuration.
 
     Returns:
         Mapping of kind to written paths.
     """
+    from popmodel.resultdir import SCHEMA_VERSION, staged
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = provenance(fit, extra_meta)
+    ckpt = out / "checkpoints"
+    keep = sorted(str(p.relative_to(out)) for p in ckpt.rglob("*") if p.is_file()) \
+        if ckpt.is_dir() else []
+    config = manifest_config if manifest_config is not None else fit.config.to_dict()
+    with staged(out, step="sfs", config=_jsonable(dict(config)), keep=keep) as stage:
+        meta = provenance(fit, extra_meta)
+        meta["run_id"] = stage.run_id
+        meta["result_schema_version"] = SCHEMA_VERSION
+        written = _write_sfs_files(fit, stage.path, meta, figures, leja_curves_dir)
+    return stage.finals(written)
+
+
+def _write_sfs_files(fit: SFSFit, out: Path, meta: dict, figures: bool,
+                     leja_curves_dir: str | Path | None) -> dict[str, list[str]]:
     written: dict[str, list[str]] = {}
+    if fit.survey is not None:
+        try:
+            fit.survey.write(out / "survey.toml")
+            written["survey"] = [str(out / "survey.toml")]
+        except ValueError:  # a survey built in Python that TOML cannot describe
+            pass
 
     t = fit.table.copy()
     t.meta.update(meta)
@@ -157,7 +185,8 @@ def write_sfs_results(
     for k, f in enumerate(fit.flows):
         path = out / "flows" / f"member_{k}.pt"
         save_flow(f, path, extra={"member": k, "seed": fit.config.train.seed + k,
-                                  "popmodel_version": meta["popmodel_version"]})
+                                  "popmodel_version": meta["popmodel_version"],
+                                  "run_id": meta["run_id"]})
         written["flows"].append(str(path))
 
     (out / "training.json").write_text(json.dumps(_jsonable([r.to_dict() for r in fit.results]), indent=1))
