@@ -7,7 +7,7 @@
 Same as ``popmodel census`` (all its options pass through). ``--smoke`` needs no fit: it writes
 an SMF result folder holding draws of the Leja+20 *published* medians with their 1-sigma
 errors as independent Gaussians (their Appendix B recipe; not a fit) and runs the census on it,
-to exercise the whole path quickly.
+to exercise the whole path quickly (into ``OUT_leja2020_published_draws`` beside ``--out``).
 """
 
 from __future__ import annotations
@@ -49,8 +49,10 @@ if __name__ == "__main__":
     a, rest = ap.parse_known_args()
     smf = a.smf
     if a.smoke:
-        smf = str(Path(a.out) / "leja2020_published_draws")
-        write_leja2020_smf_dir(Path(smf))
+        # beside --out, not inside it: an input never lies in the folder a command writes
+        smf = str(Path(a.out).with_name(Path(a.out).name + "_leja2020_published_draws"))
+        if not (Path(smf) / "smf_posterior.nc").is_file():
+            write_leja2020_smf_dir(Path(smf))
         rest += ["--dz", "0.1"]
     if smf is None:
         ap.error("give --smf DIR (an SMF result folder) or --smoke")

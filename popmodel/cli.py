@@ -149,16 +149,19 @@ def _require_files(*paths: str | None) -> None:
             raise InputError(f"input file {p} is not readable")
 
 
-def _check_new_file(out: str, overwrite: bool, inputs: tuple = ()) -> None:
-    """An output file never replaces an input, and an existing one only with --overwrite."""
+def _check_new_file(out: str, overwrite: bool, inputs: tuple = (),
+                    resume: bool = False) -> None:
+    """An output file never replaces an input, and an existing one only with --overwrite
+    (or is kept with --resume, see :func:`_kept_file`)."""
     from popmodel.errors import OutputError
 
     path = Path(out)
     for inp in inputs:
         if inp is not None and Path(inp).exists() and path.exists() and path.samefile(inp):
             raise OutputError(f"--out {out} is the input file; choose another name")
-    if path.exists() and not overwrite:
-        raise OutputError(f"--out {out} exists; pass --overwrite to replace it")
+    if path.exists() and not (overwrite or resume):
+        raise OutputError(f"--out {out} exists; pass --overwrite to replace it or --resume to "
+                          "keep it")
     if path.is_dir():
         raise OutputError(f"--out {out} is a folder; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
@@ -175,10 +178,40 @@ def _check_new_file(out: str, overwrite: bool, inputs: tuple = ()) -> None:
         raise OutputError(f"cannot write {out}: folder {parent} is not writable")
 
 
-def _write_catalog_atomic(cat, out: str) -> None:
-    """Write through a temporary file in the same folder, then rename (never half a file)."""
+def _kept_file(a: argparse.Namespace) -> bool:
+    """``--resume`` of a one-file command: True when ``--out`` holds a catalogue this command
+    wrote with the same settings (files are written whole, through a rename, so an existing one
+    is complete); a file of other settings or origin is refused."""
+    from popmodel.catalog import PosteriorCatalog
+    from popmodel.errors import OutputError
+
+    if not (a.resume and Path(a.out).exists()):
+        return False
+    made_by = PosteriorCatalog.read(a.out).meta.get("popmodel_command")
+    if made_by != {"command": a.cmd, "config": cli_config(a)}:
+        raise OutputError(f"--out {a.out} was not written by 'popmodel {a.cmd}' with these "
+                          "settings; pass --overwrite to replace it")
+    print(f"popmodel {a.cmd}: {a.out} was written with these settings; kept (--resume)")
+    return True
+
+
+def _single_file_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never an input file)")
+    g.add_argument("--resume", action="store_true",
+                   help="keep --out if this command already wrote it with the same settings")
+
+
+def _write_catalog_atomic(cat, out: str, a: argparse.Namespace | None = None) -> None:
+    """Write through a temporary file in the same folder, then rename (never half a file);
+    the command and its settings go into the file's metadata (for ``--resume``)."""
+    import dataclasses
     import uuid
 
+    if a is not None:
+        cat = dataclasses.replace(cat, meta=dict(
+            cat.meta, popmodel_command={"command": a.cmd, "config": cli_config(a)}))
     path = Path(out)
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
@@ -194,11 +227,13 @@ def cmd_mock(a: argparse.Namespace) -> int:
     from popmodel.survey import Survey
 
     _require_files(a.survey)
-    _check_new_file(a.out, a.overwrite, (a.survey,))
+    _check_new_file(a.out, a.overwrite, (a.survey,), a.resume)
+    if _kept_file(a):
+        return 0
     survey = Survey.read(a.survey)
     cat, truth = draw_mock(survey, seed=a.seed, n_samples=a.n_samples, spec_fraction=a.spec_fraction,
                            interim_prior=None if a.interim_prior == "flat" else a.interim_prior)
-    _write_catalog_atomic(cat, a.out)
+    _write_catalog_atomic(cat, a.out, a)
     print(f"mock: {cat.n_galaxies} galaxies selected (per field {truth.n_selected}) "
           f"of {sum(truth.n_true.values())} drawn; seed {a.seed}; wrote {a.out}")
     return 0
@@ -212,7 +247,9 @@ def cmd_from_percentiles(a: argparse.Namespace) -> int:
     from popmodel.percentiles import catalog_from_percentiles
 
     _require_files(a.table)
-    _check_new_file(a.out, a.overwrite, (a.table,))
+    _check_new_file(a.out, a.overwrite, (a.table,), a.resume)
+    if _kept_file(a):
+        return 0
     t = _read_table(a.table)
     need = {"id": a.col_id, "field": a.col_field, "z": a.col_z, "z_p16": a.col_z_p16,
             "z_p84": a.col_z_p84, "log_mass": a.col_log_mass}
@@ -233,7 +270,7 @@ def cmd_from_percentiles(a: argparse.Namespace) -> int:
         _float_column(t, a.col_z_p84, a.table), _float_column(t, a.col_log_mass, a.table),
         mass_error_dex=a.mass_error_dex, n_samples=a.n_samples, seed=a.seed, cosmology=cosmo, **opt,
     )
-    _write_catalog_atomic(cat, a.out)
+    _write_catalog_atomic(cat, a.out, a)
     print(json.dumps(report.as_dict() | {"ids_median_outside_68": len(report.ids_median_outside_68)}))
     print(f"wrote {cat.n_galaxies} galaxies x {a.n_samples} samples to {a.out}")
     return 0
@@ -332,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mock", help="draw a mock posterior catalogue from the Leja+20 model")
     p.add_argument("--survey", required=True, help="survey TOML")
     p.add_argument("--out", required=True, help="catalogue file (.h5, .fits, .ecsv, .parquet)")
-    _overwrite_option(p)
+    _single_file_options(p)
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--n-samples", type=positive_int, default=32,
                    help="posterior samples per galaxy (default 32)")
@@ -347,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="approximate posterior samples from a catalogue's percentiles")
     p.add_argument("table", help="table of percentiles (FITS, ECSV, HDF5, Parquet, ...)")
     p.add_argument("--out", required=True, help="catalogue file to write")
-    _overwrite_option(p)
+    _single_file_options(p)
     p.add_argument("--mass-error-dex", type=positive_float, required=True,
                    help="assumed mass uncertainty [dex]")
     p.add_argument("--n-samples", type=positive_int, default=64,

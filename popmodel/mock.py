@@ -26,9 +26,12 @@ from popmodel.cosmology import VolumeTable
 from popmodel.smf.density import DEFAULT_SLICE_DZ, build_density_terms
 from popmodel.smf.evolution import ContinuityParams, leja2020_params
 from popmodel.smf.schechter import ln_phi
-from popmodel.survey import Survey
+from popmodel.survey import Survey, SurveyError
 
 __all__ = ["MockTruth", "ProspectorBetaLikePrior", "draw_mock"]
+
+#: Top of the mass grid the true galaxies are drawn on [log10 Msun].
+_LOG_M_TOP = 13.5
 
 
 def _ln_phi_np(log_m: np.ndarray, z: np.ndarray, p: ContinuityParams) -> np.ndarray:
@@ -178,7 +181,7 @@ def draw_mock(
             floor = np.where(inz, np.minimum(floor, f.log_mass_limit(zc) - 6.0 * sm_max - 0.05),
                              floor)
         m_lo = float(np.min(floor[np.isfinite(floor)]))
-        m_edges = np.arange(m_lo, 13.5 + dlogm, dlogm)
+        m_edges = np.arange(m_lo, _LOG_M_TOP + dlogm, dlogm)
         mc = 0.5 * (m_edges[1:] + m_edges[:-1])
         rate = np.exp(_ln_phi_np(mc[None, :], zc[:, None], p) + vt.log_dvdz_at(zc)[:, None])
         rate *= area_sr * np.diff(z_edges)[:, None] * dlogm
@@ -190,8 +193,12 @@ def draw_mock(
                 idx, b = terms.assign(np.full(gz.shape, g), gm, gz)
                 rate *= np.exp(b * delta_vec[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
         lam = float(rate.sum())
+        if not (np.isfinite(lam) and lam > 0):
+            # nothing to draw from: numpy's choice would fail with "Probabilities do not sum
+            # to 1" (an empty mass grid) or "contain NaN" (a grid of zeros)
+            raise SurveyError(_no_galaxies_message(fl, lam))
         n = int(rng.poisson(lam))
-        cell = rng.choice(rate.size, size=n, p=(rate / lam).ravel())
+        cell = rng.choice(rate.size, size=n, p=(rate / lam).ravel()) if n else np.zeros(0, int)
         iz, im = np.unravel_index(cell, rate.shape)
         z = z_edges[iz] + rng.uniform(size=n) * np.diff(z_edges)[iz]
         m = m_edges[im] + rng.uniform(size=n) * dlogm
@@ -261,6 +268,23 @@ def draw_mock(
     )
     dd = {} if terms is None else dict(zip(terms.labels, map(float, delta_vec), strict=True))
     return cat, MockTruth(p, seed, n_true, n_sel, expected, c["m"], c["z"], dd, c["src"])
+
+
+def _no_galaxies_message(fl: list, lam: float) -> str:
+    """Why a sky region of the mock can hold no galaxy, naming its field(s)."""
+    names = " and ".join(repr(f.name) for f in fl)
+    lims = "; ".join(
+        f"{f.name!r}: log M_c from {np.min(f.completeness_log_mass):g} to "
+        f"{np.max(f.completeness_log_mass):g}" for f in fl
+    )
+    if not np.isfinite(lam):
+        return (f"mock: the expected number of galaxies of field {names} is {lam} (check the "
+                "field's area and the survey's cosmology)")
+    return (
+        f"mock: field {names} can hold no galaxy: its completeness limit ({lims}) lies above "
+        f"the masses the mock draws (log M up to {_LOG_M_TOP:g}, where the mass function vanishes) "
+        "at every redshift of the field; is the table's log_mass in log10 Msun?"
+    )
 
 
 def _sky_regions(survey: Survey) -> list[tuple[float, list[tuple[str, str]]]]:

@@ -1,8 +1,8 @@
 """Survey description: fields, areas, redshift ranges, mass-completeness limits, cosmology.
 
 A survey is a set of fields. Each field has a solid angle, a redshift range and a
-mass-completeness limit log M_c(z), tabulated and interpolated linearly in z (flat beyond
-the ends, as ``np.interp``; Leja et al. 2022, science.md section 1.5), plus the error model
+mass-completeness limit log M_c(z), tabulated and interpolated linearly in z (Leja et al. 2022,
+science.md section 1.5), plus the error model
 of the catalogue's point estimates that the selection function needs (Gaussian mass errors
 of width ``mass_error_dex``; a list of widths is an equal-weight mixture, for surveys whose
 errors vary from galaxy to galaxy).
@@ -10,7 +10,9 @@ errors vary from galaxy to galaxy).
 TOML form (the contract other tools read)::
 
     [cosmology]
-    name = "WMAP9"            # or H0 = 70.0 and Om0 = 0.3 (flat Lambda-CDM)
+    name = "WMAP9"            # an astropy built-in, or H0 = 70.0 and Om0 = 0.3 (flat
+                              # Lambda-CDM; with Ode0 = 0.6 non-flat; optional Tcmb0, Ob0,
+                              # Neff), never both (popmodel.cosmology.cosmology_from_config)
 
     [[fields]]
     name = "GOODSS"
@@ -22,9 +24,13 @@ TOML form (the contract other tools read)::
                               # (a float, or a list: equal-weight mixture)
     side_arcmin = [10.2, 16.4]  # optional: rectangle (a, b) [arcmin] (or side_deg), for the
                               # cosmic variance; a*b must match the area within 10%
+    empty = false             # optional: true says the catalogue has no galaxy of this
+                              # field on purpose (observed, none selected)
     [fields.completeness]
-    z = [0.5, 1.0, 2.0]
+    z = [0.5, 1.0, 2.5]       # strictly increasing, from z_min to z_max at least
     log_mass = [8.1, 8.8, 9.3]
+    extrapolate = "flat"      # optional: a table that does not span [z_min, z_max] is an
+                              # error unless this says to hold the limit flat beyond its ends
     [fields.sigma_dm]         # optional: the field's dark-matter cosmic variance, overriding
     value = [0.16, 0.12]      # the one computed from side_arcmin (e.g. from simulations): a
     z = [1.0, 2.0]            # number, or a table over z (linear, flat beyond the ends);
@@ -45,6 +51,30 @@ Several surveys in one fit (Leja et al. 2020: COSMOS-2015 at 0.2 < z < 0.8 with 
 
 An overlap whose common redshift range is not fully owned is an error (:class:`Survey`).
 
+Reading rules (issue 15, "nothing silently wrong"): every key the reader does not use is a
+:class:`SurveyError` naming it and the table it is in; so are conflicting keys (``area_arcmin2``
+with ``area_deg2``, ``side_arcmin`` with ``side_deg``, a built-in cosmology ``name`` with
+parameters), values of the wrong type (a string or a boolean where a number belongs), and a
+file that is not valid TOML (naming the file). The completeness table:
+
+* must span the field's redshift range, ``z[0] <= z_min`` and ``z[-1] >= z_max`` (a table of
+  one node is a constant limit, valid at every z), unless ``extrapolate = "flat"`` says to hold
+  log M_c at the end values beyond the table; the extrapolation is then logged (a warning from
+  the ``popmodel.survey`` logger naming the field, the ranges and the held values), and
+  :meth:`Survey.write` writes the key back. Fields built in Python (:class:`Field`) keep the
+  flat default unless ``completeness_extrapolate="none"``; that default is logged at INFO level.
+* should rise with redshift: a node whose limit lies more than :data:`COMPLETENESS_DROP_DEX`
+  below the highest limit at a lower redshift is reported (a logged warning naming the field and
+  the drops), since a mass-completeness limit normally rises with z and a drop that large usually
+  means a mis-ordered or mis-typed table. It is not refused: the table is used as given.
+
+``empty = true`` (:attr:`Field.empty`) marks a field that was observed but of which the
+catalogue holds no galaxy on purpose (e.g. none passes its cuts): zero galaxies there are an
+observation. Without it, a field with no galaxies in the catalogue may be a mistake (a missing
+file or a misspelt field name); what the fit does with such a field is decided there
+(:mod:`popmodel.smf`). The flag is only a declaration: the reader checks that it is a boolean
+and nothing else, and :meth:`Survey.write` writes it back only when true.
+
 Cosmic variance (:mod:`popmodel.cosmic_variance`): a field's galaxy counts in a redshift slice
 scatter by sigma_gg = b(M, z) sigma_DM, where sigma_DM is the rms dark-matter contrast of the
 field's volume. It comes from the field's ``sigma_dm`` override if given, else from its side
@@ -54,6 +84,8 @@ lengths (:meth:`Field.sigma_dm_slice`, :meth:`Survey.sigma_dm`).
 from __future__ import annotations
 
 import itertools
+import logging
+import numbers
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,10 +96,11 @@ import astropy.units as u
 import numpy as np
 import tomli_w
 
-from popmodel.cosmology import cosmology_from_config, cosmology_to_config
+from popmodel.cosmology import CosmologyError, cosmology_from_config, cosmology_to_config
 from popmodel.units import ARCMIN2_PER_SR, DEG2_PER_SR
 
 __all__ = [
+    "COMPLETENESS_DROP_DEX",
     "DEFAULT_MASS_ERROR_DEX",
     "SIDE_AREA_RTOL",
     "Field",
@@ -85,14 +118,63 @@ DEFAULT_MASS_ERROR_DEX = 0.1
 SIDE_AREA_RTOL = 0.1
 #: Slice width to which a sigma_dm override refers unless it says otherwise (Moster et al. 2011).
 _SIGMA_DM_DZ = 0.2
+#: A completeness node whose log M_c lies more than this [dex] below the highest limit at a
+#: lower redshift is reported (logged warning): mass-completeness limits normally rise with z.
+COMPLETENESS_DROP_DEX = 0.5
 #: Keys a [[fields]] table may hold.
-_FIELD_KEYS = {"name", "area_arcmin2", "area_deg2", "z_min", "z_max", "mass_error_dex", "z_error",
+_FIELD_KEYS = ("name", "area_arcmin2", "area_deg2", "z_min", "z_max", "mass_error_dex", "z_error",
                "side_arcmin", "side_deg", "completeness", "sigma_dm", "inside", "overlap_arcmin2",
-               "overlap_deg2"}
+               "overlap_deg2", "empty")
+#: Keys a completeness table may hold.
+_COMPLETENESS_KEYS = ("z", "log_mass", "extrapolate")
+#: Values of ``extrapolate``: "none" refuses a table that does not span the field's z range.
+_EXTRAPOLATE = ("none", "flat")
+#: Keys at the top of a survey file.
+_SURVEY_KEYS = ("name", "cosmology", "fields", "survey", "ownership")
+
+_log = logging.getLogger(__name__)
 
 
 class SurveyError(ValueError):
     """A survey description is invalid; the message names the field and key at fault."""
+
+
+def _unknown_keys(where: str, d: Mapping, known: Sequence[str]) -> None:
+    """SurveyError naming every key of ``d`` outside ``known`` (and listing ``known``)."""
+    unknown = sorted(str(k) for k in d if k not in known)
+    if unknown:
+        raise SurveyError(f"{where}: unknown key(s) {unknown}; known keys: {', '.join(known)}")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+
+
+def _floats(where: str, key: str, raw: object, *, what: str = "numbers") -> np.ndarray:
+    """``raw`` as a float array (a number or a sequence of numbers), else a SurveyError.
+
+    Strings and booleans are refused, not converted: ``"8 arcmin2"`` or ``true`` where a
+    number belongs is an error naming ``where`` and ``key``.
+    """
+    if _is_number(raw):
+        return np.asarray(float(raw))
+    if isinstance(raw, str | bytes | Mapping) or raw is None:
+        arr = None
+    else:
+        try:
+            arr = np.asarray(raw)
+        except (TypeError, ValueError):
+            arr = None
+    if arr is None or arr.dtype.kind not in "iuf":
+        raise SurveyError(f"{where}: {key} must be {what}, got {raw!r}")
+    return arr.astype(float)
+
+
+def _scalar(where: str, key: str, raw: object) -> float:
+    arr = _floats(where, key, raw, what="a number")
+    if arr.ndim != 0:
+        raise SurveyError(f"{where}: {key} must be a number, got {raw!r}")
+    return float(arr)
 
 
 def _area_to_sr(name: str, area: float | u.Quantity | None, unit: str | None) -> float:
@@ -104,7 +186,11 @@ def _area_to_sr(name: str, area: float | u.Quantity | None, unit: str | None) ->
         except u.UnitConversionError:
             raise SurveyError(f"field {name!r}: area {area} is not a solid angle") from None
     else:
-        val = float(area) / {"arcmin2": ARCMIN2_PER_SR, "deg2": DEG2_PER_SR, "sr": 1.0}[unit or "sr"]
+        per_sr = {"arcmin2": ARCMIN2_PER_SR, "deg2": DEG2_PER_SR, "sr": 1.0}
+        if (unit or "sr") not in per_sr:
+            raise SurveyError(f"field {name!r}: area unit must be one of {list(per_sr)}, got {unit!r}")
+        key = f"area_{unit}" if unit in ("arcmin2", "deg2") else "area"
+        val = _scalar(f"field {name!r}", key, area) / per_sr[unit or "sr"]
     if not np.isfinite(val) or val <= 0:
         raise SurveyError(f"field {name!r}: area must be positive, got {area} {unit or ''}".strip())
     return float(val)
@@ -115,9 +201,12 @@ def _sides_to_arcmin(name: str, sides: Sequence[float] | u.Quantity) -> tuple[fl
     try:
         if isinstance(sides, u.Quantity):
             vals = [float(v) for v in np.atleast_1d(sides.to_value(u.arcmin))]
+        elif isinstance(sides, str | bytes | Mapping):
+            raise TypeError
         else:
             vals = [
-                float(s.to_value(u.arcmin)) if isinstance(s, u.Quantity) else float(s)
+                float(s.to_value(u.arcmin)) if isinstance(s, u.Quantity)
+                else float(s) if _is_number(s) else float("nan")
                 for s in sides
             ]
     except u.UnitConversionError:
@@ -171,7 +260,7 @@ def _sigma_dm_override(name: str, raw: object) -> SigmaDMOverride | None:
     """Parse a sigma_dm override: a number, a ``{value, z, dz}`` mapping or the dataclass."""
     if raw is None or isinstance(raw, SigmaDMOverride):
         d = None if raw is None else raw.to_dict()
-    elif isinstance(raw, dict):
+    elif isinstance(raw, Mapping):
         d = dict(raw)
     else:
         d = {"value": raw}
@@ -182,12 +271,10 @@ def _sigma_dm_override(name: str, raw: object) -> SigmaDMOverride | None:
         raise SurveyError(f"field {name!r}: sigma_dm has unknown keys {sorted(unknown)}")
     if "value" not in d:
         raise SurveyError(f"field {name!r}: sigma_dm needs 'value'")
-    try:
-        value = np.atleast_1d(np.asarray(d["value"], dtype=float))
-        zs = np.atleast_1d(np.asarray(d.get("z", []), dtype=float))
-        dz = float(d.get("dz", _SIGMA_DM_DZ))
-    except (TypeError, ValueError):
-        raise SurveyError(f"field {name!r}: sigma_dm must be numbers, got {raw!r}") from None
+    where = f"field {name!r}: sigma_dm"
+    value = np.atleast_1d(_floats(where, "value", d["value"]))
+    zs = np.atleast_1d(_floats(where, "z", d.get("z", [])))
+    dz = _scalar(where, "dz", d.get("dz", _SIGMA_DM_DZ))
     if value.ndim != 1 or value.size == 0 or np.any(~np.isfinite(value)) or np.any(value < 0):
         raise SurveyError(f"field {name!r}: sigma_dm values must be >= 0, got {value.tolist()}")
     if not (np.isfinite(dz) and dz > 0):
@@ -218,7 +305,9 @@ class Field:
         area: solid angle, an astropy Quantity (any solid-angle unit) or a float in ``area_unit``.
         z_min, z_max: redshift range of the field's catalogue (catalogue redshifts).
         completeness_z, completeness_log_mass: the limit log M_c(z) [log10 Msun] tabulated at
-            strictly increasing redshifts; linear interpolation, flat beyond the ends.
+            strictly increasing redshifts; linear interpolation, flat beyond the ends (see
+            ``completeness_extrapolate``). A node more than :data:`COMPLETENESS_DROP_DEX` below
+            the highest limit at lower z is reported (logged warning).
         mass_error_dex: Gaussian width(s) of the catalogue mass errors for the selection
             function S_f; several widths form an equal-weight mixture.
         z_error: Gaussian sigma_z/(1+z) of the catalogue redshifts in the z-range selection
@@ -236,6 +325,14 @@ class Field:
             inside COSMOS-2015): the overlap is this field's area (:class:`Survey`).
         overlaps: ``{other field: shared solid angle}`` for partial overlaps (Quantities or
             floats in ``area_unit``); the TOML key is ``overlap_arcmin2`` (or ``overlap_deg2``).
+        completeness_extrapolate: what happens where the completeness table does not reach
+            z_min or z_max: ``"none"`` (the TOML default) refuses such a table
+            (:class:`SurveyError`); ``"flat"`` (TOML ``extrapolate = "flat"``) holds the end
+            values and logs a warning saying so; None (the Python default, kept for code that
+            builds fields directly) holds them flat and logs at INFO level only.
+            :meth:`to_dict` writes ``extrapolate = "flat"`` for a table that needs it.
+        empty: the catalogue has no galaxies of this field on purpose (it was observed and
+            nothing was selected); TOML ``empty = true``.
     """
 
     name: str
@@ -251,17 +348,25 @@ class Field:
     sigma_dm: float | dict | SigmaDMOverride | None = None
     inside: str | Sequence[str] = ()
     overlaps: Mapping[str, float | u.Quantity] | Sequence[tuple[str, float]] | None = None
+    completeness_extrapolate: str | None = None
+    empty: bool = False
     area_sr: float = field(init=False)
 
     def __post_init__(self) -> None:
         name = self.name
+        if not isinstance(name, str) or not name:
+            raise SurveyError(f"a field's name must be a non-empty string, got {name!r}")
+        where = f"field {name!r}"
         object.__setattr__(self, "area_sr", _area_to_sr(name, self.area, self.area_unit))
-        if not (np.isfinite(self.z_min) and np.isfinite(self.z_max) and 0 < self.z_min < self.z_max):
+        z_min, z_max = _scalar(where, "z_min", self.z_min), _scalar(where, "z_max", self.z_max)
+        if not (np.isfinite(z_min) and np.isfinite(z_max) and 0 < z_min < z_max):
             raise SurveyError(
                 f"field {name!r}: need 0 < z_min < z_max, got z_min={self.z_min}, z_max={self.z_max}"
             )
-        cz = np.asarray(self.completeness_z, dtype=float)
-        cm = np.asarray(self.completeness_log_mass, dtype=float)
+        object.__setattr__(self, "z_min", z_min)
+        object.__setattr__(self, "z_max", z_max)
+        cz = _floats(where, "completeness z", self.completeness_z)
+        cm = _floats(where, "completeness log_mass", self.completeness_log_mass)
         if cz.ndim != 1 or cz.size == 0 or cz.shape != cm.shape:
             raise SurveyError(
                 f"field {name!r}: completeness z and log_mass must be 1-D arrays of equal length"
@@ -274,12 +379,22 @@ class Field:
             )
         object.__setattr__(self, "completeness_z", cz)
         object.__setattr__(self, "completeness_log_mass", cm)
-        errs = np.atleast_1d(np.asarray(self.mass_error_dex, dtype=float))
-        if errs.size == 0 or np.any(~np.isfinite(errs)) or np.any(errs < 0):
+        if self.completeness_extrapolate not in (None, *_EXTRAPOLATE):
+            raise SurveyError(
+                f"field {name!r}: completeness extrapolate must be one of {list(_EXTRAPOLATE)}, "
+                f"got {self.completeness_extrapolate!r}"
+            )
+        self._check_completeness_span()
+        _report_completeness_drops(name, cz, cm)
+        if not isinstance(self.empty, bool | np.bool_):
+            raise SurveyError(f"field {name!r}: empty must be true or false, got {self.empty!r}")
+        object.__setattr__(self, "empty", bool(self.empty))
+        errs = np.atleast_1d(_floats(where, "mass_error_dex", self.mass_error_dex))
+        if errs.ndim != 1 or errs.size == 0 or np.any(~np.isfinite(errs)) or np.any(errs < 0):
             raise SurveyError(f"field {name!r}: mass_error_dex must be >= 0, got {errs.tolist()}")
         object.__setattr__(self, "mass_error_dex", tuple(float(e) for e in errs))
-        zerr = np.atleast_1d(np.asarray(self.z_error, dtype=float))
-        if zerr.size == 0 or np.any(~np.isfinite(zerr)) or np.any(zerr < 0):
+        zerr = np.atleast_1d(_floats(where, "z_error", self.z_error))
+        if zerr.ndim != 1 or zerr.size == 0 or np.any(~np.isfinite(zerr)) or np.any(zerr < 0):
             raise SurveyError(f"field {name!r}: z_error must be >= 0, got {zerr.tolist()}")
         object.__setattr__(self, "z_error", tuple(float(e) for e in zerr))
         if self.side_arcmin is not None:
@@ -294,14 +409,31 @@ class Field:
                 )
             object.__setattr__(self, "side_arcmin", sides)
         object.__setattr__(self, "sigma_dm", _sigma_dm_override(name, self.sigma_dm))
-        inside = (self.inside,) if isinstance(self.inside, str) else tuple(self.inside or ())
+        raw_in = self.inside
+        if isinstance(raw_in, str):
+            inside = (raw_in,)
+        elif isinstance(raw_in, Sequence) and not isinstance(raw_in, bytes):
+            inside = tuple(raw_in)
+        else:
+            inside = (None,) if raw_in else ()
         if not all(isinstance(o, str) and o for o in inside):
             raise SurveyError(f"field {name!r}: inside must be field name(s), got {self.inside!r}")
         object.__setattr__(self, "inside", tuple(dict.fromkeys(inside)))
         raw = self.overlaps or {}
-        items = raw.items() if isinstance(raw, Mapping) else raw
+        try:
+            items = list(raw.items() if isinstance(raw, Mapping) else raw)
+            if not all(len(it) == 2 for it in items):
+                raise TypeError
+        except TypeError:
+            raise SurveyError(
+                f"field {name!r}: overlaps must map other field names to areas, got {raw!r}"
+            ) from None
         ov = []
         for other, area in items:
+            if not isinstance(other, str) or not other:
+                raise SurveyError(
+                    f"field {name!r}: overlaps must map other field names to areas, got {raw!r}"
+                )
             a = _area_to_sr(name, area, self.area_unit)  # positive, finite
             if a > self.area_sr * (1.0 + 1e-9):
                 raise SurveyError(
@@ -348,13 +480,60 @@ class Field:
 
         return sigma_dm(self, z, dz, method=method, cosmology=cosmology)
 
+    @property
+    def completeness_spans(self) -> bool:
+        """Whether the completeness table needs no extrapolation: it reaches z_min and z_max,
+        or it has one node (a constant limit at every redshift)."""
+        cz = self.completeness_z
+        return bool(cz.size == 1 or (cz[0] <= self.z_min and cz[-1] >= self.z_max))
+
+    def _check_completeness_span(self) -> None:
+        """Refuse, or log, a completeness table that does not span [z_min, z_max]."""
+        if self.completeness_spans:
+            return
+        cz, cm = self.completeness_z, self.completeness_log_mass
+        covers = (f"the completeness table covers {cz[0]:g} <= z <= {cz[-1]:g}, not all of the "
+                  f"field's {self.z_min:g} <= z <= {self.z_max:g}")
+        if self.completeness_extrapolate == "none":
+            raise SurveyError(
+                f"field {self.name!r}: {covers}; extend the table to z_min and z_max, or set "
+                'extrapolate = "flat" in its completeness table to hold the limit flat beyond '
+                "the table's ends (logged)"
+            )
+        held = []
+        if cz[0] > self.z_min:
+            held.append(f"at {cm[0]:g} for {self.z_min:g} <= z < {cz[0]:g}")
+        if cz[-1] < self.z_max:
+            held.append(f"at {cm[-1]:g} for {cz[-1]:g} < z <= {self.z_max:g}")
+        if self.completeness_extrapolate == "flat":
+            level, why = logging.WARNING, 'extrapolate = "flat"'
+        else:
+            level, why = logging.INFO, "the default of a Field built in Python"
+        _log.log(level, "field %r: %s; log M_c is extrapolated flat, held %s (%s)",
+                 self.name, covers, " and ".join(held), why)
+
     def log_mass_limit(self, z: np.ndarray | float) -> np.ndarray:
-        """log M_c(z) [log10 Msun], linear in z, flat beyond the table's ends."""
+        """log M_c(z) [log10 Msun], linear in z, flat beyond the table's ends (``np.interp``).
+
+        Inside [z_min, z_max] the flat part is used only where the field allows it
+        (``completeness_extrapolate``); outside, it serves the selection's error tails.
+        """
         return np.interp(z, self.completeness_z, self.completeness_log_mass)
 
     def to_dict(self) -> dict:
-        """TOML-ready dict (areas in arcmin^2)."""
+        """TOML-ready dict (areas in arcmin^2).
+
+        ``extrapolate = "flat"`` is written into the completeness table when the table does not
+        span [z_min, z_max] (so that the file reads back, saying so), and ``empty = true`` when
+        the field is empty on purpose; neither otherwise, so older files keep their form.
+        """
         errs = list(self.mass_error_dex)
+        comp: dict = {
+            "z": [float(v) for v in self.completeness_z],
+            "log_mass": [float(v) for v in self.completeness_log_mass],
+        }
+        if not self.completeness_spans:  # refused at construction unless extrapolated flat
+            comp["extrapolate"] = "flat"
         return {
             "name": self.name,
             "area_arcmin2": self.area_arcmin2,
@@ -363,10 +542,8 @@ class Field:
             "mass_error_dex": errs[0] if len(errs) == 1 else errs,
             "z_error": self.z_error[0] if len(self.z_error) == 1 else list(self.z_error),
             **({"side_arcmin": list(self.side_arcmin)} if self.side_arcmin is not None else {}),
-            "completeness": {
-                "z": [float(v) for v in self.completeness_z],
-                "log_mass": [float(v) for v in self.completeness_log_mass],
-            },
+            **({"empty": True} if self.empty else {}),
+            "completeness": comp,
             **({"sigma_dm": self.sigma_dm.to_dict()} if self.sigma_dm is not None else {}),
             **({"inside": list(self.inside)} if self.inside else {}),
             **({"overlap_arcmin2": {o: a * ARCMIN2_PER_SR for o, a in self.overlaps}}
@@ -374,65 +551,113 @@ class Field:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> Field:
-        """Build a field from its TOML table."""
+    def from_dict(cls, d: Mapping) -> Field:
+        """Build a field from its TOML table.
+
+        Every key must be one the reader uses (:data:`_FIELD_KEYS`; completeness tables
+        ``z``, ``log_mass``, ``extrapolate``); conflicting keys (``area_arcmin2`` and
+        ``area_deg2``, ``side_arcmin`` and ``side_deg``, ``overlap_arcmin2`` and
+        ``overlap_deg2``) and values of the wrong type are errors naming the field and key.
+        Without ``extrapolate`` the completeness table must span [z_min, z_max].
+        """
+        if not isinstance(d, Mapping):
+            raise SurveyError(f"a [[fields]] entry must be a table, got {d!r}")
         name = d.get("name")
-        if not name:
-            raise SurveyError(f"a [[fields]] table has no 'name': {d}")
-        if "area_arcmin2" in d:
-            area, unit = d["area_arcmin2"], "arcmin2"
-        elif "area_deg2" in d:
-            area, unit = d["area_deg2"], "deg2"
-        else:
-            area, unit = None, None
+        if not isinstance(name, str) or not name:
+            what = ("no 'name'" if name is None or name == ""
+                    else f"a 'name' that is not a string ({name!r})")
+            raise SurveyError(f"a [[fields]] table has {what}: {dict(d)}")
+        where = f"field {name!r}"
+        _unknown_keys(where, d, _FIELD_KEYS)
+        for a, b in (("area_arcmin2", "area_deg2"), ("side_arcmin", "side_deg"),
+                     ("overlap_arcmin2", "overlap_deg2")):
+            if a in d and b in d:
+                raise SurveyError(
+                    f"{where}: give {a} or {b}, not both (conflicting keys {a} = {d[a]!r}, "
+                    f"{b} = {d[b]!r})"
+                )
+        area, unit = None, None
+        for key, kunit in (("area_arcmin2", "arcmin2"), ("area_deg2", "deg2")):
+            if key in d:
+                area, unit = _scalar(where, key, d[key]), kunit
         for key in ("z_min", "z_max", "completeness"):
             if key not in d:
-                raise SurveyError(f"field {name!r}: missing key {key!r}")
-        if "side_arcmin" in d and "side_deg" in d:
-            raise SurveyError(f"field {name!r}: give side_arcmin or side_deg, not both")
+                raise SurveyError(f"{where}: missing key {key!r}")
+        z_min, z_max = _scalar(where, "z_min", d["z_min"]), _scalar(where, "z_max", d["z_max"])
         sides = d.get("side_arcmin")
         if "side_deg" in d:
-            try:
-                sides = [float(v) * 60.0 for v in d["side_deg"]]
-            except (TypeError, ValueError):
-                raise SurveyError(
-                    f"field {name!r}: side_deg must be two lengths, got {d['side_deg']!r}"
-                ) from None
-        if "overlap_arcmin2" in d and "overlap_deg2" in d:
-            raise SurveyError(f"field {name!r}: give overlap_arcmin2 or overlap_deg2, not both")
+            sd = _floats(where, "side_deg", d["side_deg"], what="two lengths")
+            if sd.ndim != 1:
+                raise SurveyError(f"{where}: side_deg must be two lengths, got {d['side_deg']!r}")
+            sides = (sd * 60.0).tolist()
         overlaps = None
         for key, ounit in (("overlap_arcmin2", u.arcmin**2), ("overlap_deg2", u.deg**2)):
             if key in d:
-                if not isinstance(d[key], dict):
+                if not isinstance(d[key], Mapping):
                     raise SurveyError(
-                        f"field {name!r}: {key} must be a table {{other_field = area}}, "
-                        f"got {d[key]!r}"
+                        f"{where}: {key} must be a table {{other_field = area}}, got {d[key]!r}"
                     )
-                try:
-                    overlaps = {str(k): float(v) * ounit for k, v in d[key].items()}
-                except (TypeError, ValueError):
-                    raise SurveyError(f"field {name!r}: {key} areas must be numbers") from None
-        unknown = set(d) - _FIELD_KEYS
-        if unknown:
-            raise SurveyError(f"field {name!r}: unknown key(s) {sorted(unknown)}")
+                overlaps = {str(k): _scalar(where, f"{key}.{k}", v) * ounit
+                            for k, v in d[key].items()}
         comp = d["completeness"]
+        cwhere = f"{where}: [fields.completeness]"
+        if not isinstance(comp, Mapping):
+            raise SurveyError(f"{cwhere} must be a table with z and log_mass, got {comp!r}")
+        _unknown_keys(cwhere, comp, _COMPLETENESS_KEYS)
         for key in ("z", "log_mass"):
             if key not in comp:
-                raise SurveyError(f"field {name!r}: [fields.completeness] missing {key!r}")
+                raise SurveyError(f"{cwhere} missing {key!r}")
+        extrap = comp.get("extrapolate", "none")
+        if extrap not in _EXTRAPOLATE:
+            raise SurveyError(
+                f"{cwhere}: extrapolate must be one of {list(_EXTRAPOLATE)}, got {extrap!r}"
+            )
+        empty = d.get("empty", False)
+        if not isinstance(empty, bool):
+            raise SurveyError(f"{where}: empty must be true or false, got {empty!r}")
+        inside = d.get("inside", [])
+        if not (isinstance(inside, str) or (isinstance(inside, list)
+                                            and all(isinstance(o, str) for o in inside))):
+            raise SurveyError(f"{where}: inside must be field name(s), got {inside!r}")
         return cls(
-            name=str(name),
+            name=name,
             area=area,
             area_unit=unit or "sr",
-            z_min=float(d["z_min"]),
-            z_max=float(d["z_max"]),
-            completeness_z=comp["z"],
-            completeness_log_mass=comp["log_mass"],
+            z_min=z_min,
+            z_max=z_max,
+            completeness_z=_floats(cwhere, "z", comp["z"]),
+            completeness_log_mass=_floats(cwhere, "log_mass", comp["log_mass"]),
             mass_error_dex=d.get("mass_error_dex", DEFAULT_MASS_ERROR_DEX),
             z_error=d.get("z_error", 0.0),
             side_arcmin=sides,
             sigma_dm=d.get("sigma_dm"),
-            inside=d.get("inside", ()),
+            inside=inside,
             overlaps=overlaps,
+            completeness_extrapolate=extrap,
+            empty=empty,
+        )
+
+
+def _report_completeness_drops(name: str, cz: np.ndarray, cm: np.ndarray) -> None:
+    """Log a warning for every node more than COMPLETENESS_DROP_DEX below the running maximum.
+
+    A mass-completeness limit rises with redshift (fainter galaxies at fixed mass); a limit that
+    falls by more than :data:`COMPLETENESS_DROP_DEX` [dex] below the highest one at a lower
+    redshift usually means a mis-ordered or mis-typed table. It is reported, not refused.
+    """
+    drops = []
+    k_max = 0
+    for k in range(1, cm.size):
+        if cm[k] < cm[k_max] - COMPLETENESS_DROP_DEX:
+            drops.append(f"{cm[k_max]:g} at z={cz[k_max]:g} -> {cm[k]:g} at z={cz[k]:g}")
+        if cm[k] > cm[k_max]:
+            k_max = k
+    if drops:
+        _log.warning(
+            "field %r: the completeness limit falls with redshift by more than %g dex: %s "
+            "(log_mass = %s at z = %s); a mass-completeness limit normally rises with z: "
+            "check the table's order and units",
+            name, COMPLETENESS_DROP_DEX, "; ".join(drops), cm.tolist(), cz.tolist(),
         )
 
 
@@ -476,20 +701,29 @@ class Ownership:
                 "z": [float(self.z_min), float(self.z_max)]}
 
     @classmethod
-    def from_dict(cls, d: dict | Ownership) -> Ownership:
+    def from_dict(cls, d: Mapping | Ownership) -> Ownership:
         if isinstance(d, Ownership):
             return d
+        if not isinstance(d, Mapping):
+            raise SurveyError(f"an [[ownership]] entry must be a table, got {d!r}")
         unknown = set(d) - {"fields", "owner", "z"}
         missing = {"fields", "owner", "z"} - set(d)
         if unknown or missing:
             raise SurveyError(
-                f"an [[ownership]] table needs exactly the keys fields, owner, z; got {sorted(d)}"
+                f"an [[ownership]] table needs exactly the keys fields, owner, z; got "
+                f"{sorted(map(str, d))} (unknown {sorted(map(str, unknown))}, missing "
+                f"{sorted(missing)})"
             )
-        try:
-            z0, z1 = (float(v) for v in d["z"])
-        except (TypeError, ValueError):
-            raise SurveyError(f"[[ownership]] z must be [z_min, z_max], got {d['z']!r}") from None
-        return cls(tuple(d["fields"]), str(d["owner"]), z0, z1)
+        fl, owner = d["fields"], d["owner"]
+        if not (isinstance(fl, Sequence) and not isinstance(fl, str)
+                and all(isinstance(f, str) for f in fl)):
+            raise SurveyError(f"[[ownership]] fields must be two field names, got {fl!r}")
+        if not isinstance(owner, str):
+            raise SurveyError(f"[[ownership]] owner must be a field name, got {owner!r}")
+        zz = _floats("[[ownership]]", "z", d["z"], what="[z_min, z_max]")
+        if zz.shape != (2,):
+            raise SurveyError(f"[[ownership]] z must be [z_min, z_max], got {d['z']!r}")
+        return cls(tuple(fl), owner, float(zz[0]), float(zz[1]))
 
 
 @dataclass(frozen=True)
@@ -531,6 +765,15 @@ class Overlap:
             sel = (z >= a) & ((z <= b) if last else (z < b))
             out[sel] = self.fields.index(who)
         return out
+
+
+def _tables(key: str, raw: object) -> list[Mapping]:
+    """An array of tables (``[[key]]``), else a SurveyError naming ``key``."""
+    if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
+        raise SurveyError(
+            f"survey description: {key} must be an array of tables ([[{key}]]), got {raw!r}"
+        )
+    return raw
 
 
 def _fmt_z(z: float) -> str:
@@ -690,11 +933,17 @@ class Survey:
         object.__setattr__(self, "fields", tuple(self.fields))
         if not self.fields:
             raise SurveyError("a survey needs at least one field")
+        if not isinstance(self.name, str):
+            raise SurveyError(f"the survey's name must be a string, got {self.name!r}")
         names = [f.name for f in self.fields]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise SurveyError(f"duplicate field names: {sorted(dup)}")
-        object.__setattr__(self, "cosmology", cosmology_from_config(self.cosmology))
+        try:
+            cosmo = cosmology_from_config(self.cosmology)
+        except CosmologyError as err:
+            raise SurveyError(f"survey {self.name!r}: [cosmology]: {err}") from None
+        object.__setattr__(self, "cosmology", cosmo)
         members = tuple((str(m), tuple(str(n) for n in fl)) for m, fl in self.members)
         if members:
             listed = [n for _, fl in members for n in fl]
@@ -875,7 +1124,11 @@ class Survey:
         return self.field(name).sigma_dm_slice(z, dz, method=method, cosmology=self.cosmology)
 
     def to_dict(self) -> dict:
-        d: dict = {"name": self.name, "cosmology": cosmology_to_config(self.cosmology)}
+        try:
+            cosmo = cosmology_to_config(self.cosmology)
+        except CosmologyError as err:
+            raise SurveyError(f"survey {self.name!r} cannot be written: {err}") from None
+        d: dict = {"name": self.name, "cosmology": cosmo}
         if self.members:
             d["survey"] = [
                 {"name": m, "fields": [self.field(n).to_dict() for n in fl]}
@@ -888,10 +1141,25 @@ class Survey:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> Survey:
-        unknown = set(d) - {"name", "cosmology", "fields", "survey", "ownership"}
-        if unknown:
-            raise SurveyError(f"survey description: unknown key(s) {sorted(unknown)}")
+    def from_dict(cls, d: Mapping) -> Survey:
+        """Build a survey from the dict of a TOML file (see the module docstring).
+
+        Every key must be one the reader uses, at every level; anything else, conflicting keys
+        and values of the wrong type are :class:`SurveyError` naming the key and the table.
+        """
+        if not isinstance(d, Mapping):
+            raise SurveyError(f"a survey description must be a table, got {d!r}")
+        _unknown_keys("survey description (top level)", d, _SURVEY_KEYS)
+        name = d.get("name")
+        if name is not None and not isinstance(name, str):
+            raise SurveyError(f"survey description: name must be a string, got {name!r}")
+        cosmology = d.get("cosmology")
+        if cosmology is not None and not isinstance(cosmology, str | Mapping):
+            raise SurveyError(
+                f"survey description: cosmology must be a [cosmology] table or a name, got "
+                f"{cosmology!r}"
+            )
+        ownership = _tables("ownership", d.get("ownership", []))
         if "survey" in d:
             if "fields" in d:
                 raise SurveyError(
@@ -899,43 +1167,47 @@ class Survey:
                     "field in a [[survey.fields]] table of its survey"
                 )
             members = {}
-            for k, m in enumerate(d["survey"]):
-                if not isinstance(m, dict) or not m.get("name"):
+            for k, m in enumerate(_tables("survey", d["survey"])):
+                mname = m.get("name")
+                if not mname:
                     raise SurveyError(f"[[survey]] table {k} has no 'name'")
+                if not isinstance(mname, str):
+                    raise SurveyError(f"[[survey]] table {k}: name must be a string, got {mname!r}")
                 extra = set(m) - {"name", "fields"}
                 if "cosmology" in extra:
                     raise SurveyError(
-                        f"survey {m['name']!r}: one cosmology for all surveys; give it in the "
+                        f"survey {mname!r}: one cosmology for all surveys; give it in the "
                         "top-level [cosmology] table"
                     )
-                if extra:
-                    raise SurveyError(f"survey {m['name']!r}: unknown key(s) {sorted(extra)}")
+                _unknown_keys(f"survey {mname!r}", m, ("name", "fields"))
                 if not m.get("fields"):
-                    raise SurveyError(f"survey {m['name']!r} has no [[survey.fields]] tables")
-                if m["name"] in members:
-                    raise SurveyError(f"duplicate survey name {m['name']!r}")
-                members[str(m["name"])] = [Field.from_dict(f) for f in m["fields"]]
-            out = cls.combine(members, ownership=d.get("ownership", ()),
-                              cosmology=d.get("cosmology"), name=d.get("name"))
-            return out
+                    raise SurveyError(f"survey {mname!r} has no [[survey.fields]] tables")
+                if mname in members:
+                    raise SurveyError(f"duplicate survey name {mname!r}")
+                members[mname] = [Field.from_dict(f)
+                                  for f in _tables(f"survey {mname!r}: fields", m["fields"])]
+            return cls.combine(members, ownership=ownership, cosmology=cosmology, name=name)
         if "fields" not in d or not d["fields"]:
             raise SurveyError("survey description has no [[fields]] tables")
         return cls(
-            fields=tuple(Field.from_dict(f) for f in d["fields"]),
-            cosmology=d.get("cosmology"),
-            name=d.get("name", "survey"),
-            ownership=d.get("ownership", ()),
+            fields=tuple(Field.from_dict(f) for f in _tables("fields", d["fields"])),
+            cosmology=cosmology,
+            name="survey" if name is None else name,
+            ownership=ownership,
         )
 
     @classmethod
     def read(cls, path: str | Path) -> Survey:
-        """Read a survey TOML file."""
+        """Read a survey TOML file; every error names the file (:meth:`from_dict`)."""
         with open(path, "rb") as fh:
             try:
                 d = tomllib.load(fh)
-            except tomllib.TOMLDecodeError as err:
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
                 raise SurveyError(f"{path}: not valid TOML ({err})") from None
-        return cls.from_dict(d)
+        try:
+            return cls.from_dict(d)
+        except SurveyError as err:
+            raise SurveyError(f"{path}: {err}") from None
 
     def write(self, path: str | Path) -> None:
         """Write the survey as TOML."""

@@ -266,6 +266,11 @@ def test_fault_16_mock_refuses_an_existing_catalogue_unless_overwrite(small, tmp
     from popmodel.catalog import PosteriorCatalog
 
     assert set(PosteriorCatalog.read(out).n_samples) == {4}
+    # --resume keeps the file this command wrote with the same settings, refuses another one
+    written = out.read_bytes()
+    assert main([*argv, "--resume"]) == 0 and out.read_bytes() == written
+    assert main([*argv[:-1], "5", "--resume"]) == 2 and out.read_bytes() == written
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
 
 
 # ---------------------------------------------------------------- faults 17, 30

@@ -17,7 +17,9 @@ def field_dict(name: str = "GOODSS", **kw) -> dict:
         "area_arcmin2": 172.0,
         "z_min": 0.5,
         "z_max": 2.5,
-        "completeness": {"z": [0.5, 1.0, 2.0], "log_mass": [8.1, 8.8, 9.3]},
+        # the table stops at z = 2.0 of the field's 2.5: held flat beyond, as the file says
+        "completeness": {"z": [0.5, 1.0, 2.0], "log_mass": [8.1, 8.8, 9.3],
+                         "extrapolate": "flat"},
     }
     d.update(kw)
     return d
