@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -20,6 +23,8 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "CallablePrior",
     "CatalogError",
+    "CatalogFileError",
+    "CatalogFileNotFoundError",
     "FlatPrior",
     "InterimPrior",
     "KDEPrior",
@@ -56,10 +61,27 @@ _HDF5_PATH = "catalog"
 # FITS headers cannot hold nested metadata, so ``meta`` is stored there as one JSON string.
 _FITS_META_KEY = "PMMETA"
 _MAX_IDS_IN_MESSAGE = 10
+_FORMAT_NAMES = {"hdf5": "HDF5", "fits": "FITS", "ecsv": "ECSV", "parquet": "Parquet"}
+_FORMAT_ARTICLES = {"hdf5": "an", "fits": "a", "ecsv": "an", "parquet": "a"}
+#: Names within a small edit distance of a popmodel column that are common names of other
+#: quantities (squashed as by :func:`_squash`), so never taken for a misspelling: the specific
+#: SFR, and the log posterior probability that MCMC samplers store with each draw.
+_NOT_MISSPELLINGS = frozenset({"logssfr", "ssfr", "logprob", "lnprob"})
+
+logger = logging.getLogger(__name__)
 
 
 class CatalogError(ValueError):
     """Invalid catalog input; the message names the offending galaxy id, column or field."""
+
+
+class CatalogFileError(CatalogError):
+    """A catalogue file that cannot be read: not in its format, truncated or corrupt, or without
+    the table; the message names the file."""
+
+
+class CatalogFileNotFoundError(CatalogFileError, FileNotFoundError):
+    """The catalogue file does not exist (also a :class:`FileNotFoundError`)."""
 
 
 def _format_ids(ids: Sequence[str] | np.ndarray) -> str:
@@ -78,6 +100,326 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _format_rows(rows: np.ndarray) -> str:
+    """Return a short list of (0-based) table row numbers for an error message."""
+    rows = [int(r) for r in rows]
+    shown = ", ".join(str(r) for r in rows[:_MAX_IDS_IN_MESSAGE])
+    if len(rows) > _MAX_IDS_IN_MESSAGE:
+        shown += f", ... ({len(rows)} in total)"
+    return shown
+
+
+def _where(rows: np.ndarray, sample_ids: np.ndarray | None) -> str:
+    """``row(s) ... (galaxy id(s) ...)`` for the rows of a long table, for an error message."""
+    text = f"row(s) {_format_rows(rows)}"
+    if sample_ids is not None and rows.size:
+        ids = sample_ids[rows]
+        _, first = np.unique(ids, return_index=True)
+        text += f" (galaxy id(s) {_format_ids(ids[np.sort(first)])})"
+    return text
+
+
+# ------------------------------------------------------------------ column names
+def _squash(name: str) -> str:
+    """Lower case without separators: ``'Log-Mass'`` and ``'log_mass'`` both give ``'logmass'``."""
+    return re.sub(r"[\s_.\-]+", "", name.lower())
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, substitutions and swaps of two
+    neighbouring characters each count 1."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def _near_miss(name: str) -> str | None:
+    """The popmodel column that ``name`` (not itself one) looks like a misspelling of, or None.
+
+    Close means: the same up to case and separators (``'LogMass'``, ``'log-prior'``), a plural
+    (``'weights'``), or an edit distance of at most 1 for names of 4-5 characters and 2 for
+    longer ones (``'lnprior'``, ``'weigth'``); never for the one- and two-letter names beyond
+    case and plural, never for a known name followed by digits (``'log_mass_16'``, a percentile),
+    and never for the names in ``_NOT_MISSPELLINGS``.
+    """
+    s = _squash(name)
+    if not s or s in _NOT_MISSPELLINGS:
+        return None
+    best, best_distance = None, None
+    for known in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        k = _squash(known)
+        if s == k or (len(k) > 1 and s in (k + "s", k + "es")):
+            return known
+        if s.startswith(k) and s[len(k):].isdigit():
+            continue
+        limit = 0 if len(k) < 4 else 1 if len(k) <= 5 else 2
+        if limit and abs(len(s) - len(k)) <= limit:
+            distance = _edit_distance(s, k)
+            if distance <= limit and (best_distance is None or distance < best_distance):
+                best, best_distance = known, distance
+    return best
+
+
+def _check_column_names(colnames: Sequence[str], source: str | None) -> None:
+    """Raise for a misspelt or missing popmodel column; log the columns that are ignored."""
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    unknown = [c for c in colnames if c not in known]
+    near = [(c, _near_miss(c)) for c in unknown]
+    near = [(c, k) for c, k in near if k is not None]
+    if near:
+        parts = []
+        for col, k in near:
+            kind = "required" if k in REQUIRED_COLUMNS else "optional"
+            also = ", which is also present" if k in colnames else ""
+            parts.append(f"column {col!r} looks like the {kind} column {k!r}{also}")
+        raise CatalogError(
+            "; ".join(parts)
+            + ". Columns that are not popmodel's are ignored, so a misspelt name would silently "
+            "drop its values: rename "
+            + (f"it to {near[0][1]!r}" if len(near) == 1 else "each to the popmodel name")
+            + " to use it, or to a clearly different name to leave it out"
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in colnames]
+    if missing:
+        raise CatalogError(
+            f"required column(s) {', '.join(map(repr, missing))} missing from the table "
+            f"(has {list(colnames)})"
+        )
+    if unknown:
+        logger.warning(
+            "%signoring column(s) %s: not popmodel columns (it reads %s)",
+            f"catalogue {source!r}: " if source else "",
+            ", ".join(map(repr, unknown)),
+            ", ".join(c for c in known if c in colnames),
+        )
+
+
+# ------------------------------------------------------------------ column values
+def _text_column(name: str, values: np.ndarray) -> np.ndarray:
+    """Column ``name`` (``id`` or ``field``) as str; bytes are decoded as UTF-8.
+
+    Raises:
+        CatalogError: naming the rows whose bytes are not text (a corrupt file, usually).
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise CatalogError(f"column {name!r} must have one value per row, has shape {arr.shape}")
+    if arr.dtype.kind == "S":
+        try:
+            return np.char.decode(arr, "utf-8")
+        except UnicodeDecodeError:
+            uniq = np.unique(arr)
+            bad = [u for u in uniq if not _decodes(u)]
+            rows = np.flatnonzero(np.isin(arr, bad))
+            raise CatalogError(
+                f"column {name!r} holds bytes that are not text (UTF-8) in {_where(rows, None)}, "
+                f"e.g. {bytes(bad[0])!r}: the file looks corrupt"
+            ) from None
+    if arr.dtype.kind == "O":
+        out = []
+        for i, v in enumerate(arr):
+            if isinstance(v, bytes):
+                if not _decodes(v):
+                    raise CatalogError(
+                        f"column {name!r} holds bytes that are not text (UTF-8) in row {i}, "
+                        f"e.g. {v!r}: the file looks corrupt"
+                    )
+                v = v.decode("utf-8")
+            out.append(str(v))
+        return np.array(out, dtype=str)
+    return arr.astype(str)
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def _float_column(name: str, values: np.ndarray, sample_ids: np.ndarray) -> np.ndarray:
+    """Column ``name`` as float64; numbers stored as text are converted.
+
+    Raises:
+        CatalogError: naming the column, the rows and the galaxies of values that are not
+            numbers, or a column of another kind (complex, dates).
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise CatalogError(f"column {name!r} must have one value per row, has shape {arr.shape}")
+    kind = arr.dtype.kind
+    if kind in "fiub":
+        return arr.astype(np.float64)
+    if kind not in "USO":
+        raise CatalogError(f"column {name!r} holds values of type {arr.dtype}, not real numbers")
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    if kind == "O":
+        bad_mask = np.array([not _is_number(v) for v in arr], dtype=bool)
+    else:
+        uniq = np.unique(arr)
+        bad_values = [u for u in uniq if not _is_number(u)]
+        bad_mask = np.isin(arr, bad_values)
+    rows = np.flatnonzero(bad_mask)
+    examples = [v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else v
+                for v in arr[rows[:50]].tolist()]
+    examples = list(dict.fromkeys(examples))[:3]
+    raise CatalogError(
+        f"column {name!r} has values that are not numbers ("
+        + ", ".join(repr(v) for v in examples)
+        + f") in {_where(rows, sample_ids)}"
+    )
+
+
+def _check_grouped(sample_ids: np.ndarray) -> None:
+    """Raise naming the galaxy ids whose rows are not one contiguous block of the table."""
+    if sample_ids.size == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, sample_ids[1:] != sample_ids[:-1]])
+    run_ids = sample_ids[starts]
+    uniq, first, counts = np.unique(run_ids, return_index=True, return_counts=True)
+    if uniq.size == run_ids.size:
+        return
+    ends = np.r_[starts[1:], sample_ids.size] - 1
+    split = uniq[np.argsort(first)][counts[np.argsort(first)] > 1]
+    details = []
+    for gid in split[:3]:
+        k = np.flatnonzero(run_ids == gid)
+        blocks = [f"{starts[j]}-{ends[j]}" if ends[j] > starts[j] else f"{starts[j]}"
+                  for j in k[:4]]
+        more = f" and {k.size - 4} more blocks" if k.size > 4 else ""
+        details.append(f"{str(gid)!r} in rows {', '.join(blocks)}{more}")
+    raise CatalogError(
+        f"the rows of galaxy id(s) {_format_ids(split)} are not contiguous ("
+        + "; ".join(details)
+        + ", counting rows from 0): two galaxies share the id, or the table is not grouped by "
+        "galaxy. The rows of each galaxy must be adjacent; give each galaxy its own id, or, "
+        "if they really are one galaxy's samples, group its rows (or pass "
+        "allow_interleaved=True)"
+    )
+
+
+# ------------------------------------------------------------------ files
+def _read_hdf5(name: str) -> Table:
+    import h5py
+
+    with h5py.File(name, "r") as f:
+        obj = f.get(_HDF5_PATH)
+        if not isinstance(obj, h5py.Dataset):
+            found: list[str] = []
+            f.visititems(lambda key, o: found.append(key) if isinstance(o, h5py.Dataset) else None)
+            held = (
+                "it holds no datasets"
+                if not found
+                else f"its datasets are {', '.join(map(repr, found[:_MAX_IDS_IN_MESSAGE]))}"
+                + (f", ... ({len(found)} in total)" if len(found) > _MAX_IDS_IN_MESSAGE else "")
+            )
+            what = "no dataset" if obj is None else f"a {type(obj).__name__}, not a dataset,"
+            raise CatalogFileError(
+                f"catalogue file {name!r} has {what} at path {_HDF5_PATH!r} ({held}); popmodel "
+                f"reads the long table that PosteriorCatalog.write stores there"
+            )
+    return Table.read(name, format="hdf5", path=_HDF5_PATH)
+
+
+def _read_fits(name: str) -> Table:
+    table = Table.read(name, format="fits")
+    meta = dict(table.meta)
+    if _FITS_META_KEY in meta:
+        try:
+            meta = json.loads(meta[_FITS_META_KEY])
+        except (TypeError, ValueError) as exc:
+            raise CatalogFileError(
+                f"catalogue file {name!r}: header keyword {_FITS_META_KEY} (the metadata) is not "
+                f"valid JSON ({exc})"
+            ) from exc
+        if not isinstance(meta, dict):
+            raise CatalogFileError(
+                f"catalogue file {name!r}: header keyword {_FITS_META_KEY} (the metadata) is not "
+                f"a JSON object"
+            )
+    table.meta = meta
+    return table
+
+
+def _read_ecsv(name: str) -> Table:
+    with open(name, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        last = fh.read(1)
+    if last not in (b"\n", b"\r"):
+        # astropy writes a final newline; a text file cut short usually ends mid-line, and its
+        # last value could still parse (10.53 cut to 10.5), so this is an error, not a guess
+        raise CatalogFileError(
+            f"catalogue file {name!r} does not end with a newline: it looks truncated (cut in "
+            f"the middle of its last line). If it is complete, add a newline at its end"
+        )
+    return Table.read(name, format="ascii.ecsv")
+
+
+def _read_parquet(name: str) -> Table:
+    return Table.read(name, format="parquet")
+
+
+_READERS: dict[str, Callable[[str], Table]] = {
+    "hdf5": _read_hdf5,
+    "fits": _read_fits,
+    "ecsv": _read_ecsv,
+    "parquet": _read_parquet,
+}
+
+
+def _read_table_file(path: str | os.PathLike, fmt: str) -> Table:
+    """The long table in ``path``, or a :class:`CatalogFileError` naming the file and the fault.
+
+    Warnings from the readers (astropy's "File may have been truncated", say) are logged with
+    the file name, or go into the error message when reading fails.
+    """
+    name = os.fspath(path)
+    label, article = _FORMAT_NAMES[fmt], _FORMAT_ARTICLES[fmt]
+    if not os.path.exists(name):
+        raise CatalogFileNotFoundError(f"catalogue file {name!r} does not exist")
+    if os.path.isdir(name):
+        raise CatalogFileError(f"catalogue {name!r} is a directory, not {article} {label} file")
+    if os.path.getsize(name) == 0:
+        raise CatalogFileError(f"catalogue file {name!r} is empty (0 bytes)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            table = _READERS[fmt](name)
+        except CatalogError:
+            raise
+        except Exception as exc:  # h5py, astropy and pyarrow raise many types
+            notes = list(dict.fromkeys(str(w.message) for w in caught))
+            raise CatalogFileError(
+                f"cannot read catalogue file {name!r} as {label}: it is not {article} {label} "
+                f"file, or "
+                f"it is truncated or corrupt ({type(exc).__name__}: {exc}"
+                + (f"; warnings: {'; '.join(notes)}" if notes else "")
+                + ")"
+            ) from exc
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            logger.warning("catalogue %r: %s", name, w.message)
+        else:  # deprecations and the like: pass them on unchanged
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    return table
 
 
 @dataclass(frozen=True)
@@ -334,41 +676,60 @@ class PosteriorCatalog:
         )
 
     @classmethod
-    def from_table(cls, table: Table) -> PosteriorCatalog:
+    def from_table(cls, table: Table, *, allow_interleaved: bool = False) -> PosteriorCatalog:
         """Build a catalog from a long table with one row per posterior sample.
 
-        Rows are grouped by ``id``, keeping the order in which galaxies first appear and all
-        samples of each galaxy (never downsampled). Extra columns are ignored and
-        ``table.meta`` is copied into ``meta``.
+        The rows of each galaxy must be contiguous (as :meth:`to_table` and :meth:`write` give
+        them): an id whose rows are split by other galaxies' rows is an error, since that is
+        how two galaxies that share an id look. Galaxies keep the order of their first row, and
+        all samples of each galaxy are kept (never downsampled). Columns that are not popmodel
+        columns are ignored, and logged by name; a name close to a popmodel column (``weights``,
+        ``logprior``, ``Log_Mass``) is an error, since its values would otherwise be dropped
+        without a word. ``table.meta`` is copied into ``meta``.
 
         Args:
             table: Table with the columns :data:`REQUIRED_COLUMNS` and optionally
                 :data:`OPTIONAL_COLUMNS`.
+            allow_interleaved: Accept a galaxy's rows anywhere in the table and group them by
+                id (e.g. a table stacked chain by chain); then two galaxies that share an id
+                (in one field) are merged without a word.
 
         Returns:
             The catalog.
 
         Raises:
-            CatalogError: If a required column is missing or masked, ``field`` changes within a
-                galaxy, or validation fails.
+            CatalogError: If a column is missing, misspelt, masked or not numeric, ``field`` or
+                an ``*_obs`` column changes within a galaxy, a galaxy's rows are not contiguous,
+                or validation fails; the message names the column, rows and galaxy ids.
         """
-        missing = [c for c in REQUIRED_COLUMNS if c not in table.colnames]
-        if missing:
-            raise CatalogError(
-                f"required column(s) {', '.join(map(repr, missing))} missing from the table "
-                f"(has {table.colnames})"
-            )
+        return cls._from_table(table, allow_interleaved=allow_interleaved, source=None)
+
+    @classmethod
+    def _from_table(
+        cls, table: Table, *, allow_interleaved: bool, source: str | None
+    ) -> PosteriorCatalog:
+        """:meth:`from_table`, with the file name (``source``) for the log of ignored columns."""
+        colnames = [str(c) for c in table.colnames]
+        _check_column_names(colnames, source)
         data: dict[str, np.ndarray] = {}
+        sample_ids = None  # decoded first, to name the galaxies of faults in other columns
         for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
-            if name not in table.colnames:
+            if name not in colnames:
                 continue
             col = table[name]
             mask = getattr(col, "mask", None)
             if mask is not None and np.any(mask):
-                raise CatalogError(f"column {name!r} has masked (missing) values")
+                rows = np.flatnonzero(np.asarray(mask).reshape(len(col), -1).any(axis=1))
+                raise CatalogError(
+                    f"column {name!r} has masked (missing) values in {_where(rows, sample_ids)}"
+                )
             data[name] = np.asarray(col)
-        sample_ids = data["id"].astype(str)
-        sample_fields = data["field"].astype(str)
+            if name == "id":
+                sample_ids = _text_column("id", data["id"])
+        sample_fields = _text_column("field", data["field"])
+        for name in ("log_mass", "z", *OPTIONAL_COLUMNS):
+            if name in data:
+                data[name] = _float_column(name, data[name], sample_ids)
         _, first, inverse = np.unique(sample_ids, return_index=True, return_inverse=True)
         order = np.argsort(first, kind="stable")
         rank = np.empty_like(order)
@@ -386,15 +747,22 @@ class PosteriorCatalog:
         per_galaxy = {}
         for col, attr in GALAXY_COLUMNS.items():
             if col in data:
-                vals = np.asarray(data[col], dtype=np.float64)
+                vals = data[col]
                 first_vals = vals[first_rows]
-                varies = vals != first_vals[galaxy_index]
+                # NaN never equals itself; non-finite values are named by the validation below
+                varies = (vals != first_vals[galaxy_index]) & ~(
+                    np.isnan(vals) & np.isnan(first_vals[galaxy_index])
+                )
                 if np.any(varies):
                     raise CatalogError(
                         f"column {col!r} changes within galaxy id(s) "
-                        f"{_format_ids(ids[np.unique(galaxy_index[varies])])}"
+                        f"{_format_ids(ids[np.unique(galaxy_index[varies])])} (a per-galaxy "
+                        f"value, so the same in every row of a galaxy; two galaxies that share "
+                        f"an id?)"
                     )
                 per_galaxy[attr] = first_vals
+        if not allow_interleaved:
+            _check_grouped(sample_ids)
         return cls.from_arrays(
             ids,
             fields,
@@ -447,34 +815,36 @@ class PosteriorCatalog:
         return _EXTENSIONS[ext]
 
     @classmethod
-    def read(cls, path: str | os.PathLike, format: str | None = None) -> PosteriorCatalog:
+    def read(
+        cls, path: str | os.PathLike, format: str | None = None, *, allow_interleaved: bool = False
+    ) -> PosteriorCatalog:
         """Read a catalog written by :meth:`write` (or any long table in the same layout).
 
         Args:
             path: File path; the extension (.h5/.hdf5, .fits/.fit, .ecsv, .parquet) selects the
                 format unless ``format`` is given.
             format: One of "hdf5", "fits", "ecsv", "parquet".
+            allow_interleaved: As in :meth:`from_table`.
 
         Returns:
             The catalog.
 
         Raises:
-            CatalogError: For an unknown format or invalid content.
+            CatalogFileNotFoundError: If there is no file at ``path``.
+            CatalogFileError: If the file cannot be read in its format (not that format,
+                truncated or corrupt, or an HDF5 file without the dataset ``catalog``).
+            CatalogError: For an unknown format or invalid content, as in :meth:`from_table`;
+                every message names the file.
         """
+        name = os.fspath(path)
+        if not os.path.exists(name):
+            raise CatalogFileNotFoundError(f"catalogue file {name!r} does not exist")
         fmt = cls._resolve_format(path, format)
-        if fmt == "hdf5":
-            table = Table.read(path, format="hdf5", path=_HDF5_PATH)
-        elif fmt == "fits":
-            table = Table.read(path, format="fits")
-            meta = dict(table.meta)
-            if _FITS_META_KEY in meta:
-                meta = json.loads(meta[_FITS_META_KEY])
-            table.meta = meta
-        elif fmt == "ecsv":
-            table = Table.read(path, format="ascii.ecsv")
-        else:
-            table = Table.read(path, format="parquet")
-        return cls.from_table(table)
+        table = _read_table_file(name, fmt)
+        try:
+            return cls._from_table(table, allow_interleaved=allow_interleaved, source=name)
+        except CatalogError as exc:
+            raise CatalogError(f"catalogue {name!r}: {exc}") from exc
 
     def write(
         self, path: str | os.PathLike, format: str | None = None, overwrite: bool = False
