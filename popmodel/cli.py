@@ -271,7 +271,8 @@ def cmd_from_percentiles(a: argparse.Namespace) -> int:
         mass_error_dex=a.mass_error_dex, n_samples=a.n_samples, seed=a.seed, cosmology=cosmo, **opt,
     )
     _write_catalog_atomic(cat, a.out, a)
-    print(json.dumps(report.as_dict() | {"ids_median_outside_68": len(report.ids_median_outside_68)}))
+    print(json.dumps(report.as_dict() | {"ids_median_outside_68": len(report.ids_median_outside_68),
+                                         "ids_exact_z": len(report.ids_exact_z)}))
     print(f"wrote {cat.n_galaxies} galaxies x {a.n_samples} samples to {a.out}")
     return 0
 
@@ -448,6 +449,14 @@ def _setup_logging(a: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
 
 
+def _report_peak_rss(path: str) -> None:
+    from popmodel.pipeline import peak_rss_kb
+
+    kb = peak_rss_kb()
+    if kb is not None:
+        Path(path).write_text(str(kb))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``popmodel ARGV``; returns the exit status (0, 1 failed computation, 2 bad input)."""
     ap = build_parser()
@@ -461,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.print_help()
         return 2
     _setup_logging(a)
+    if os.environ.get("POPMODEL_PEAK_RSS_FILE"):  # run-3dhst measures each step's memory
+        import atexit
+
+        atexit.register(_report_peak_rss, os.environ["POPMODEL_PEAK_RSS_FILE"])
     show_tb = a.verbose > 0 or os.environ.get("POPMODEL_TRACEBACK", "") not in ("", "0")
     try:
         if getattr(a, "needs_jax", True):  # fit-sfs is torch only

@@ -41,6 +41,7 @@ class PercentileReport:
         n_median_outside_68: Galaxies whose median lies outside their own 16-84 interval.
         ids_median_outside_68: Their ids.
         how_handled: Plain-text account of what was done with them.
+        ids_exact_z: Ids of the galaxies with exact redshifts.
     """
 
     n_galaxies: int
@@ -48,6 +49,7 @@ class PercentileReport:
     n_median_outside_68: int
     ids_median_outside_68: list[str] = field(default_factory=list)
     how_handled: str = ""
+    ids_exact_z: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         """Return the report as a plain dict (for metadata)."""
@@ -169,8 +171,11 @@ def catalog_from_percentiles(
     uncertainty. SFR, also a luminosity, gets the same distance shift plus
     :math:`N(0, \sigma_{SFR})`.
 
-    Exact (spectroscopic) redshifts, flagged by p16/p84 equal to -1 or NaN or all
-    percentiles equal to the median, give ``z = z_median`` for every sample. A median outside
+    Exact (spectroscopic) redshifts, flagged by p16 and p84 both equal to -1 or NaN (the
+    95% percentiles then -1, NaN or absent) or all percentiles equal to the median, give
+    ``z = z_median`` for every sample; their ids are listed in the report. A row with only
+    one of p16 / p84 flagged (say p16 NaN, p84 a number), or with a 95% percentile given
+    beside flagged p16 / p84, is ambiguous and an error naming the galaxies. A median outside
     its own [p16, p84] interval is neither dropped nor clipped: the z posterior is built from
     the interval alone, with ``(p16 + p84) / 2`` as its median; the mass shift is still
     relative to ``z_median``. Draws below ``z_min_sample`` are redrawn (rejection) and the
@@ -198,7 +203,8 @@ def catalog_from_percentiles(
         The catalog and a report on exact redshifts and medians outside their 68% interval.
 
     Raises:
-        CatalogError: For non-finite or inconsistent inputs, naming the galaxy id(s) and column.
+        CatalogError: For non-finite or inconsistent inputs, naming the galaxy id(s) and column,
+            including a row whose percentiles are only partly missing.
     """
     ids = np.asarray(ids).astype(str)
     if ids.ndim != 1:
@@ -245,7 +251,16 @@ def catalog_from_percentiles(
             )
 
     # --- classify redshifts: exact, median outside its 68% interval, regular.
-    missing = np.isnan(p16) | np.isnan(p84) | (p16 == -1) | (p84 == -1)
+    flag16, flag84 = np.isnan(p16) | (p16 == -1), np.isnan(p84) | (p84 == -1)
+    partial = flag16 != flag84
+    if np.any(partial):
+        cols = sorted({"z_p16" if f else "z_p84" for f in flag16[partial]})
+        raise CatalogError(
+            f"only one of 'z_p16' / 'z_p84' is missing (NaN or -1) in column(s) {cols} for "
+            f"galaxy id(s) {_short(ids[partial])}: an exact (spectroscopic) redshift needs both "
+            "missing, a photometric one both given"
+        )
+    missing = flag16 & flag84
     all_equal = (p16 == z_med) & (p84 == z_med)
     all_equal &= (np.isnan(lo95) | (lo95 == z_med)) & (np.isnan(hi95) | (hi95 == z_med))
     exact = missing | all_equal
@@ -275,6 +290,14 @@ def catalog_from_percentiles(
         raise CatalogError(
             f"column 'z_p97_5' is below 'z_p84' for galaxy id(s) {_short(ids[bad])}"
         )
+    for column, arr in (("z_p2_5", lo95), ("z_p97_5", hi95)):
+        given = missing & ~np.isnan(arr) & (arr != -1) & (arr != z_med)
+        if np.any(given):
+            raise CatalogError(
+                f"column {column!r} is given while 'z_p16' and 'z_p84' are missing (NaN or -1) "
+                f"for galaxy id(s) {_short(ids[given])}: give all percentiles, or none for an "
+                "exact (spectroscopic) redshift"
+            )
     outside = fuzzy & ((z_med < p16) | (z_med > p84))
     shape_median = np.where(outside, 0.5 * (p16 + p84), z_med)
 
@@ -338,6 +361,7 @@ def catalog_from_percentiles(
         n_median_outside_68=n_out,
         ids_median_outside_68=[str(i) for i in ids[outside]],
         how_handled=how,
+        ids_exact_z=[str(i) for i in ids[exact]],
     )
 
     def describe(sigma: np.ndarray, given: Any) -> Any:

@@ -118,21 +118,37 @@ def run_step(argv: list[str]) -> int:
 
 
 def run_step_measured(argv: list[str]) -> tuple[int, float | None]:
-    """Run ``popmodel ARGV`` in a fresh process; returns (exit status, its peak RSS in MB, or
-    None where the platform does not report it)."""
-    proc = subprocess.Popen([sys.executable, "-m", "popmodel.cli", *argv])
+    """Run ``popmodel ARGV`` in a fresh process; returns (exit status, its peak resident memory
+    in MB, or None where the platform does not report it).
+
+    The step reports its own peak (``VmHWM`` of ``/proc/self/status``, which counts the new
+    program only; ``ru_maxrss`` would include the parent's pages copied at the fork) into a
+    file named by ``POPMODEL_PEAK_RSS_FILE``.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "peak_rss_kb"
+        env = dict(os.environ, POPMODEL_PEAK_RSS_FILE=str(report))
+        rc = subprocess.run([sys.executable, "-m", "popmodel.cli", *argv], env=env,
+                            check=False).returncode
+        try:
+            kb = float(report.read_text())
+        except (OSError, ValueError):
+            return rc, None
+    return rc, round(kb / 1024, 1)
+
+
+def peak_rss_kb() -> float | None:
+    """This process's peak resident memory [kB] since it started its program (Linux)."""
     try:
-        if hasattr(os, "wait4"):
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            # ru_maxrss is in kB on Linux, bytes on macOS
-            scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
-            return proc.returncode, round(usage.ru_maxrss * scale, 1)
-        return proc.wait(), None
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def cmd_run_3dhst(a: argparse.Namespace) -> int:

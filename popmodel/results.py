@@ -73,6 +73,8 @@ def provenance(fit: SMFFit, extra: dict | None = None) -> dict:
         "diagnostics": _jsonable({k: v for k, v in fit.diagnostics.items()}),
         "mc_error": _jsonable({k: v for k, v in fit.mc_error.items() if not isinstance(v, np.ndarray)}),
         "mc_bootstrap_rms_shift_sigma": _jsonable(fit.bootstrap.get("rms_shift_sigma", {})),
+        "mc_bootstrap_status": fit.bootstrap.get("status"),
+        "mc_bootstrap_max_rms_shift_sigma": _jsonable(fit.bootstrap.get("max_rms_shift_sigma")),
         "compression_check": _jsonable(fit.compression),
         "warnings": list(fit.warnings),
         "timing_s": _jsonable(fit.timing),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -88,11 +90,11 @@ def test_failing_step_stops_the_run(tmp_path, monkeypatch):
         rec["total_wall_s"]
 
 
-def test_run_step_measures_the_peak_memory_of_the_step():
-    rc, rss = pipeline.run_step_measured(["--version"])
-    assert rc == 0 and rss is not None and 10 < rss < 2000
-
-
-def test_run_step_runs_the_cli_in_a_subprocess():
-    assert pipeline.run_step(["--version"]) == 0
-    assert pipeline.run_step(["no-such-command"]) == 2
+def test_run_step_measures_the_peak_memory_of_the_step(tmp_path):
+    # a bare step reports well below 400 MB; a program that holds 400 MB reports more
+    rc, rss = pipeline.run_step_measured(["survey-3dhst", "--out", str(tmp_path / "s.toml")])
+    assert rc == 0 and rss is not None and 10 < rss < 400
+    code = ("import sys, numpy as np; from popmodel.cli import _report_peak_rss; "
+            "a = np.ones(50_000_000); _report_peak_rss(sys.argv[1])")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "kb")], check=True)
+    assert float((tmp_path / "kb").read_text()) / 1024 > 400

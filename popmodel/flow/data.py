@@ -26,7 +26,47 @@ import numpy as np
 
 from popmodel.catalog import CatalogError, PosteriorCatalog
 
-__all__ = ["FlowData", "flow_data_from_catalog"]
+__all__ = ["FlowData", "check_point_estimates", "flow_data_from_catalog"]
+
+#: Where catalogue point estimates can lie (the mass-function model's support, the same
+#: numbers as :data:`popmodel.smf.data.LOG_MASS_SUPPORT` / ``Z_SUPPORT``; kept here so that the
+#: torch side does not import JAX).
+POINT_ESTIMATE_SUPPORT = {"log_mass_obs": ("obs_log_mass", 4.0, 14.0, False),
+                          "z_obs": ("obs_z", 0.0, 12.0, True)}
+
+
+def check_point_estimates(catalog: PosteriorCatalog, among: np.ndarray | None = None) -> None:
+    """Raise CatalogError when ``log_mass_obs`` / ``z_obs`` lie outside [4, 14] / (0, 12].
+
+    These per-galaxy point estimates pick the galaxies that pass the survey's cuts and set
+    the SFS table's grid; in other units than the samples (a linear mass such as 1e10) every
+    galaxy would pass the mass limit without a word. The message names the column and the
+    galaxies.
+
+    Args:
+        catalog: the catalogue.
+        among: ``(N,)`` mask of the galaxies to check (default all), e.g. those that pass the
+            survey's cuts (a galaxy the cuts drop may lie outside: 3D-HST holds one of
+            log M = 3.97).
+    """
+    for col, (attr, lo, hi, open_lo) in POINT_ESTIMATE_SUPPORT.items():
+        x = getattr(catalog, attr, None)
+        if x is None:
+            continue
+        x = np.asarray(x, float)
+        bad = ((x <= lo) if open_lo else (x < lo)) | (x > hi)
+        if among is not None:
+            bad &= among
+        if np.any(bad):
+            ids = ", ".join(repr(str(i)) for i in catalog.ids[bad][:5])
+            hint = ("; it looks like a linear mass: give log10 M/Msun, in the same units as the "
+                    "samples") if attr == "obs_log_mass" and np.median(x[bad]) > 1e3 else ""
+            raise CatalogError(
+                f"point-estimate column {col!r} has values outside {'(' if open_lo else '['}"
+                f"{lo}, {hi}] for {int(bad.sum())} of the "
+                f"{x.size if among is None else int(among.sum())} galaxies checked ({ids}"
+                f"{', ...' if bad.sum() > 5 else ''}; e.g. {float(x[bad][0])!r}){hint}"
+            )
 
 
 @dataclass

@@ -33,7 +33,7 @@ import torch
 from astropy.table import Table
 
 from popmodel.catalog import CatalogError, PosteriorCatalog
-from popmodel.flow.data import FlowData, flow_data_from_catalog
+from popmodel.flow.data import FlowData, check_point_estimates, flow_data_from_catalog
 from popmodel.flow.model import FlowConfig, SFSFlow
 from popmodel.flow.parametric import EQ10_PARAMETERS, Eq10Fit, fit_eq10
 from popmodel.flow.selection import NormalizationGrid, selection_grids
@@ -170,6 +170,8 @@ def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey) -> tuple[Poster
 
     Raises:
         SurveyError: If a catalogue field is not in the survey.
+        CatalogError: If ``log_mass_obs`` / ``z_obs`` of a galaxy that passes lie outside the
+            model's support (:func:`popmodel.flow.data.check_point_estimates`).
     """
     unknown = sorted(set(catalog.fields.tolist()) - set(survey.field_names))
     if unknown:
@@ -188,6 +190,7 @@ def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey) -> tuple[Poster
             "below_mass_limit": int((in_z & ~ok).sum()), "kept": int(ok.sum()),
         }
     report["n_kept"] = int(keep.sum())
+    check_point_estimates(catalog, among=keep)  # a linear mass (1e10) passes every limit
     if not keep.any():
         raise CatalogError("no galaxy passes the survey's redshift window and mass limit")
     return catalog.subset(keep), report

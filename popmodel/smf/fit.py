@@ -12,7 +12,7 @@ import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
 from popmodel.smf.compression import compression_check, compression_summary
-from popmodel.smf.data import SMFData, prepare_smf_data
+from popmodel.smf.data import SMFData, check_field_coverage, prepare_smf_data
 from popmodel.smf.density import DEFAULT_SLICE_DZ
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
 from popmodel.smf.inference import (
@@ -27,11 +27,15 @@ from popmodel.smf.inference import (
 from popmodel.smf.model import SMFPrior
 from popmodel.survey import Survey
 
-__all__ = ["FitConfig", "SMFFit", "fit_smf"]
+__all__ = ["FitConfig", "SMFFit", "fit_smf", "prior_dominated", "prior_sd"]
 
 #: Warn when the Monte Carlo noise of the posterior samples moves the MAP by more than this
 #: many posterior sigma (rms over bootstrap replicates).
 MC_SHIFT_WARN_SIGMA = 0.3
+
+#: Warn that the data do not constrain a mass-function parameter when its posterior standard
+#: deviation exceeds this fraction of its prior's.
+PRIOR_DOMINATED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,18 +126,29 @@ class SMFFit:
     def summary_lines(self) -> list[str]:
         lines = [self.data.report.summary()]
         lines += self.diagnostics.get("plain_words", [])
-        lines.append(
-            f"Monte Carlo error: median per-galaxy effective sample size "
-            f"{self.mc_error['ess_median']:.1f} (minimum {self.mc_error['ess_min']:.2f}); "
-            f"sd of ln L-hat {self.mc_error['sd_log_l_total']:.2f}"
-        )
-        if self.bootstrap:
+        mc = self.mc_error
+        status = mc.get("status", "ok")
+        if mc.get("sd_log_l_total") is None:
+            lines.append(f"Monte Carlo error of ln L-hat: {status}")
+        else:
             lines.append(
-                f"the finite posterior samples move the MAP by up to "
-                f"{self.bootstrap['max_rms_shift_sigma']:.2f} sigma (rms over "
-                f"{len(self.bootstrap['shift_sigma'])} bootstrap replicates; warning above "
-                f"{MC_SHIFT_WARN_SIGMA})"
+                f"Monte Carlo error: median per-galaxy effective sample size "
+                f"{mc['ess_median']:.1f} (minimum {mc['ess_min']:.2f}); "
+                f"sd of ln L-hat {mc['sd_log_l_total']:.2f}"
+                + ("" if status == "ok" else f" ({status})")
             )
+        if self.bootstrap:
+            b = self.bootstrap
+            bstat = b.get("status", "ok")
+            if b.get("max_rms_shift_sigma") is None:
+                lines.append(f"Monte Carlo shift of the MAP (bootstrap): {bstat}")
+            else:
+                lines.append(
+                    f"the finite posterior samples move the MAP by up to "
+                    f"{b['max_rms_shift_sigma']:.2f} sigma (rms over "
+                    f"{b.get('n_boot', len(b['shift_sigma']))} bootstrap replicates; warning above "
+                    f"{MC_SHIFT_WARN_SIGMA})" + ("" if bstat == "ok" else f" ({bstat})")
+                )
         if self.extrapolated_anchors:
             lines.append(
                 f"anchor redshifts {self.extrapolated_anchors} lie outside the data's redshift "
@@ -222,6 +237,9 @@ def fit_smf(
     data = prepare_smf_data(catalog, survey, posterior=cfg.posterior, **prep)
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())
+    for line in data.report.count_lines():
+        log(line)
+    check_field_coverage(data.report)  # a field missing from the catalogue: before any fit
     if data.density is not None:
         prior = dataclasses.replace(prior, density_terms=data.density.labels)
         sig = data.density.sigma_dm
@@ -261,6 +279,8 @@ def fit_smf(
         warn.append(f"the MAP optimisation did not converge cleanly ({mp.message})")
     p_map = mp.continuity_params(prior.anchor_z)
     mc = mc_error_diagnostics(data, p_map)
+    if mc["n_too_few_samples"]:
+        warn.append(f"Monte Carlo error: {mc['status']}")
     boot = {}
     if cfg.n_bootstrap > 0:
         t0 = time.perf_counter()
@@ -303,6 +323,16 @@ def fit_smf(
                                 "no sampler diagnostics apply; use method='nuts' for results")]}
     if cfg.method == "nuts" and not diag["ok"]:
         warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
+    weak = prior_dominated(samples, prior)
+    diag["prior_dominated"] = weak
+    if weak:
+        warn.append(
+            "the data barely constrain " + ", ".join(
+                f"{n} (posterior sd {v['posterior_sd']:.3g} > {PRIOR_DOMINATED_FRACTION:g} x "
+                f"prior sd {v['prior_sd']:.3g})" for n, v in weak.items())
+            + ": their posteriors are mostly the prior; do not read them as measurements "
+            "(more galaxies, or a narrower redshift range / informative prior, would help)"
+        )
     zlo, zhi = data.z_data_range
     extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]  # fields' z ranges
     fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc,
@@ -315,3 +345,36 @@ def fit_smf(
 def _laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData, cfg: FitConfig) -> dict[str, np.ndarray]:
     d = laplace_draws(mp, prior, data, cfg.num_samples * cfg.num_chains, cfg.seed)
     return {k: v.reshape(cfg.num_chains, cfg.num_samples) for k, v in d.items()}
+
+
+def prior_sd(prior: SMFPrior, name: str) -> float:
+    """Standard deviation of a mass-function parameter's prior (uniform or truncated normal)."""
+    lo, hi = prior.bounds[name]
+    if name in prior.normal:
+        from scipy.stats import truncnorm
+
+        mu, sd = prior.normal[name]
+        return float(truncnorm.std((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd))
+    return float((hi - lo) / np.sqrt(12.0))
+
+
+def prior_dominated(samples: dict[str, np.ndarray], prior: SMFPrior,
+                    fraction: float = PRIOR_DOMINATED_FRACTION) -> dict[str, dict[str, float]]:
+    """Mass-function parameters whose posterior sd exceeds ``fraction`` of their prior's sd.
+
+    Such a parameter is set by the prior, not by the data (a single galaxy, a handful of
+    galaxies, an anchor far outside the data's redshifts). The density terms are left out:
+    they are nuisance parameters whose posteriors are expected to stay near their priors.
+
+    Returns:
+        name -> ``{"posterior_sd", "prior_sd"}`` for each such parameter (empty: none).
+    """
+    out = {}
+    for n in prior.names:
+        if n not in samples:
+            continue
+        post = float(np.std(np.asarray(samples[n], dtype=float)))
+        ref = prior_sd(prior, n)
+        if post > fraction * ref:
+            out[n] = {"posterior_sd": post, "prior_sd": ref}
+    return out

@@ -39,6 +39,7 @@ __all__ = [
     "find_map",
     "laplace_draws",
     "mc_error_diagnostics",
+    "mc_galaxies",
     "require_x64",
     "run_nuts",
 ]
@@ -302,6 +303,47 @@ def _per_galaxy_mc(p: ContinuityParams, blocks: tuple[GalaxyBlock, ...], lw: tup
     return tuple(out)
 
 
+#: What the Monte Carlo estimators say for galaxies on a quadrature rule.
+NOT_APPLICABLE = "not applicable (deterministic rule)"
+
+
+def mc_galaxies(catalog: object) -> dict:
+    """Which galaxies the Monte Carlo error estimators apply to, and a status line.
+
+    Galaxies compressed to a Gauss-Hermite rule (:mod:`popmodel.compress`) have no Monte Carlo
+    error; the error of a galaxy with fewer than two samples cannot be estimated from its
+    samples (a single sample always looks exact: ESS 1, variance 0, every bootstrap the same).
+
+    Returns:
+        dict with ``monte_carlo`` (N,) bool, ``estimable`` (N,) bool (Monte Carlo galaxies with
+        >= 2 samples), the counts ``n_galaxies``, ``n_monte_carlo``, ``n_deterministic``,
+        ``n_too_few_samples``, and ``status``: "ok", "not applicable (deterministic rule) ...",
+        "cannot estimate: ..." or "lower bound: ...".
+    """
+    mc = ~quadrature_galaxies(catalog)
+    few = mc & (np.asarray(catalog.n_samples) < 2)
+    n, n_mc, n_few = int(catalog.n_galaxies), int(mc.sum()), int(few.sum())
+    det = ""
+    if n - n_mc:
+        det = (f"; {NOT_APPLICABLE} for the {n - n_mc} galaxies integrated with a Gauss-Hermite "
+               "rule")
+    if n_mc == 0:
+        who = "the galaxy is" if n == 1 else f"all {n} galaxies are"
+        status = (f"{NOT_APPLICABLE}: {who} integrated with a Gauss-Hermite rule, which has no "
+                  "Monte Carlo error")
+    elif n_few == n_mc:
+        status = (f"cannot estimate: galaxies with < 2 samples ({n_few} of {n_mc}); provide more "
+                  "samples per galaxy" + det)
+    elif n_few:
+        status = (f"lower bound: the Monte Carlo error of the {n_few} of {n_mc} galaxies with "
+                  "< 2 samples cannot be estimated and is left out; provide more samples per "
+                  "galaxy" + det)
+    else:
+        status = "ok" + det
+    return {"monte_carlo": mc, "estimable": mc & ~few, "n_galaxies": n, "n_monte_carlo": n_mc,
+            "n_deterministic": n - n_mc, "n_too_few_samples": n_few, "status": status}
+
+
 def mc_error_diagnostics(data: SMFData, p: ContinuityParams) -> dict:
     """Importance-sampling diagnostics of every galaxy's term at parameters ``p``.
 
@@ -310,22 +352,41 @@ def mc_error_diagnostics(data: SMFData, p: ContinuityParams) -> dict:
     1 / sum_j q_j^2 and the delta-method variance of ln L-hat_i is sum_j (q_j - w~_j)^2
     (= 1/ESS - 1/S for equal weights). Galaxy terms are independent, so the variances add.
 
+    Only Monte Carlo galaxies with at least two samples enter (:func:`mc_galaxies`): for a
+    galaxy on a Gauss-Hermite rule the numbers are not applicable, and for a galaxy with one
+    sample they would read as exact (variance 0) while its error is unknown. Their per-galaxy
+    entries are NaN, and where no galaxy is left the summary numbers are None with
+    ``status`` saying why (never 0).
+
     Returns:
-        dict with ``ess`` (N,), ``var_log_l`` (N,), ``var_log_l_total`` and summary numbers.
+        dict with ``ess`` (N,), ``var_log_l`` (N,), ``var_log_l_total``, ``sd_log_l_total``,
+        ``ess_min``, ``ess_median``, ``n_ess_below_10`` (None where not estimable), ``status``
+        and the counts of :func:`mc_galaxies`.
     """
+    who = mc_galaxies(data.catalog)
+    counts = {k: who[k] for k in ("n_galaxies", "n_monte_carlo", "n_deterministic",
+                                  "n_too_few_samples")}
+    ok = who["estimable"]
+    if not ok.any():
+        nan = np.full(data.catalog.n_galaxies, np.nan)
+        return {"ess": nan, "var_log_l": nan.copy(), "var_log_l_total": None,
+                "sd_log_l_total": None, "ess_min": None, "ess_median": None,
+                "n_ess_below_10": None, "status": who["status"], **counts}
     lw = data.index.scatter(data.catalog.normalized_log_weights(), PAD)
     per = _per_galaxy_mc(p, data.arrays.blocks, tuple(jnp.asarray(a, b.log_mass.dtype) for a, b in zip(lw, data.arrays.blocks, strict=True)))
     n = data.catalog.n_galaxies
-    ess = data.index.gather_galaxies([e for e, _ in per], n)
-    var = data.index.gather_galaxies([v for _, v in per], n)
+    ess = np.where(ok, data.index.gather_galaxies([e for e, _ in per], n), np.nan)
+    var = np.where(ok, data.index.gather_galaxies([v for _, v in per], n), np.nan)
     return {
         "ess": ess,
         "var_log_l": var,
-        "var_log_l_total": float(np.sum(var)),
-        "sd_log_l_total": float(np.sqrt(np.sum(var))),
-        "ess_min": float(np.min(ess)),
-        "ess_median": float(np.median(ess)),
-        "n_ess_below_10": int(np.sum(ess < 10)),
+        "var_log_l_total": float(np.sum(var[ok])),
+        "sd_log_l_total": float(np.sqrt(np.sum(var[ok]))),
+        "ess_min": float(np.min(ess[ok])),
+        "ess_median": float(np.median(ess[ok])),
+        "n_ess_below_10": int(np.sum(ess[ok] < 10)),
+        "status": who["status"],
+        **counts,
     }
 
 
@@ -352,14 +413,27 @@ def bootstrap_map_shift(
     Newton step, delta u = -Cov_u grad U_b(u_MAP). The shift divided by the Laplace sigma of
     u measures how much the Monte Carlo noise of the finite samples moves the fit; popmodel
     warns when its rms exceeds 0.3 for any parameter.
+
+    Galaxies on a Gauss-Hermite rule are not resampled (no Monte Carlo error), and a galaxy
+    with one sample resamples to itself, which would read as no error at all: when no galaxy
+    has a Monte Carlo error that the bootstrap can see (:func:`mc_galaxies`) nothing is run,
+    and ``shift_sigma``, ``rms_shift_sigma`` and ``max_rms_shift_sigma`` are None, with
+    ``status`` saying why (never 0).
     """
     arrays = data.arrays
+    who = mc_galaxies(data.catalog)
+    counts = {k: who[k] for k in ("n_galaxies", "n_monte_carlo", "n_deterministic",
+                                  "n_too_few_samples")}
+    if not who["estimable"].any():
+        return {"u_names": list(map_result.u_names), "shift_sigma": None,
+                "rms_shift_sigma": None, "max_rms_shift_sigma": None, "warn": False,
+                "n_boot": 0, "status": who["status"], **counts}
     pot = _Potential(prior, arrays)
     u = jnp.asarray(map_result.u)
     g0 = np.asarray(pot.grad(u, arrays))
     rng = np.random.default_rng(seed)
     sd_u = np.sqrt(np.diag(map_result.cov_u))
-    mc_gal = ~quadrature_galaxies(data.catalog)
+    mc_gal = who["monte_carlo"]
     shifts = []
     for _ in range(n_boot):
         k = bootstrap_counts(data.catalog.offsets, rng)
@@ -384,6 +458,9 @@ def bootstrap_map_shift(
         "rms_shift_sigma": {n: float(r) for n, r in zip(pot.u_names, rms, strict=True)},
         "max_rms_shift_sigma": float(np.max(rms)),
         "warn": bool(np.max(rms) > 0.3),
+        "n_boot": int(n_boot),
+        "status": who["status"],
+        **counts,
     }
 
 

@@ -74,7 +74,12 @@ from popmodel.catalog import (
 )
 from popmodel.cosmology import VolumeTable
 from popmodel.rows import open_rows
-from popmodel.smf.data import SelectionReport, apply_survey_cuts, prepare_smf_data
+from popmodel.smf.data import (
+    SelectionReport,
+    _no_galaxy_message,
+    apply_survey_cuts,
+    prepare_smf_data,
+)
 from popmodel.smf.evolution import ContinuityParams
 from popmodel.smf.inference import MAPResult, _Potential, require_x64
 from popmodel.smf.likelihood import (
@@ -395,6 +400,7 @@ def _merge_reports(total: SelectionReport | None, r: SelectionReport) -> Selecti
                                    below_completeness=dict(r.below_completeness),
                                    owned_by_other_field={k: dict(v) for k, v in r.owned_by_other_field.items()})
     total.n_input += r.n_input
+    total.n_input_samples += r.n_input_samples
     total.n_used += r.n_used
     total.n_samples_used += r.n_samples_used
     total.n_kept_as_samples += r.n_kept_as_samples
@@ -460,7 +466,8 @@ def stream_smf_data(
         if keep.any():
             d = prepare_smf_data(cat, survey, selection=selection, chunk_size=1 << 62, dtype=dt,
                                  volume=vt, posterior=posterior, gh_nodes=gh_nodes,
-                                 interim_prior=interim_prior, cosmic_variance=False)
+                                 interim_prior=interim_prior, cosmic_variance=False,
+                                 count_fields=False)
             rep = d.report
             for blk in d.arrays.blocks:
                 s = int(blk.log_mass.shape[-1])
@@ -478,7 +485,7 @@ def stream_smf_data(
     if report is None:
         raise CatalogError(f"{source} holds no galaxies")
     if report.n_used == 0:
-        raise CatalogError("no galaxy passes the survey's redshift and completeness cuts")
+        raise CatalogError(_no_galaxy_message(report, survey, None, None))
     pieces = [survey.area_pieces(f.name) for f in survey.fields] if survey.overlaps else None
     gm, gz, gw, gg = build_selection_grid(list(survey.fields), vt.log_dvdz_at,
                                           hard=(selection == "hard"), area_pieces=pieces)
