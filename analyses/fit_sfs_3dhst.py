@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from popmodel.flow.cli import main as flow_main
+from popmodel.cli.sfs import main as flow_main
 from popmodel.flow.parametric import leja2022_log_sfr
 
 HERE = Path(__file__).resolve().parent

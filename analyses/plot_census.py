@@ -23,7 +23,7 @@ import numpy as np
 
 
 def write_leja2020_smf_dir(path: Path, n: int = 200, seed: int = 0) -> None:
-    """An SMF result folder (popmodel.results layout) with Leja+20 published-median draws."""
+    """An SMF result folder (popmodel.io.smf layout) with Leja+20 published-median draws."""
     import arviz as az
 
     from popmodel.smf.evolution import LEJA2020_MEDIAN, LEJA2020_SIGMA
@@ -59,7 +59,7 @@ if __name__ == "__main__":
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    from popmodel.census_cli import register
+    from popmodel.cli.census import register
 
     cli = argparse.ArgumentParser(prog="plot_census")
     register(cli.add_subparsers(dest="cmd"))

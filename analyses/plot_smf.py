@@ -6,12 +6,12 @@
 Posterior 16-50-84% of Phi averaged over each Tomczak+14 redshift bin, the Leja+20 median model,
 Tomczak+14, Muzzin+13 and Ilbert+13 points in their own bins (Chabrier, the fit's cosmology).
 Writes RESULTS_DIR/figures/smf.png and .pdf; same as ``popmodel figures RESULTS_DIR --only smf``
-(see popmodel.figures).
+(see popmodel.plots.figures).
 """
 
 import sys
 
-from popmodel.figures import script_main
+from popmodel.plots.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("smf", __doc__))

@@ -96,7 +96,7 @@ for k, zz in enumerate(t.z):
 # figures from a fit's results (`census_rho_star`, `census_sfrd`).
 
 # %%
-from popmodel.census_cli import plot_census_rho_star, plot_census_sfrd
+from popmodel.cli.census import plot_census_rho_star, plot_census_sfrd
 
 d18 = lit.driver2018_rho_star("WMAP9")
 sel = (d18.z >= z[0]) & (d18.z <= z[-1])

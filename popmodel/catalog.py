@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from astropy.table import Table
 
+from popmodel.jsonutil import dumps as json_dumps
+
 if TYPE_CHECKING:
     from scipy.stats import gaussian_kde
 
@@ -91,15 +93,6 @@ def _format_ids(ids: Sequence[str] | np.ndarray) -> str:
     if len(ids) > _MAX_IDS_IN_MESSAGE:
         shown += f", ... ({len(ids)} in total)"
     return shown
-
-
-def _json_default(obj: Any) -> Any:
-    """Convert numpy scalars and arrays so that ``json.dumps`` accepts them."""
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"metadata value of type {type(obj).__name__} is not JSON serialisable")
 
 
 def _format_rows(rows: np.ndarray) -> str:
@@ -870,7 +863,7 @@ class PosteriorCatalog:
                 path, format="hdf5", path=_HDF5_PATH, serialize_meta=True, overwrite=overwrite
             )
         elif fmt == "fits":
-            table.meta = {_FITS_META_KEY: json.dumps(self.meta, default=_json_default)}
+            table.meta = {_FITS_META_KEY: json_dumps(self.meta, max_array_size=None)}
             table.write(path, format="fits", overwrite=overwrite)
         elif fmt == "ecsv":
             table.write(path, format="ascii.ecsv", overwrite=overwrite)

@@ -458,7 +458,7 @@ def test_completeness_limits() -> None:
 
 
 def _write_fake_smf(path: Path, n: int = 120, seed: int = 0) -> None:
-    """An SMF result folder in the layout of popmodel.results (posterior via ArviZ + h5netcdf)."""
+    """An SMF result folder in the layout of popmodel.io.smf (posterior via ArviZ + h5netcdf)."""
     import warnings
 
     import arviz as az
@@ -498,7 +498,7 @@ def _write_fake_sfs(path: Path) -> None:
 def test_census_command_writes_table_and_figures(tmp_path: Path) -> None:
     from astropy.table import Table
 
-    from popmodel import census_cli
+    from popmodel.cli import census as census_cli
 
     smf, sfs = tmp_path / "smf", tmp_path / "sfs"
     _write_fake_smf(smf)

@@ -1,4 +1,4 @@
-"""``popmodel figures`` (popmodel.figures): the values drawn are the inputs' values.
+"""``popmodel figures`` (popmodel.plots.figures): the values drawn are the inputs' values.
 
 Each figure is read back from its Axes: the literature points of (a) are the loaders' values
 after conversion to the fit's cosmology, the curves of (b) and (c) are census.ecsv's p50
@@ -20,9 +20,9 @@ import pytest
 from astropy.table import Table
 from scipy.integrate import quad
 
-from popmodel import figures as F
 from popmodel import literature as L
 from popmodel.census import log10_phi_grid
+from popmodel.plots import figures as F
 from popmodel.smf.evolution import (
     LEJA2020_MEDIAN,
     LEJA2020_SIGMA,
@@ -56,7 +56,7 @@ def _write_smf_dir(path: Path, cosmology_config: dict, n: int = 60) -> None:
 @pytest.fixture(scope="module")
 def census_dir(tmp_path_factory):
     """RESULTS_DIR with smf/ (Leja+20 draws, H0=60 Om0=0.35) and census/ (no sfs/)."""
-    from popmodel.census_cli import run_census
+    from popmodel.cli.census import run_census
 
     root = tmp_path_factory.mktemp("res")
     _write_smf_dir(root / "smf", {"H0": 60.0, "Om0": 0.35, "name": "H0=60, Om0=0.35"})
@@ -83,7 +83,7 @@ def _errorbars(ax):
 
 def _phi_bin_quad(log_m: float, z_lo: float, z_hi: float, cosmo) -> float:
     """The volume-weighted mean Phi over the bin by adaptive quadrature (independent of
-    the Gauss-Legendre rule in popmodel.figures)."""
+    the Gauss-Legendre rule in popmodel.plots.figures)."""
     p = leja2020_params()
 
     def dv(z):

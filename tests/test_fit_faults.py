@@ -163,7 +163,7 @@ def test_fault01_counts_printed_and_recorded(one_sample_fit, mock):
         assert any(re.match(rf"\s+{f}: {n} \(\d+\.\d\); z ", s) for s in lines), lines
     assert "Leja et al. (2020)" in rep.reference_model
     # into summary.json through the selection report, as plain JSON
-    from popmodel.results import provenance
+    from popmodel.io.smf import provenance
 
     meta = provenance(fit)
     for key in ("selection_report", "mc_error", "mc_bootstrap_rms_shift_sigma"):

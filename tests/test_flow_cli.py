@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from popmodel.flow.cli import main, register
+from popmodel.cli.sfs import main, register
 from popmodel.flow.mock import sequence_mock
 
 COLUMNS = ["z", "log_mass", "ridge_p16", "ridge_p50", "ridge_p84", "log_mean_sfr_p16",

@@ -104,7 +104,7 @@ def test_bad_standardisation():
 
 def test_flow_package_never_imports_jax():
     code = (
-        "import sys, popmodel.flow, popmodel.flow.cli, popmodel.flow.results, popmodel.flow.plotting, "
+        "import sys, popmodel.flow, popmodel.cli.sfs, popmodel.io.sfs, popmodel.plots.sfs, "
         "popmodel.flow.threedhst, popmodel.flow.mock; "
         "bad = [m for m in ('jax', 'numpyro') if m in sys.modules]; assert not bad, bad"
     )

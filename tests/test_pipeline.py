@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from popmodel import cli, pipeline
+from popmodel import cli
+from popmodel.cli import pipeline
+from popmodel.cli.pipeline import steps_3dhst
 from popmodel.errors import OutputError
-from popmodel.pipeline import steps_3dhst
 
 
 def _args(tmp_path, *extra):
@@ -35,8 +36,8 @@ def test_steps_chain_outputs_into_the_next_step(tmp_path):
 
 def _fake_steps(tmp_path, monkeypatch, calls):
     """Each step commits a one-file result with its manifest, as the real commands do."""
-    from popmodel.cliargs import cli_config
-    from popmodel.resultdir import staged
+    from popmodel.cli.common import cli_config
+    from popmodel.io.resultdir import staged
 
     def fake(argv):
         calls.append(argv[0])

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from popmodel import resultdir
 from popmodel.cli import main
 from popmodel.errors import InputError, OutputError
+from popmodel.io import resultdir
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_a_kill_at_every_file_boundary_leaves_one_complete_result_or_a_rerun(fit
     """Fault injection: a result folder holds run A; run B is killed at each file boundary of
     its commit in turn. Afterwards the folder holds all of A, all of B, or (no complete
     manifest) files that --resume clears before redoing the step; never a mix."""
-    from popmodel.results import write_smf_results
+    from popmodel.io.smf import write_smf_results
 
     def write(out):
         return write_smf_results(fit_object, out, figures=False, model_checks=False)
@@ -282,7 +282,7 @@ def test_fault_17_census_from_the_parameter_table_draws_inside_the_prior(small, 
     k = list(par["name"]).index("alpha2")
     par["p16"][k], par["p50"][k], par["p84"][k] = -1.99, -1.9, -1.7
     par.write(smf / "smf_parameters.ecsv", format="ascii.ecsv")
-    from popmodel.census_cli import read_smf_draws
+    from popmodel.cli.census import read_smf_draws
 
     draws, info = read_smf_draws(smf, max_draws=400, seed=1)
     a2 = np.asarray(draws.alpha2)
@@ -303,7 +303,7 @@ def test_fault_30_census_names_a_truncated_posterior_file(small, tmp_path, capsy
     smf.mkdir()
     data = (small["res"] / "smf_posterior.nc").read_bytes()
     (smf / "smf_posterior.nc").write_bytes(data[: len(data) // 2])
-    from popmodel.census_cli import read_smf_draws
+    from popmodel.cli.census import read_smf_draws
 
     with pytest.raises(InputError, match="smf_posterior.nc.*truncated or corrupt"):
         read_smf_draws(smf)

@@ -20,7 +20,7 @@ Modules, one concept each:
 - :mod:`~popmodel.flow.fit`: the ensemble fit behind ``popmodel fit-sfs``.
 - :mod:`~popmodel.flow.mock`: mocks with known sequences; :mod:`~popmodel.flow.threedhst`: the
   packaged 3D-HST sample with UV+IR SFRs.
-- :mod:`~popmodel.flow.results`, :mod:`~popmodel.flow.plotting`, :mod:`~popmodel.flow.cli`.
+- :mod:`~popmodel.io.sfs`, :mod:`~popmodel.plots.sfs`, :mod:`~popmodel.cli.sfs`.
 
 Example::
 
@@ -34,7 +34,7 @@ Example::
 import importlib
 from typing import TYPE_CHECKING
 
-# Public names are loaded on first use (PEP 562), so that ``import popmodel.flow.cli`` (done by
+# Public names are loaded on first use (PEP 562), so that ``import popmodel.cli.sfs`` (done by
 # the ``popmodel`` command line to build its parser) does not import torch.
 _WHERE = {
     "SFSConfig": "fit", "SFSFit": "fit", "fit_sfs": "fit", "load_flow": "fit", "save_flow": "fit",

@@ -610,14 +610,14 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     redshift bins about 0.5 wide over the data's range. At most ``max_draws`` posterior draws
     (a random subset, ``seed``) are used, each with one Poisson draw of the counts; the density
     contrasts of the fit (if any) enter through :func:`density_draws`. ``meta`` (provenance,
-    e.g. :func:`popmodel.results.provenance`) is written into both tables' metadata.
+    e.g. :func:`popmodel.io.smf.provenance`) is written into both tables' metadata.
 
     Returns:
         ``{"coverage", "level", "n_scored", "files"}``; ``files`` are the written paths.
     """
     from pathlib import Path
 
-    from popmodel.plotting import save
+    from popmodel.plots.smf import save
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,14 @@
 r"""Quantities derived from continuity-model draws: Phi(log M, z) and rho_*(z), with bands.
 
-All functions take a :class:`ContinuityParams` whose leaves may carry a leading draw axis.
+All functions take a :class:`ContinuityParams` whose leaves may carry leading draw axes (D
+draws; an unbatched one counts as D = 1) and return arrays with the draw axis first.
+
+:func:`ln_phi_draws` is *the* evaluator of Phi for posterior draws (numpy, float64,
+vectorised over draws): the census (:mod:`popmodel.census`), the model checks
+(:mod:`popmodel.smf.checks`), the mock (:mod:`popmodel.mock`) and the result tables all call
+it. It is the numpy twin of the JAX reference :func:`popmodel.smf.schechter.ln_phi` (the
+double Schechter of Leja et al. 2020, Appendix B, with log phi1*, log phi2* and log M* the
+polynomials through their anchor values).
 """
 
 from __future__ import annotations
@@ -11,18 +19,132 @@ import numpy as np
 from jax.scipy.special import gammaincc, gammaln
 
 from popmodel.smf.evolution import ContinuityParams
-from popmodel.smf.schechter import log10_phi
 from popmodel.units import LN10
 
-__all__ = ["log10_phi_draws", "log10_rho_star", "percentile_bands", "rho_star"]
+__all__ = [
+    "anchor_basis",
+    "draw_arrays",
+    "ln_phi_draws",
+    "log10_phi_draws",
+    "log10_phi_grid",
+    "log10_rho_star",
+    "percentile_bands",
+    "rho_star",
+]
+
+_LN_LN10 = float(np.log(LN10))
+_NAMES = ("log_phi1", "log_phi2", "log_mstar", "alpha1", "alpha2")
 
 
-def log10_phi_draws(p: ContinuityParams, log_m: np.ndarray, z: float | np.ndarray) -> np.ndarray:
-    """log10 Phi [Mpc^-3 dex^-1] for every draw: shape (D, len(log_m)) (D = 1 if unbatched)."""
-    v = jnp.asarray(p.to_vector())
-    v = v[None, :] if v.ndim == 1 else v
-    f = jax.vmap(lambda row: log10_phi(jnp.asarray(log_m), z, ContinuityParams.from_vector(row, p.anchor_z)))
-    return np.asarray(f(v))
+def draw_arrays(p: ContinuityParams) -> tuple[np.ndarray, ...]:
+    """The draws of ``p`` as float64 numpy: (log phi1, log phi2, log M*) each (D, K) and
+    (alpha1, alpha2) each (D,); every batch axis of ``p`` is flattened into D.
+
+    Raises:
+        TypeError: ``p`` is not a ContinuityParams.
+        ValueError: leaves of inconsistent shapes, or NaN / inf values.
+    """
+    if not isinstance(p, ContinuityParams):
+        raise TypeError(f"expected ContinuityParams, got {type(p).__name__}")
+    k = len(p.anchor_z)
+    arr = [np.asarray(getattr(p, n), dtype=np.float64) for n in _NAMES[:3]]
+    alp = [np.asarray(getattr(p, n), dtype=np.float64) for n in _NAMES[3:]]
+    batch = arr[0].shape[:-1]
+    for name, a in zip(_NAMES[:3], arr, strict=True):
+        if a.shape[-1:] != (k,) or a.shape[:-1] != batch:
+            raise ValueError(f"ContinuityParams.{name} has shape {a.shape}; expected {batch + (k,)}")
+    for name, a in zip(_NAMES[3:], alp, strict=True):
+        if a.shape != batch:
+            raise ValueError(f"ContinuityParams.{name} has shape {a.shape}; expected {batch}")
+    out = [a.reshape(-1, k) for a in arr] + [a.reshape(-1) for a in alp]
+    for name, a in zip(_NAMES, out, strict=True):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"ContinuityParams.{name} has NaN or inf values")
+    return tuple(out)
+
+
+def anchor_basis(anchor_z: tuple[float, ...], z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Lagrange basis :math:`L_k(z)` through the anchors and its derivative :math:`L_k'(z)`.
+
+    The numpy (float64) twin of :func:`popmodel.smf.evolution.anchor_polynomial`, with the
+    same products in the same order.
+
+    Args:
+        anchor_z: the K anchor redshifts.
+        z: redshifts, any shape (flattened).
+
+    Returns:
+        ``(basis, deriv)``, each (Z, K) with Z = ``z.size``.
+    """
+    za = np.asarray(anchor_z, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64).reshape(-1)
+    kk = za.size
+    basis = np.ones((z.size, kk))
+    deriv = np.zeros((z.size, kk))
+    for k in range(kk):
+        others = [j for j in range(kk) if j != k]
+        for j in others:
+            basis[:, k] *= (z - za[j]) / (za[k] - za[j])
+        for m in others:
+            term = np.full(z.size, 1.0 / (za[k] - za[m]))
+            for j in others:
+                if j != m:
+                    term *= (z - za[j]) / (za[k] - za[j])
+            deriv[:, k] += term
+    return basis, deriv
+
+
+def ln_phi_draws(p: ContinuityParams, log_m: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
+    r"""ln :math:`\Phi(\log M, z)` [ln(Mpc^-3 dex^-1)] for every draw at broadcast points.
+
+    .. math:: \Phi = \ln 10 \sum_{c=1,2} \phi_c^*(z)\, x^{\alpha_c+1} e^{-x},
+        \quad x = M/M^*(z),
+
+    with :math:`\log\phi_c^*(z)` and :math:`\log M^*(z)` the polynomials through their anchor
+    values (Leja et al. 2020, Appendix B; :func:`popmodel.smf.schechter.ln_phi` in JAX).
+
+    Args:
+        p: continuity-model draws (D; any batch axes are flattened).
+        log_m: masses [log10 Msun], broadcast against ``z``.
+        z: redshifts; ``log_m[None, :]`` with ``z[:, None]`` gives a (Z, M) grid.
+
+    Returns:
+        Shape ``(D,) + broadcast(log_m, z).shape``, float64.
+    """
+    lp1, lp2, lms, a1, a2 = draw_arrays(p)
+    log_m = np.asarray(log_m, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    nd = len(np.broadcast_shapes(log_m.shape, z.shape))
+    z = z.reshape((1,) * (nd - z.ndim) + z.shape)
+    basis = anchor_basis(p.anchor_z, z)[0].T  # (K, z.size)
+    d = lp1.shape[0]
+
+    def track(a: np.ndarray) -> np.ndarray:  # (D, K) anchor values -> (D,) + z.shape
+        return (a @ basis).reshape((d,) + z.shape)
+
+    def slope(a: np.ndarray) -> np.ndarray:
+        return a.reshape((d,) + (1,) * nd) + 1.0
+
+    x = log_m - track(lms)
+    ex = np.exp(LN10 * x)
+    s1 = _LN_LN10 + LN10 * (track(lp1) + slope(a1) * x) - ex
+    s2 = _LN_LN10 + LN10 * (track(lp2) + slope(a2) * x) - ex
+    return np.logaddexp(s1, s2)
+
+
+def log10_phi_draws(p: ContinuityParams, log_m: np.ndarray | float, z: np.ndarray | float) -> np.ndarray:
+    """log10 Phi [Mpc^-3 dex^-1] for every draw: :func:`ln_phi_draws` / ln 10.
+
+    With ``log_m`` of shape (M,) and a scalar ``z`` the result is (D, M) (D = 1 if unbatched).
+    """
+    return ln_phi_draws(p, log_m, z) / LN10
+
+
+def log10_phi_grid(p: ContinuityParams, log_m: np.ndarray, z: np.ndarray) -> np.ndarray:
+    r"""log10 :math:`\Phi` [Mpc^-3 dex^-1] for every draw, redshift and mass: shape (D, Z, M)."""
+    lm = np.asarray(log_m, dtype=np.float64).reshape(-1)
+    zz = np.atleast_1d(np.asarray(z, dtype=np.float64)).reshape(-1)
+    return ln_phi_draws(p, lm[None, :], zz[:, None]) / LN10
 
 
 def rho_star(
@@ -63,5 +185,26 @@ def log10_rho_star(p: ContinuityParams, z: float | np.ndarray, log_m_lo: float |
 
 
 def percentile_bands(x: np.ndarray, q: tuple[float, ...] = (16, 50, 84), axis: int = 0) -> np.ndarray:
-    """Percentiles over the draw axis: shape (len(q), ...)."""
-    return np.percentile(np.asarray(x), q, axis=axis)
+    """Percentiles over the draw axis, robust to non-finite values: shape (len(q), ...).
+
+    Columns (draw sets) with a NaN give NaN; columns with +-inf (e.g. log10 of a non-positive
+    SFRD, or of a zero probability) use the non-interpolating ``inverted_cdf`` definition so
+    that inf never meets inf (linear interpolation between -inf and a finite value would give
+    NaN); finite columns use linear interpolation (numpy's default).
+
+    Args:
+        x: draws, with the draw axis at ``axis``.
+        q: percentiles in [0, 100].
+        axis: the draw axis.
+    """
+    x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, 0)
+    flat = x.reshape(x.shape[0], -1)
+    out = np.full((len(q), flat.shape[1]), np.nan)
+    has_nan = np.any(np.isnan(flat), axis=0)
+    fin = np.all(np.isfinite(flat), axis=0)
+    if np.any(fin):
+        out[:, fin] = np.percentile(flat[:, fin], q, axis=0)
+    inf = ~fin & ~has_nan
+    if np.any(inf):
+        out[:, inf] = np.percentile(flat[:, inf], q, axis=0, method="inverted_cdf")
+    return out.reshape((len(q),) + x.shape[1:])

@@ -114,7 +114,7 @@ class Results:
     Attributes:
         root: the results folder.
         smf_draws: continuity-model posterior draws (``smf/smf_posterior.nc``, or Gaussians
-            from ``smf_parameters.ecsv``; :func:`popmodel.census_cli.read_smf_draws`).
+            from ``smf_parameters.ecsv``; :func:`popmodel.cli.census.read_smf_draws`).
         smf_info: ``cosmology``, ``data_z_range``, ``source`` of the SMF fit.
         survey: the SMF fit's survey (``smf/survey.toml`` or the posterior's ``survey``
             attribute), for the completeness shading.
@@ -176,7 +176,7 @@ def load_results(results_dir: str | Path, *, max_draws: int = 500, seed: int = 0
     """Read ``RESULTS_DIR/{smf,sfs,census}``; missing parts are None with a note."""
     from astropy.table import Table
 
-    from popmodel.census_cli import read_smf_draws
+    from popmodel.cli.census import read_smf_draws
     from popmodel.cosmology import cosmology_from_config
 
     root = Path(results_dir)
@@ -311,7 +311,7 @@ def plot_smf_panels(res: Results, bins: Sequence[tuple[float, float]] = PANEL_BI
     averaged over the panel's bin), Tomczak+14, Muzzin+13 and Ilbert+13 points in their own
     bins (drawn in the panel whose centre their bin contains), completeness shaded."""
     from popmodel.census import percentile_bands
-    from popmodel.plotting import plot_smf
+    from popmodel.plots.smf import plot_smf
 
     if res.smf_draws is None:
         raise ValueError("figure 'smf' needs the SMF results (RESULTS_DIR/smf)")
@@ -373,8 +373,8 @@ class _CensusBands:
 def plot_rho_star(res: Results) -> object:
     """(b) rho_*(z) [Msun Mpc^-3]: the census band (``census.ecsv``; without it, from the SMF
     draws, 8 < log M < 13) with the Leja+20 model, MD14 points and integrated fit, Driver+18,
-    the Tomczak+14 fit and Muzzin+13 (:func:`popmodel.census_cli.plot_census_rho_star`)."""
-    from popmodel.census_cli import plot_census_rho_star
+    the Tomczak+14 fit and Muzzin+13 (:func:`popmodel.cli.census.plot_census_rho_star`)."""
+    from popmodel.cli.census import plot_census_rho_star
 
     if res.census is not None:
         cb = _CensusBands.from_table(res.census, ["log_rho_star"])
@@ -393,8 +393,8 @@ def plot_sfrd(res: Results) -> object:
     """(c) The SFRD [Msun yr^-1 Mpc^-3] from both routes (the p16/p50/p84 columns of
     ``census.ecsv``) with MD14 (fit and Table 1), Driver+18, Behroozi+13 and UniverseMachine
     (Behroozi+19); lower panel: route 2 - route 1 from the paired draws
-    (:func:`popmodel.census_cli.plot_census_sfrd`)."""
-    from popmodel.census_cli import plot_census_sfrd
+    (:func:`popmodel.cli.census.plot_census_sfrd`)."""
+    from popmodel.cli.census import plot_census_sfrd
 
     if res.census is None:
         raise ValueError("figure 'sfrd' needs RESULTS_DIR/census (run popmodel census)")
@@ -429,8 +429,8 @@ def _leja_curves(cosmology: apc.Cosmology) -> dict[float, np.ndarray]:
 def plot_sfs(res: Results) -> object:
     """(d) The sequence (ridge and log <SFR>, ensemble bands, 16-84% of log SFR) from
     ``sfs.ecsv`` against Leja+22 Eq. 10 and the released flow curves, in the sequence fit's
-    cosmology (:func:`popmodel.flow.plotting.plot_sequence`)."""
-    from popmodel.flow.plotting import plot_sequence
+    cosmology (:func:`popmodel.plots.sfs.plot_sequence`)."""
+    from popmodel.plots.sfs import plot_sequence
 
     if res.sfs is None:
         raise ValueError("figure 'sfs' needs RESULTS_DIR/sfs (run popmodel fit-sfs)")
@@ -463,7 +463,7 @@ def plot_smf_residuals(res: Results, bins: Sequence[tuple[float, float]] = PANEL
     import matplotlib.pyplot as plt
 
     from popmodel.census import percentile_bands
-    from popmodel.plotting import label_mass_panels
+    from popmodel.plots.smf import label_mass_panels
 
     if res.smf_draws is None:
         raise ValueError("the SMF residuals need RESULTS_DIR/smf")
@@ -582,18 +582,18 @@ def make_figures(results_dir: str | Path, out_dir: str | Path | None = None, *,
     """Draw the figures (all of :data:`FIGURES`, or ``only``) into ``out_dir`` (default
     ``RESULTS_DIR/figures``) as PNG and PDF; figures whose inputs are missing are skipped with
     a printed note. The figures are committed together with a manifest
-    (:mod:`popmodel.resultdir`), replacing those of an earlier popmodel run.
+    (:mod:`popmodel.io.resultdir`), replacing those of an earlier popmodel run.
 
     Returns:
         figure name -> written paths (absent for a skipped figure).
     """
-    from popmodel.plotting import save
+    from popmodel.plots.smf import save
 
     names = list(FIGURES if not only else only)
     bad = [n for n in names if n not in FIGURES]
     if bad:
         raise ValueError(f"unknown figure(s) {bad}; choose from {list(FIGURES)}")
-    from popmodel.resultdir import staged
+    from popmodel.io.resultdir import staged
 
     res = results or load_results(results_dir, max_draws=max_draws, seed=seed)
     final_out = Path(out_dir) if out_dir is not None else Path(results_dir) / "figures"
@@ -650,8 +650,8 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
         parts |= {"smf", "sfs"}
     smf_dir, sfs_dir, census_dir = root / "smf", root / "sfs", root / "census"
     if "smf" in parts and not (smf_dir / "smf_posterior.nc").is_file():
+        from popmodel.io.smf import write_smf_results
         from popmodel.mock import draw_mock
-        from popmodel.results import write_smf_results
         from popmodel.smf.fit import FitConfig, fit_smf
         from popmodel.testing import deep_survey
 
@@ -666,8 +666,8 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
     if "sfs" in parts and not (sfs_dir / "sfs.ecsv").is_file():
         from popmodel.flow.fit import SFSConfig, fit_sfs
         from popmodel.flow.mock import sequence_mock
-        from popmodel.flow.results import write_sfs_results
         from popmodel.flow.train import TrainConfig
+        from popmodel.io.sfs import write_sfs_results
 
         t0 = time.perf_counter()
         limit = (np.array([0.3, 2.7]), np.array([9.3, 9.9]))
@@ -680,7 +680,7 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
                           figures=False)
         print(f"smoke: flow ensemble trained on 600 mock galaxies ({time.perf_counter() - t0:.0f} s)")
     if "census" in parts and not (census_dir / "census.ecsv").is_file():
-        from popmodel.census_cli import run_census
+        from popmodel.cli.census import run_census
 
         run_census(smf_dir, sfs_dir, census_dir, z=np.round(np.arange(0.2, 3.0001, 0.1), 4),
                    max_draws=200, seed=seed, figures=False)
@@ -693,9 +693,9 @@ def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", 
 
 
 def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
-    from popmodel.cliargs import setup_jax
+    from popmodel.cli.common import setup_jax
     from popmodel.errors import InputError
-    from popmodel.resultdir import prepare_output
+    from popmodel.io.resultdir import prepare_output
 
     setup_jax(1)  # already done under `popmodel figures`; the analyses/plot_*.py scripts need it
     results_dir = a.results_dir
@@ -722,7 +722,7 @@ def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
 
 
 def _add_args(p: argparse.ArgumentParser) -> None:
-    from popmodel.cliargs import add_output_options, nonneg_int, positive_int
+    from popmodel.cli.common import add_output_options, nonneg_int, positive_int
 
     p.add_argument("results_dir", nargs="?", default=None, metavar="RESULTS_DIR",
                    help="folder with smf/, sfs/ and census/ sub-folders (any may be missing); with "

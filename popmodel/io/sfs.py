@@ -124,7 +124,7 @@ def write_sfs_results(
     ``training.png``).
 
     The files are written into a staging folder and committed into ``out`` together, with a
-    manifest (:mod:`popmodel.resultdir`) that also lists the member checkpoints already in
+    manifest (:mod:`popmodel.io.resultdir`) that also lists the member checkpoints already in
     ``out/checkpoints``; every file's metadata carries the manifest's ``run_id``.
 
     Args:
@@ -139,7 +139,7 @@ def write_sfs_results(
     Returns:
         Mapping of kind to written paths.
     """
-    from popmodel.resultdir import SCHEMA_VERSION, staged
+    from popmodel.io.resultdir import SCHEMA_VERSION, staged
 
     out = Path(out)
     ckpt = out / "checkpoints"
@@ -217,7 +217,7 @@ def density_images(fit: SFSFit, z_values: np.ndarray, n_mass: int = 60) -> dict:
 def _figures(fit: SFSFit, out: Path, leja_curves_dir: str | Path | None) -> list[str]:
     import matplotlib.pyplot as plt
 
-    from popmodel.flow.plotting import plot_sequence, plot_training, read_leja2022_curves
+    from popmodel.plots.sfs import plot_sequence, plot_training, read_leja2022_curves
 
     zs = np.unique(np.asarray(fit.table["z"]))
     if zs.size > 6:

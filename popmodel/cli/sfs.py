@@ -2,7 +2,7 @@
 
 ``register(subparsers)`` adds the subcommand to the ``popmodel`` parser; the handler never
 imports JAX (``needs_jax=False`` is set on the parsed arguments). ``python -m
-popmodel.flow.cli fit-sfs ...`` runs it stand-alone.
+popmodel.cli.sfs fit-sfs ...`` runs it stand-alone.
 
 Examples::
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from popmodel.cliargs import (
+from popmodel.cli.common import (
     add_output_options,
     cli_config,
     nonneg_float,
@@ -93,9 +93,9 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
     from popmodel.catalog import PosteriorCatalog
     from popmodel.flow.fit import SFSConfig, fit_sfs
     from popmodel.flow.model import FlowConfig
-    from popmodel.flow.results import write_sfs_results
     from popmodel.flow.train import TrainConfig
-    from popmodel.resultdir import prepare_output
+    from popmodel.io.resultdir import prepare_output
+    from popmodel.io.sfs import write_sfs_results
     from popmodel.survey import Survey
 
     if a.threedhst == bool(a.catalog):
@@ -156,7 +156,7 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m popmodel.flow.cli fit-sfs ...``."""
+    """Stand-alone entry point: ``python -m popmodel.cli.sfs fit-sfs ...``."""
     ap = argparse.ArgumentParser(prog="popmodel")
     sub = ap.add_subparsers(dest="cmd", required=True)
     register(sub)

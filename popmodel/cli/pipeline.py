@@ -11,7 +11,7 @@ Runs, one after another, into sub-folders of ``--out``, each step in its own pro
 
 A non-empty ``--out`` is refused before any work unless ``--resume`` or ``--overwrite`` is
 given. ``--resume`` keeps every step whose folder holds a complete result (its manifest, see
-:mod:`popmodel.resultdir`) made with the same settings and redoes the others (the flow members
+:mod:`popmodel.io.resultdir`) made with the same settings and redoes the others (the flow members
 resume from their checkpoints), so an interrupted run picks up where it stopped; the figures are
 always redrawn. ``--overwrite`` replaces the popmodel results in the step folders.
 ``run_3dhst.json`` records each step's command, wall time and peak memory, the popmodel version
@@ -33,7 +33,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from popmodel.cliargs import add_output_options, positive_int
+from popmodel.cli.common import add_output_options, positive_int
 
 __all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
 
@@ -100,8 +100,8 @@ def step_complete(argv: list[str], folder: Path) -> bool:
     """Whether ``folder`` holds a complete result (its manifest) of the step ``popmodel ARGV``
     with the same settings."""
     from popmodel.cli import build_parser
-    from popmodel.cliargs import cli_config
-    from popmodel.resultdir import read_manifest
+    from popmodel.cli.common import cli_config
+    from popmodel.io.resultdir import read_manifest
 
     man = read_manifest(folder)
     if man is None:
@@ -154,7 +154,7 @@ def peak_rss_kb() -> float | None:
 def cmd_run_3dhst(a: argparse.Namespace) -> int:
     from popmodel import __version__
     from popmodel.errors import OutputError
-    from popmodel.resultdir import _check_writable, _visible_entries, write_text_atomic
+    from popmodel.io.resultdir import _check_writable, _visible_entries, write_text_atomic
 
     out = Path(a.out)
     _check_writable(out)

@@ -11,7 +11,7 @@ import time
 import traceback
 from pathlib import Path
 
-from popmodel.cliargs import (
+from popmodel.cli.common import (
     add_output_options,
     cli_config,
     fraction,
@@ -78,7 +78,7 @@ def _fit_config(a: argparse.Namespace):
 
 
 def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) -> int:
-    from popmodel.results import write_smf_results
+    from popmodel.io.smf import write_smf_results
     from popmodel.smf.fit import fit_smf
 
     t0 = time.perf_counter()
@@ -92,7 +92,7 @@ def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) 
 
 def _prepare(a: argparse.Namespace, inputs: tuple = ()) -> bool:
     """Check ``--out`` before any work; True when ``--resume`` found the step complete."""
-    from popmodel.resultdir import prepare_output
+    from popmodel.io.resultdir import prepare_output
 
     a.manifest_config = cli_config(a)  # before any option is adjusted (fit-3dhst --full)
     state = prepare_output(a.out, resume=a.resume, overwrite=a.overwrite, inputs=inputs,
@@ -408,10 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sigma_z/(1+z) of catalogue redshifts: a number or 'catalog' (default)")
     p.set_defaults(func=cmd_survey_3dhst, needs_jax=False)
 
-    from popmodel.census_cli import register as register_census
-    from popmodel.figures import register as register_figures
-    from popmodel.flow.cli import register as register_sfs
-    from popmodel.pipeline import register as register_pipeline
+    from popmodel.cli.census import register as register_census
+    from popmodel.cli.pipeline import register as register_pipeline
+    from popmodel.cli.sfs import register as register_sfs
+    from popmodel.plots.figures import register as register_figures
 
     register_census(sub)
     register_sfs(sub)
@@ -450,7 +450,7 @@ def _setup_logging(a: argparse.Namespace) -> None:
 
 
 def _report_peak_rss(path: str) -> None:
-    from popmodel.pipeline import peak_rss_kb
+    from popmodel.cli.pipeline import peak_rss_kb
 
     kb = peak_rss_kb()
     if kb is not None:

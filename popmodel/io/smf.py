@@ -108,7 +108,7 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     ``summary.json`` under ``model_checks``.
 
     The files are written into a staging folder and committed into ``out`` together, with a
-    manifest (:mod:`popmodel.resultdir`): an interrupted write never leaves new files beside old
+    manifest (:mod:`popmodel.io.resultdir`): an interrupted write never leaves new files beside old
     ones, and the files of an earlier popmodel result in ``out`` are replaced, not left stale.
     Every file's metadata carries the ``run_id`` of the manifest.
 
@@ -119,7 +119,7 @@ def write_smf_results(fit: SMFFit, out: str | Path, *, extra_meta: dict | None =
     Returns:
         Mapping of kind -> written paths.
     """
-    from popmodel.resultdir import SCHEMA_VERSION, staged
+    from popmodel.io.resultdir import SCHEMA_VERSION, staged
 
     config = manifest_config if manifest_config is not None else fit.config.to_dict()
     with staged(out, step="smf", config=_jsonable(dict(config))) as stage:
@@ -250,7 +250,7 @@ def _is_extrap(name: str, extrap: list[float]) -> bool:
 def _figures(fit: SMFFit, out: Path, lm: np.ndarray, zp: np.ndarray, bands: np.ndarray,
              z: np.ndarray, rho_b: np.ndarray) -> list[str]:
     from popmodel.literature import tomczak2014_smf
-    from popmodel.plotting import plot_corner, plot_rho_star, plot_smf, save
+    from popmodel.plots.smf import plot_corner, plot_rho_star, plot_smf, save
     from popmodel.smf.schechter import log10_phi
 
     leja = leja2020_params()
@@ -269,7 +269,7 @@ def _figures(fit: SMFFit, out: Path, lm: np.ndarray, zp: np.ndarray, bands: np.n
     paths += save(plot_rho_star(z, rho_b, reference=ref_rho, data_range=(zlo, zhi)), str(out / "rho_star"))
     paths += save(plot_corner({n: fit.samples[n] for n in fit.names}), str(out / "corner"))
     if fit.data.density is not None and fit.prior.density_terms:
-        from popmodel.plotting import plot_density_terms
+        from popmodel.plots.smf import plot_density_terms
 
         paths += save(plot_density_terms(fit.data.density, fit.samples), str(out / "density_terms"))
     return paths

@@ -2,7 +2,7 @@ r"""``popmodel census``: read SMF (and SFS) results, write the census table and 
 
 Inputs:
 
-- ``--smf DIR`` as written by :func:`popmodel.results.write_smf_results`: the posterior draws
+- ``--smf DIR`` as written by :func:`popmodel.io.smf.write_smf_results`: the posterior draws
   from ``smf_posterior.nc`` (its attributes give the cosmology and the data's redshift range);
   without it, independent Gaussians from ``smf_parameters.ecsv`` (p16/p50/p84; an
   approximation that drops the posterior correlations, as Leja+20's Appendix B does).
@@ -443,14 +443,14 @@ def run_census(
     """The ``popmodel census`` job (see the module doc); returns kind -> written paths.
 
     The files are written into a staging folder and committed into ``out`` together with a
-    manifest (:mod:`popmodel.resultdir`); each carries the manifest's ``run_id``.
+    manifest (:mod:`popmodel.io.resultdir`); each carries the manifest's ``run_id``.
     """
     from astropy.table import Table
 
     from popmodel import census as C
     from popmodel.cosmology import cosmology_to_config
-    from popmodel.plotting import save
-    from popmodel.resultdir import SCHEMA_VERSION, staged
+    from popmodel.io.resultdir import SCHEMA_VERSION, staged
+    from popmodel.plots.smf import save
 
     config = manifest_config if manifest_config is not None else {
         "smf": str(smf_dir), "sfs": None if sfs_dir is None else str(sfs_dir),
@@ -520,8 +520,8 @@ def run_census(
 
 
 def _cmd(a: argparse.Namespace) -> int:
-    from popmodel.cliargs import cli_config
-    from popmodel.resultdir import prepare_output
+    from popmodel.cli.common import cli_config
+    from popmodel.io.resultdir import prepare_output
 
     for d in (a.smf, a.sfs):
         if d is not None and not Path(d).is_dir():
@@ -546,7 +546,7 @@ def _cmd(a: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``popmodel census --smf SMF_DIR [--sfs SFS_DIR] --out DIR`` to a CLI."""
-    from popmodel.cliargs import (
+    from popmodel.cli.common import (
         add_output_options,
         fraction,
         nonneg_float,
