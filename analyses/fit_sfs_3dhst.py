@@ -7,7 +7,7 @@ Runs ``popmodel fit-sfs --3dhst`` (0.5 <= z <= 2.5, galaxies above the Tomczak+1
 completeness limits, 32 samples per galaxy, ASSUMED uncertainties of 0.1 dex in mass and 0.3 dex
 in SFR) and records in ``analyses/recorded/fit_sfs_3dhst.json`` the ridge and log10 <SFR> (with
 ensemble bands) at z = 1 and 2 against Leja et al. 2022 Table 1 (Eq. 10) and the released
-flow's values (science.md check 8), plus the training record and timing. The UV+IR SFRs and
+flow's values, plus the training record and timing. The UV+IR SFRs and
 FAST masses are expected to give a sequence above Leja's Prospector one (lower masses, higher
 SFRs; Leja et al. 2022 abstract).
 """

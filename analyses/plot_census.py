@@ -13,10 +13,8 @@ to exercise the whole path quickly (into ``OUT_leja2020_published_draws`` beside
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,20 +22,14 @@ import numpy as np
 
 def write_leja2020_smf_dir(path: Path, n: int = 200, seed: int = 0) -> None:
     """An SMF result folder (popmodel.io.smf layout) with Leja+20 published-median draws."""
-    import arviz as az
-
+    from popmodel.io.smf import write_smf_posterior
     from popmodel.smf.evolution import LEJA2020_MEDIAN, LEJA2020_SIGMA
 
     rng = np.random.default_rng(seed)
     post = {k: LEJA2020_MEDIAN[k] + LEJA2020_SIGMA[k] * rng.standard_normal((1, n)) for k in LEJA2020_MEDIAN}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.from_dict(posterior=post)
-    idata.posterior.attrs.update({
-        "cosmology_config": json.dumps({"name": "WMAP9"}), "data_z_range": json.dumps([0.2, 3.0]),
+    write_smf_posterior(path / "smf_posterior.nc", post, (0.2, 1.6, 3.0), method="draws", attrs={
+        "cosmology_config": {"name": "WMAP9"}, "data_z_range": [0.2, 3.0],
         "note": "Leja+20 Appendix B medians +- 1 sigma as independent Gaussians (not a fit)"})
-    path.mkdir(parents=True, exist_ok=True)
-    idata.to_netcdf(str(path / "smf_posterior.nc"), engine="h5netcdf")
 
 
 if __name__ == "__main__":
@@ -56,12 +48,12 @@ if __name__ == "__main__":
         rest += ["--dz", "0.1"]
     if smf is None:
         ap.error("give --smf DIR (an SMF result folder) or --smoke")
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
     from popmodel.cli.census import register
+    from popmodel.cli.common import logging_to_stderr, run_handled, setup_jax
 
+    setup_jax(1)
     cli = argparse.ArgumentParser(prog="plot_census")
     register(cli.add_subparsers(dest="cmd"))
     args = cli.parse_args(["census", "--smf", smf, "--out", a.out, *rest])
-    sys.exit(args.func(args))
+    with logging_to_stderr():
+        sys.exit(run_handled("plot_census", lambda: args.func(args)))

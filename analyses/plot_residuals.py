@@ -11,7 +11,7 @@ same as ``popmodel figures RESULTS_DIR --only residuals``.
 
 import sys
 
-from popmodel.plots.figures import script_main
+from popmodel.cli.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("residuals", __doc__))

@@ -11,7 +11,7 @@ and .pdf; same as ``popmodel figures RESULTS_DIR --only rho_star``.
 
 import sys
 
-from popmodel.plots.figures import script_main
+from popmodel.cli.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("rho_star", __doc__))

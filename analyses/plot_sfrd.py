@@ -11,7 +11,7 @@ their paired difference. Writes RESULTS_DIR/figures/sfrd.png and .pdf; same as
 
 import sys
 
-from popmodel.plots.figures import script_main
+from popmodel.cli.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("sfrd", __doc__))

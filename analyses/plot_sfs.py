@@ -10,7 +10,7 @@ in the sequence fit's cosmology. Writes RESULTS_DIR/figures/sfs.png and .pdf; sa
 
 import sys
 
-from popmodel.plots.figures import script_main
+from popmodel.cli.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("sfs", __doc__))

@@ -11,7 +11,7 @@ Writes RESULTS_DIR/figures/smf.png and .pdf; same as ``popmodel figures RESULTS_
 
 import sys
 
-from popmodel.plots.figures import script_main
+from popmodel.cli.figures import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("smf", __doc__))

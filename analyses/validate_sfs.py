@@ -6,13 +6,12 @@ Parts (``--part``, default all):
   0.4 dex SFR and 0.1 dex mass errors. The deconvolving ensemble must recover the scatter
   (half the 16-84 width) within 0.05 dex and log10 <SFR> within 0.03 dex at log M = 9.5, 10,
   10.5 and z = 1, 2; a naive flow (fit to the posterior samples as points) must fail both;
-  noise-free training must agree with the deconvolved ridge and scatter within 0.05 dex
-  (science.md check 11b).
+  noise-free training must agree with the deconvolved ridge and scatter within 0.05 dex.
 * ``selection``: the same sequence selected on observed mass (0.2 dex errors) above a limit;
   the sequence above the limit is recovered, with and without the selection normalisation.
 * ``leja``: a realistic mock from the Leja+20 mass function and the released Leja+22 flow's
   conditional, 3D-HST completeness limits, 0.1 dex mass and 0.25-0.6 dex SFR errors; the ridge
-  and log mean SFR must lie within 0.1 dex of science.md check 8 (the released flow) at
+  and log mean SFR must lie within 0.1 dex of the released flow's values at
   z = 0.5, 1, 1.5, 2 above completeness.
 
 Each part writes ``analyses/recorded/validate_sfs_<part>.json`` (measured numbers, settings,

@@ -51,12 +51,12 @@ from popmodel.cosmology import VolumeTable
 from popmodel.mock import draw_mock
 from popmodel.smf.derived import log10_rho_star
 from popmodel.smf.evolution import ContinuityParams, leja2020_params
+from popmodel.smf.inference import laplace_draws
 from popmodel.smf.model import SMFPrior
 from popmodel.smf.stream import (
     HDF5CatalogWriter,
     StreamedPotential,
     find_map_streamed,
-    laplace_draws,
     laplace_importance_check,
     stream_smf_data,
 )

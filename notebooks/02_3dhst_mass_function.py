@@ -12,6 +12,8 @@
 # fitted Phi(M, z) with the ZFOURGE/NMBS mass functions of Tomczak et al. (2014), which use
 # the same kind of masses (FAST, Chabrier). This is a quick look: a MAP fit with its Laplace
 # approximation and no cosmic-variance terms. The main job (`popmodel fit-3dhst`) runs NUTS.
+# Two figures: the fitted Phi in the Tomczak et al. redshift bins with their points, and the
+# stellar mass density $\rho_*$(z) against their fit.
 #
 # The catalogue has no mass posteriors; popmodel builds approximate ones from the redshift
 # percentiles with an **assumed** 0.1 dex mass uncertainty (recorded in the outputs).
@@ -21,7 +23,10 @@
 
 # %%
 import os
+import warnings
 
+# tqdm (imported by NumPyro) warns in a Jupyter kernel without ipywidgets; no progress bars here
+warnings.filterwarnings("ignore", message="IProgress not found")
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 import jax
 
@@ -29,9 +34,10 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np
 
 from popmodel.datasets import catalog_from_3dhst_table, load_3dhst_table, threedhst_survey
-from popmodel.literature import tomczak2014_smf
+from popmodel.literature import tomczak2014_rho_star, tomczak2014_smf
+from popmodel.plots.smf import plot_rho_star, plot_smf
 from popmodel.smf import checks
-from popmodel.smf.derived import log10_phi_draws, percentile_bands
+from popmodel.smf.derived import log10_phi_draws, log10_rho_star, percentile_bands
 from popmodel.smf.fit import FitConfig, fit_smf
 from popmodel.survey import Survey
 
@@ -95,6 +101,43 @@ for zc, m, p, t, e in rows:
 diff = np.array([p - t for _, _, p, t, _ in rows])
 print(f"{diff.size} points: median difference {np.median(diff):+.3f} dex, "
       f"rms {np.sqrt(np.mean(diff**2)):.3f} dex")
+
+# %% [markdown]
+# The same comparison as a figure: one panel per Tomczak et al. redshift bin inside the data,
+# the posterior median and 16-84% band of Phi at the bin centre, their points, and in grey the
+# masses below the 3D-HST completeness limit at the bin's upper edge.
+
+# %%
+tomczak = tomczak2014_smf(survey.cosmology)
+bins = [(pts.z_lo, pts.z_hi) for pts in tomczak if z_lo <= 0.5 * (pts.z_lo + pts.z_hi) <= z_hi]
+z_panels = [0.5 * (a + b) for a, b in bins]
+lm_grid = np.linspace(8.5, 12.0, 71)
+bands = np.stack([percentile_bands(log10_phi_draws(draws, lm_grid, zz)) for zz in z_panels],
+                 axis=1)
+fig_smf = plot_smf(lm_grid, z_panels, bands, points=tomczak,
+                   completeness=[max(float(f.log_mass_limit(b)) for f in survey.fields)
+                                 for _, b in bins],
+                   panel_titles=[f"{a:g} < z < {b:g}" for a, b in bins],
+                   title=f"{survey.name}: {catalog.n_galaxies} galaxies, MAP + Laplace")
+
+# %% [markdown]
+# ## The stellar mass density
+# $\rho_*$ over 9 < log M < 13 from the same draws, against the Tomczak et al. (2014) fit
+# $\log\rho_* = -0.33(1+z) + 8.75$; grey: redshifts outside the fitted sample.
+
+# %%
+z_grid = np.linspace(max(0.2, z_lo - 0.3), min(3.0, z_hi + 0.3), 41)  # the data and a bit beyond
+rho_bands = percentile_bands(log10_rho_star(draws, z_grid, 9.0, 13.0))
+fig_rho = plot_rho_star(z_grid, rho_bands,
+                        reference=tomczak2014_rho_star(z_grid, survey.cosmology),
+                        reference_label="Tomczak+14 fit", data_range=(z_lo, z_hi),
+                        mass_range=(9.0, 13.0))
+for zz in (0.75, 1.25, 2.0):
+    if z_lo <= zz <= z_hi:
+        k = int(np.argmin(np.abs(z_grid - zz)))
+        print(f"z = {z_grid[k]:.2f}: log rho_* (9 < log M < 13) = {rho_bands[1, k]:.3f} "
+              f"[{rho_bands[0, k]:.3f}, {rho_bands[2, k]:.3f}]; Tomczak+14 fit "
+              f"{float(tomczak2014_rho_star(z_grid[k], survey.cosmology)):.3f}")
 
 # %% [markdown]
 # ## A posterior predictive check

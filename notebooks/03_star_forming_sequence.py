@@ -15,9 +15,10 @@
 # the population mean $\log_{10}\langle{\rm SFR}\rangle$. Both are compared with the paper's Eq. 10 fits (Table 1).
 # Use the flow only above the mass-completeness limit: below it, it is an extrapolation.
 #
-# The weights file carries no licence and is not shipped: set `POPMODEL_LEJA2022_FLOW` to
-# `trained_flow_nsamp100.pth`, or keep the project's `shared/data` folder beside the
-# checkout. `POPMODEL_SMOKE=1` evaluates fewer points (seconds). The same flow trained by
+# The weights file carries no licence and is not shipped with popmodel: download
+# `data/trained_flow_nsamp100.pth` from github.com/jrleja/sfs_leja_trained_flow and set
+# `POPMODEL_LEJA2022_FLOW` to its path (or clone that repository next to this folder or one
+# above it). `POPMODEL_SMOKE=1` evaluates fewer points (seconds). The same flow trained by
 # popmodel on data is `popmodel fit-sfs` (see the user guide).
 
 # %%
@@ -31,20 +32,23 @@ from popmodel.flow.parametric import leja2022_log_sfr
 from popmodel.flow.sfs import sequence_statistics
 
 SMOKE = os.environ.get("POPMODEL_SMOKE") == "1"
-NAME = "sfs_leja2022_trained_flow/trained_flow_nsamp100.pth"
+NAME = "trained_flow_nsamp100.pth"
 
 
 def find_weights() -> Path:
-    """The released weights: $POPMODEL_LEJA2022_FLOW, or shared/data beside the checkout."""
+    """The released weights: $POPMODEL_LEJA2022_FLOW, or a clone of Leja's repository here or
+    in a folder above."""
     env = os.environ.get("POPMODEL_LEJA2022_FLOW")
     if env:
         return Path(env)
     here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
     for base in (here, *here.parents):
-        for cand in (base / "shared" / "data" / NAME, base / "data" / NAME):
+        for cand in (base / NAME, base / "sfs_leja_trained_flow" / "data" / NAME):
             if cand.is_file():
                 return cand
-    raise FileNotFoundError(f"{NAME} not found: set POPMODEL_LEJA2022_FLOW to its path")
+    raise FileNotFoundError(f"{NAME} not found: download it from "
+                            f"github.com/jrleja/sfs_leja_trained_flow (data/{NAME}) and set "
+                            "POPMODEL_LEJA2022_FLOW to its path")
 
 
 flow = Leja2022Flow.load(find_weights())
@@ -102,4 +106,3 @@ ax.set_ylim(-2.5, 2.5)
 ax.set_title(f"Leja et al. 2022 released flow, z = {z:g}")
 ax.legend(fontsize=7, loc="lower right")
 fig.tight_layout()
-fig  # noqa: B018  (a notebook displays the last expression)

@@ -67,11 +67,11 @@ for k, zz in enumerate(z):
           f"{s2[1, k]:+.3f} [{s2[0, k]:+.3f},{s2[2, k]:+.3f}]      {md14[k]:+.3f}")
 
 # %% [markdown]
-# ## Check against the published numbers
-# With the median parameters and R fixed to 0.36 (the value in Leja's SFRD code), route 1
-# gives log SFRD = -1.435, -1.225, -1.133, -1.140, -1.218 at z = 0.5, 1, 1.5, 2, 2.5
-# (science.md check 4), and route 2 with the Table 1 mean -1.448, -1.220, -1.076, -0.998 at
-# z = 0.5-2.
+# ## Check against the published parameters
+# With the published median parameters and R fixed to 0.36 (the value in Leja's SFRD code),
+# route 1 gives log SFRD = -1.435, -1.225, -1.133, -1.140, -1.218 at z = 0.5, 1, 1.5, 2, 2.5,
+# and route 2 with the Table 1 mean -1.448, -1.220, -1.076, -0.998 at z = 0.5-2 (values worked
+# out independently from the published formulas; the papers print no SFRD table).
 
 # %%
 zc = np.array([0.5, 1.0, 1.5, 2.0, 2.5])
@@ -96,7 +96,7 @@ for k, zz in enumerate(t.z):
 # figures from a fit's results (`census_rho_star`, `census_sfrd`).
 
 # %%
-from popmodel.cli.census import plot_census_rho_star, plot_census_sfrd
+from popmodel.plots.census import plot_census_rho_star, plot_census_sfrd
 
 d18 = lit.driver2018_rho_star("WMAP9")
 sel = (d18.z >= z[0]) & (d18.z <= z[-1])
@@ -108,4 +108,3 @@ from astropy.cosmology import WMAP9
 
 fig_rho = plot_census_rho_star(res, cosmology=WMAP9)
 fig_sfrd = plot_census_sfrd(res, cosmology=WMAP9)
-fig_sfrd  # noqa: B018  (a notebook displays the last expression)

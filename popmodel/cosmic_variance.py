@@ -43,7 +43,7 @@ COSMOS at z = 1 (tests/test_cosmic_variance.py::test_pk_vs_fit_check10_fields).
 The bias is Moster's Table 4 (their Eq. 13, :math:`b = b_0 (1+\bar z)^{b_1} + b_2`) for six
 0.5-dex bins of stellar mass centred at log M = 8.75 ... 11.25; see :func:`galaxy_bias` for how
 it is evaluated between and beyond the bin centres. Independent fields combine by
-:func:`combine_fields` (science.md section 1.7).
+:func:`combine_fields` (Moster et al. 2011, section 3.4).
 
 References:
     | A Cosmic Variance Cookbook (Moster, Somerville, Newman & Rix 2011, ApJ 731, 113)
@@ -112,7 +112,7 @@ MATCH_ASPECT_RTOL = 0.25
 #: quickcv code names a BBKS spectrum with Gamma = 0.1872 = 0.26 x 0.72 and omega0 = 0.26 and a
 #: default sigma_8 of 0.77 (as kept in the Python port astrockragh/cosmic_variance); with it
 #: :func:`moster2011_power` reproduces Table 3 within ~4% for all five geometries and within
-#: 1.1% for the science.md check-10 cases].
+#: 1.1% for GOODS, COSMOS and EGS at z = 1-2, log M = 10-10.5].
 MOSTER2011_COSMOLOGY: Mapping[str, float] = MappingProxyType(
     {"H0": 72.0, "Om0": 0.26, "sigma8": 0.77, "ns": 0.95}
 )
@@ -152,7 +152,8 @@ class MosterGeometry:
         return self.sigma_a / (z**self.beta + self.sigma_b) * np.sqrt(DEFAULT_DZ / dz)
 
 
-#: Moster et al. (2011) geometries. Fit parameters: Table 3 (science.md section 1.7, [V]).
+#: Moster et al. (2011) geometries. Fit parameters: Table 3 (as in public copies of getcv,
+#: e.g. astrockragh/cosmic_variance).
 #: Side lengths: Table 1 [recalled, not verified by search: UDF 3.4'x3.4', GOODS 10'x16', GEMS
 #: 28'x28', EGS 10'x70', COSMOS 1.4 deg x 1.4 deg]; the power-spectrum integral with
 #: Moster's cosmology reproduces each Table 3 fit with these sizes within ~4%.
@@ -170,7 +171,7 @@ MOSTER_GEOMETRIES: Mapping[str, MosterGeometry] = MappingProxyType(
 )
 
 #: Moster et al. (2011) Table 4: galaxy bias b = b0 (1+z)^b1 + b2 for 0.5-dex bins of
-#: log10 stellar mass; ``log_mass`` are the bin centres (science.md section 1.7, [V]).
+#: log10 stellar mass; ``log_mass`` are the bin centres (as in public copies of getcv).
 MOSTER2011_BIAS: Mapping[str, tuple[float, ...]] = MappingProxyType(
     {
         "log_mass": (8.75, 9.25, 9.75, 10.25, 10.75, 11.25),
@@ -603,6 +604,14 @@ def _resolve_power(
     return power
 
 
+def _is_field(x: object) -> bool:
+    """Whether ``x`` is a survey field (:class:`popmodel.survey.Field`), told by what it has:
+    a name, a solid angle, side lengths (or None) and a sigma_dm override (or None). Duck
+    typing keeps this module free of an import of :mod:`popmodel.survey`, which imports it."""
+    return (not isinstance(x, MosterGeometry)
+            and all(hasattr(x, a) for a in ("name", "area_sr", "side_arcmin", "sigma_dm")))
+
+
 def sigma_dm(
     field_or_sides: Any,
     z: ArrayLike,
@@ -639,8 +648,6 @@ def sigma_dm(
     if method not in ("auto", "fit", "pk"):
         raise ValueError(f"method must be 'auto', 'fit' or 'pk', got {method!r}")
     zz, ddz = np.broadcast_arrays(_check_z(z, "z"), _check_positive(dz, "dz"))
-    from popmodel.survey import Field
-
     what = "sigma_dm"
     if isinstance(field_or_sides, str):
         raise TypeError(
@@ -648,7 +655,7 @@ def sigma_dm(
             "geometries by shape, never by name; give side lengths, a Field or a "
             "MosterGeometry (e.g. MOSTER_GEOMETRIES['GOODS'])"
         )
-    if isinstance(field_or_sides, Field):
+    if _is_field(field_or_sides):
         fld = field_or_sides
         what = f"field {fld.name!r}"
         if method == "auto" and fld.sigma_dm is not None:
@@ -731,7 +738,7 @@ def combine_fields(sigma: ArrayLike, counts: ArrayLike) -> np.ndarray:
 
         \sigma_{\rm tot}^2 = \frac{\sum_f N_f^2\,\sigma_f^2}{(\sum_f N_f)^2}
 
-    for fields far enough apart to be uncorrelated (science.md section 1.7; Moster et al.
+    for fields far enough apart to be uncorrelated (Moster et al.
     2011, section 3.4). Equal fields give sigma / sqrt(n).
 
     Args:

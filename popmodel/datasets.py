@@ -56,7 +56,7 @@ THREEDHST_COSMOLOGY = {"H0": 70.0, "Om0": 0.3, "name": "3D-HST catalogues (H0=70
 
 #: Total area of the five fields [arcmin^2]: "about 900 arcmin^2" (Skelton et al. 2014, ApJS
 #: 214, 24); a binned 1/V mass function of the td_new FAST masses with this area matches
-#: Tomczak et al. 2014 within ~0.1 dex (../shared/data/literature_numbers).
+#: Tomczak et al. 2014 within ~0.1 dex (popmodel/data/README.md).
 THREEDHST_TOTAL_AREA_ARCMIN2 = 900.0
 
 
@@ -165,9 +165,7 @@ How the numbers were obtained (and how sure they are):
 
 #: FAST-mass completeness limits, the red line of Tomczak et al. 2014 (ApJ 783, 85) Fig. 2, as
 #: tabulated in jrleja/prospector_alpha ``code/td/plot_sample_selection.py``
-#: ``mass_completeness()`` (a commented-out alternative there; copied in
-#: ../shared/data/literature_numbers/published_parametric_fits.json as
-#: ``mass_completeness_limits.fast_mass_tomczak14_fig2``). ``z`` and ``log_mass`` [log10 Msun,
+#: ``mass_completeness()`` (a commented-out alternative there). ``z`` and ``log_mass`` [log10 Msun,
 #: Chabrier]; the table ends at z = 2.55.
 FAST_COMPLETENESS_TOMCZAK14: Mapping[str, tuple[float, ...]] = MappingProxyType(
     {

@@ -63,5 +63,5 @@ def json_default(obj: Any) -> Any:
 
 def dumps(x: Any, *, max_array_size: int | None = MAX_ARRAY_SIZE, **kw: Any) -> str:
     """``json.dumps(to_jsonable(x))``, strict JSON (``allow_nan=False``)."""
-    return json.dumps(to_jsonable(x, max_array_size=max_array_size), allow_nan=False,
-                      default=json_default, **kw)
+    kw.setdefault("default", json_default)
+    return json.dumps(to_jsonable(x, max_array_size=max_array_size), allow_nan=False, **kw)

@@ -23,8 +23,8 @@ All ratios come from astropy at the bin's redshift, never from powers of h alone
 the difference grows with z).
 
 **IMF.** Conversions to Chabrier (2003) are multiplicative, following Madau & Dickinson (2014,
-ARA&A 52, 415, section 3): Salpeter (0.1-100 Msun) SFR x 0.63 and stellar mass x 0.61
-(science.md section 3); Kroupa (2001) stellar mass -0.04 dex (the offset used by the shark and
+ARA&A 52, 415, section 3): Salpeter (0.1-100 Msun) SFR x 0.63 and stellar mass x 0.61;
+Kroupa (2001) stellar mass -0.04 dex (the offset used by the shark and
 velociraptor comparison-data converters, ``M_Kroupa = M_Chabrier + 0.04 dex``).
 """
 
@@ -290,7 +290,7 @@ def madau_dickinson2014_rho_star(z: np.ndarray, imf: str = "chabrier", return_fr
 
 
 #: Behroozi, Wechsler & Conroy (2013, ApJ 770, 57) cosmic SFR fit (z0, A, B, C), Chabrier;
-#: "B13high"/"B13low" bracket it (science.md section 3).
+#: "B13high"/"B13low" bracket it.
 B13_VARIANTS: dict[str, tuple[float, float, float, float]] = {
     "B13": (1.243, -0.997, 0.241, 0.180),
     "B13high": (1.293, -0.980, 0.219, 0.269),
@@ -333,8 +333,8 @@ def behroozi2013_sfrd(z: np.ndarray, variant: str = "B13",
 def tomczak2014_rho_star(z: np.ndarray, cosmology: apc.Cosmology | str | None = None) -> np.ndarray:
     r"""Tomczak et al. (2014) fit :math:`\log\rho_* = -0.33(1+z) + 8.75` (9 < log M < 13).
 
-    Returns log10 rho_* [Msun Mpc^-3], Chabrier, in H0=70, Om0=0.3 (as quoted in Leja's code;
-    science.md section 3), or converted to ``cosmology`` as a luminosity density at each z.
+    Returns log10 rho_* [Msun Mpc^-3], Chabrier, in H0=70, Om0=0.3 (as quoted in Leja's code,
+    jrleja/prospector_alpha), or converted to ``cosmology`` as a luminosity density at each z.
     """
     z = np.asarray(z, float)
     lv = -0.33 * (1.0 + z) + 8.75
@@ -344,7 +344,7 @@ def tomczak2014_rho_star(z: np.ndarray, cosmology: apc.Cosmology | str | None = 
 
 
 #: Leja et al. (2022, ApJ 936, 165) Eq. 10 / Table 1 coefficients: each of a, b, c, logMt is
-#: X0 + X1 z + X2 z^2 (science.md section 2.5; b1 of the ridge is +0.04990).
+#: X0 + X1 z + X2 z^2 (from public copies of Table 1; b1 of the ridge is +0.04990).
 LEJA2022_TABLE1: dict[str, dict[str, tuple[float, float, float]]] = {
     "ridge": {
         "a": (0.03746, 0.3448, -0.1156),

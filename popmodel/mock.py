@@ -18,26 +18,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 
-import jax.numpy as jnp
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
 from popmodel.cosmology import VolumeTable
 from popmodel.smf.density import DEFAULT_SLICE_DZ, build_density_terms
+from popmodel.smf.derived import ln_phi_draws
 from popmodel.smf.evolution import ContinuityParams, leja2020_params
-from popmodel.smf.schechter import ln_phi
 from popmodel.survey import Survey, SurveyError
 
 __all__ = ["MockTruth", "ProspectorBetaLikePrior", "draw_mock"]
 
 #: Top of the mass grid the true galaxies are drawn on [log10 Msun].
 _LOG_M_TOP = 13.5
-
-
-def _ln_phi_np(log_m: np.ndarray, z: np.ndarray, p: ContinuityParams) -> np.ndarray:
-    p64 = ContinuityParams(*(np.asarray(getattr(p, n), np.float64) for n in
-                             ("log_phi1", "log_phi2", "log_mstar", "alpha1", "alpha2")), p.anchor_z)
-    return np.asarray(ln_phi(jnp.asarray(log_m), jnp.asarray(z), p64))
 
 
 class ProspectorBetaLikePrior:
@@ -58,14 +51,14 @@ class ProspectorBetaLikePrior:
         self._p = leja2020_params()
         zg = np.linspace(0.0, 12.0, 1201)
         mg = np.linspace(self.lo, self.hi, 1301)
-        lphi = _ln_phi_np(mg[None, :], np.clip(zg, 0.2, 3.0)[:, None], self._p)
+        lphi = ln_phi_draws(self._p, mg[None, :], np.clip(zg, 0.2, 3.0)[:, None])[0]
         self._zg = zg
         self._ln_norm = np.log(np.trapezoid(np.exp(lphi), mg, axis=1))
 
     def log_density(self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None) -> np.ndarray:
         log_mass, z = np.asarray(log_mass, float), np.asarray(z, float)
         zc = np.clip(z, 0.2, 3.0)  # Prospector-beta clamps the mass function outside 0.2-3
-        lm = _ln_phi_np(log_mass, zc, self._p) - np.interp(z, self._zg, self._ln_norm)
+        lm = ln_phi_draws(self._p, log_mass, zc)[0] - np.interp(z, self._zg, self._ln_norm)
         out = lm + np.interp(z, self._z, self._ln_pz)
         return np.where((log_mass >= self.lo) & (log_mass <= self.hi), out, -np.inf)
 
@@ -183,7 +176,7 @@ def draw_mock(
         m_lo = float(np.min(floor[np.isfinite(floor)]))
         m_edges = np.arange(m_lo, _LOG_M_TOP + dlogm, dlogm)
         mc = 0.5 * (m_edges[1:] + m_edges[:-1])
-        rate = np.exp(_ln_phi_np(mc[None, :], zc[:, None], p) + vt.log_dvdz_at(zc)[:, None])
+        rate = np.exp(ln_phi_draws(p, mc[None, :], zc[:, None])[0] + vt.log_dvdz_at(zc)[:, None])
         rate *= area_sr * np.diff(z_edges)[:, None] * dlogm
         rate[mc[None, :] < floor[:, None]] = 0.0
         if terms is not None:  # no overlaps here: the region is one field
@@ -211,7 +204,7 @@ def draw_mock(
             sz = np.where(spec, 0.0, szf * (1.0 + z))
             zo = z + sz * rng.standard_normal(n)
             mo = m + sm * rng.standard_normal(n)
-            keep = (zo >= f.z_min) & (zo <= f.z_max) & (mo >= f.log_mass_limit(zo))
+            keep = f.selects(mo, zo)  # the catalogue cut the fits assume
             zr = (zc >= max(f.z_min - pd, 1e-3) - 1e-12) & (zc <= f.z_max + pd + 1e-12)
             n_true[f.name] += n if len(fl) == 1 else int(np.sum(zr[iz]))
             expected[f.name] += lam if len(fl) == 1 else float(rate[zr].sum())

@@ -2,7 +2,7 @@
 
 A survey is a set of fields. Each field has a solid angle, a redshift range and a
 mass-completeness limit log M_c(z), tabulated and interpolated linearly in z (Leja et al. 2022,
-science.md section 1.5), plus the error model
+ApJ 936, 165), plus the error model
 of the catalogue's point estimates that the selection function needs (Gaussian mass errors
 of width ``mass_error_dex``; a list of widths is an equal-weight mixture, for surveys whose
 errors vary from galaxy to galaxy).
@@ -519,6 +519,30 @@ class Field:
         (``completeness_extrapolate``); outside, it serves the selection's error tails.
         """
         return np.interp(z, self.completeness_z, self.completeness_log_mass)
+
+    def in_z_range(self, z_obs: np.ndarray | float) -> np.ndarray:
+        """Whether catalogue redshifts lie in the field's window, ``z_min <= z_obs <= z_max``
+        (both ends included)."""
+        z = np.asarray(z_obs, dtype=float)
+        return (z >= self.z_min) & (z <= self.z_max)
+
+    def above_limit(self, log_mass_obs: np.ndarray | float, z_obs: np.ndarray | float) -> np.ndarray:
+        """Whether catalogue masses reach the completeness limit,
+        ``log_mass_obs >= log M_c(z_obs)``: a galaxy exactly at the limit passes."""
+        return np.asarray(log_mass_obs, dtype=float) >= self.log_mass_limit(np.asarray(z_obs, float))
+
+    def selects(self, log_mass_obs: np.ndarray | float, z_obs: np.ndarray | float) -> np.ndarray:
+        """The field's catalogue cut on the point estimates (log M_obs, z_obs): a bool array.
+
+        ``z_min <= z_obs <= z_max`` and ``log_mass_obs >= log M_c(z_obs)``; both ends of the
+        window and the limit itself pass. This is the convention of the mass function's
+        selection function S_f (:mod:`popmodel.smf.likelihood`: the cut it integrates over is
+        ``z_min <= z_obs <= z_max and log M_obs >= log M_c(z_obs)``), of the mock
+        (:func:`popmodel.mock.draw_mock`) and of the model checks; the SFS flow's data
+        preparation uses it too (:func:`popmodel.flow.fit.apply_survey_cuts`). Ownership of
+        overlaps is :meth:`Survey.selects`'s business.
+        """
+        return self.in_z_range(z_obs) & self.above_limit(log_mass_obs, z_obs)
 
     def to_dict(self) -> dict:
         """TOML-ready dict (areas in arcmin^2).
@@ -1107,6 +1131,31 @@ class Survey:
                 pair = np.array([names.index(n) for n in o.fields])
                 owner[sel] = np.where(k >= 0, pair[np.maximum(k, 0)], g)
         return gidx, owner
+
+    def selects(self, labels: np.ndarray, log_mass_obs: np.ndarray, z_obs: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The survey's cut on catalogue point estimates, ownership of overlaps included.
+
+        A galaxy passes when its field's cut (:meth:`Field.selects`) passes and its field owns
+        its (footprint, z_obs) range: a galaxy labelled with an overlap region (``"B[A]"``,
+        :meth:`region_labels`) at a redshift where the other field owns the overlap is a
+        duplicate and is dropped. Both models (:func:`popmodel.smf.data.apply_survey_cuts`
+        and :func:`popmodel.flow.fit.apply_survey_cuts`) use this rule.
+
+        Args:
+            labels: the catalogue's ``field`` values (field names or region labels); unknown
+                ones must be caught before.
+            log_mass_obs, z_obs: the catalogue point estimates, (N,).
+
+        Returns:
+            ``(keep, field_index)``: (N,) bool mask and (N,) index into :attr:`fields`.
+        """
+        group, owner = self.resolve_regions(labels, z_obs)
+        keep = np.zeros(group.shape, bool)
+        for g, f in enumerate(self.fields):
+            sel = group == g
+            keep[sel] = f.selects(np.asarray(log_mass_obs, float)[sel], np.asarray(z_obs, float)[sel])
+        return keep & (owner == group), group
 
     def sigma_dm(
         self,

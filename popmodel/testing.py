@@ -32,7 +32,8 @@ __all__ = [
 #: Redshifts at which the calibrations rank rho_*.
 RHO_STAR_Z = (0.5, 1.0, 2.0)
 
-#: 3D-HST mass-completeness limits converted to Prospector masses (science.md section 1.5).
+#: 3D-HST mass-completeness limits converted to Prospector masses (Tal et al. 2014 limits,
+#: as converted in github.com/jrleja/sfs_leja_trained_flow).
 LEJA_COMPLETENESS_3DHST = ([0.65, 1.0, 1.5, 2.1, 3.0],
                            [8.86614882, 9.07108637, 9.63281923, 9.89486727, 10.15444536])
 

@@ -6,13 +6,25 @@ r"""Units and conventions, stated once.
 - Stellar mass density :math:`\rho_*`: Msun per comoving Mpc^3.
 - Interim priors: natural-log density per unit log10 M per unit z (and per unit log10 SFR).
 - Areas are stored in steradians; TOML files speak arcmin^2 or deg^2.
+- Tabulated functions of redshift (``rho_star.ecsv``, ``census.ecsv``, the rho_* and SFRD
+  figures) use one grid, :data:`Z_GRID`: 0.2 <= z <= 3.0 in steps of 0.05.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["ARCMIN2_PER_SR", "DEG2_PER_SR", "IMF", "LN10", "LOG10_E", "MASS_DEFINITION"]
+import numpy as np
+
+__all__ = [
+    "ARCMIN2_PER_SR",
+    "DEG2_PER_SR",
+    "IMF",
+    "LN10",
+    "LOG10_E",
+    "MASS_DEFINITION",
+    "Z_GRID",
+]
 
 LN10 = math.log(10.0)
 LOG10_E = 1.0 / LN10
@@ -22,3 +34,8 @@ DEG2_PER_SR = (180.0 / math.pi) ** 2
 ARCMIN2_PER_SR = DEG2_PER_SR * 3600.0
 IMF = "Chabrier2003"
 MASS_DEFINITION = "surviving stellar mass, log10(M*/Msun)"
+#: The redshift grid of every tabulated function of redshift (rho_*, the census, their
+#: figures), 0.2 to 3.0 in steps of 0.05 (the span of the Leja et al. 2020 anchors), rounded
+#: to 4 decimals; read-only.
+Z_GRID = np.round(np.arange(0.2, 3.0001, 0.05), 4)
+Z_GRID.flags.writeable = False

@@ -49,8 +49,9 @@ def test_mock_then_fit_smf_writes_the_contract_files(survey_file, tmp_path):
     import arviz as az
 
     idata = az.from_netcdf(out / "smf_posterior.nc")
-    assert set(parameter_names()) <= set(idata.posterior.data_vars)
-    assert json.loads(idata.posterior.attrs["config"])["method"] == "laplace"
+    assert {"log_phi1", "log_phi2", "log_mstar", "alpha1", "alpha2"} <= set(idata.posterior.data_vars)
+    assert idata.posterior["log_phi1"].sizes["anchor_z"] == len(parameter_names()) // 3
+    assert idata.posterior.attrs["config.method"] == "laplace"
     for fig in ("smf.png", "rho_star.png", "corner.png", "smf.pdf", "ppc_counts.png", "vmax_smf.png"):
         assert (out / fig).stat().st_size > 1000
     # model checks (popmodel.smf.checks) come with every fit
@@ -105,3 +106,176 @@ def test_framework_isolation(module, banned):
             f"getattr(m, 'build_parser', lambda: None)(); "
             f"assert {banned!r} not in sys.modules, {banned!r}")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------- a command line that behaves
+def _subparsers(ap):
+    import argparse
+
+    for act in ap._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            for name, p in act.choices.items():
+                yield name, p
+                yield from ((f"{name} {n}", q) for n, q in _subparsers(p))
+
+
+def _all_parsers():
+    from popmodel.cli import build_parser
+    from popmodel.cli.distributed import build_parser as build_distributed
+
+    out = []
+    for prog, ap in (("popmodel", build_parser()), ("popmodel.cli.distributed", build_distributed())):
+        out += [(prog, ap)] + [(f"{prog} {n}", p) for n, p in _subparsers(ap)]
+    return out
+
+
+def test_every_option_and_positional_has_help_and_states_its_default():
+    """Each argument of each sub-command has help text; one that takes a value and is not
+    required says its default (a flag's default is 'off')."""
+    import argparse
+
+    no_help, no_default = [], []
+    for prog, p in _all_parsers():
+        for act in p._actions:
+            if isinstance(act, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            name = f"{prog} {'/'.join(act.option_strings) or act.dest}"
+            if not (act.help or "").strip():
+                no_help.append(name)
+                continue
+            flag = act.nargs == 0 or isinstance(act, argparse._CountAction)
+            optional = (act.option_strings and not act.required) or act.nargs in ("?", "*")
+            if optional and not flag and "default" not in act.help:
+                no_default.append(f"{name} (default {act.default!r}): {act.help}")
+    assert no_help == []
+    assert no_default == []
+
+
+RST = ("``", ":func:", ":mod:", ":class:", ":meth:", ":data:", ":attr:", ":math:", ":ref:",
+       ".. ", "::\n")
+
+
+def test_help_shows_no_restructuredtext_markup():
+    """``popmodel --help`` and every sub-command's help are plain text (no ``code`` spans,
+    roles or directives copied from docstrings)."""
+    bad = []
+    for prog, p in _all_parsers():
+        text = p.format_help()
+        bad += [f"{prog}: {m!r}" for m in RST if m in text]
+    assert bad == []
+
+
+def test_help_and_version_exit_0_without_a_traceback(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip()
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for cmd in ("fit-smf", "fit-3dhst", "mock", "catalog-from-percentiles", "survey-3dhst",
+                "census", "fit-sfs", "figures", "run-3dhst"):
+        assert cmd in text
+
+
+@pytest.mark.parametrize("argv, path", [
+    (["census", "--smf", "{tmp}/nope", "--out", "{tmp}/c"], "{tmp}/nope"),
+    (["figures", "{tmp}/nope", "--out", "{tmp}/f"], "{tmp}/nope"),
+    (["fit-sfs", "{tmp}/nope.h5", "--out", "{tmp}/s"], "{tmp}/nope.h5"),
+    (["fit-smf", "{tmp}/nope.h5", "--survey", "{tmp}/nope.toml", "--out", "{tmp}/r"], "{tmp}/nope.h5"),
+    (["mock", "--survey", "{tmp}/nope.toml", "--out", "{tmp}/m.h5"], "{tmp}/nope.toml"),
+])
+def test_a_missing_input_is_one_line_naming_it(tmp_path, capsys, argv, path):
+    argv = [x.format(tmp=tmp_path) for x in argv]
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith(f"popmodel {argv[0]}: error:"), err
+    assert path.format(tmp=tmp_path) in err[0] and "does not exist" in err[0]
+
+
+def test_messages_go_to_stderr_and_quiet_silences_them(survey_file, tmp_path, capsys, caplog):
+    """Progress and notes are log records (stderr), not stdout; -q leaves warnings only; the
+    logging set-up is undone when the command returns."""
+    import logging
+
+    out = tmp_path / "m.h5"
+    assert main(["mock", "--survey", str(survey_file), "--out", str(out), "--n-samples", "2"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "mock:" in cap.err and "galaxies selected" in cap.err
+    assert main(["-q", "mock", "--survey", str(survey_file), "--out", str(out), "--n-samples",
+                 "2", "--overwrite"]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "mock:" not in cap.err  # warnings (if any) only
+    assert logging.getLogger("popmodel").level == logging.NOTSET
+    assert not [h for h in logging.getLogger().handlers if h.get_name() == "popmodel-cli"]
+
+
+def test_strict_failures_name_the_parameters():
+    from popmodel.cli.smf import strict_failures
+
+    diag = {"r_hat": {"alpha1": 1.002, "log_mstar_z0.2": 1.08, "alpha2": float("nan")},
+            "ess_bulk": {"alpha1": 400.0, "log_mstar_z0.2": 35.0, "alpha2": 250.0},
+            "divergences": 3, "ok": False}
+    fails = strict_failures("nuts", diag)
+    assert fails[0] == "R-hat >= 1.01 for log_mstar_z0.2 (1.080), alpha2 (nan)"
+    assert fails[1] == "bulk ESS < 100 for log_mstar_z0.2 (35)"
+    assert fails[2] == "3 divergent transitions"
+    clean = {"r_hat": {"a": 1.001}, "ess_bulk": {"a": 900.0}, "divergences": 0, "ok": True}
+    assert strict_failures("nuts", clean) == []
+    assert strict_failures("laplace", diag) == []  # Laplace draws have no sampler diagnostics
+
+
+def test_strict_wiring_exit_1_with_strict_0_without(survey_file, tmp_path, capsys, monkeypatch):
+    """fit-smf with a fit whose diagnostics are not clean (a stand-in fit, no sampling): status
+    1 and one error line with --strict, status 0 without; the results are written either way."""
+    from types import SimpleNamespace
+
+    import popmodel.io.smf
+    import popmodel.smf.fit
+
+    diag = {"r_hat": {"alpha1": 1.2}, "ess_bulk": {"alpha1": 12.0}, "divergences": 0, "ok": False}
+    fake = SimpleNamespace(config=SimpleNamespace(method="nuts"), diagnostics=diag)
+    written = []
+    monkeypatch.setattr(popmodel.smf.fit, "fit_smf", lambda *a, **k: fake)
+    monkeypatch.setattr(popmodel.io.smf, "write_smf_results",
+                        lambda fit, out, **k: written.append(out) or {"posterior": [str(out)]})
+    cat = tmp_path / "m.h5"
+    assert main(["mock", "--survey", str(survey_file), "--out", str(cat), "--n-samples", "2"]) == 0
+    fit = ["fit-smf", str(cat), "--survey", str(survey_file), "--no-figures"]
+    capsys.readouterr()
+    assert main([*fit, "--out", str(tmp_path / "a"), "--strict"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert err == [("popmodel fit-smf: error: sampler diagnostics are not clean (--strict): "
+                    "R-hat >= 1.01 for alpha1 (1.200); bulk ESS < 100 for alpha1 (12); the "
+                    f"results are in {tmp_path / 'a'}")]
+    assert main([*fit, "--out", str(tmp_path / "b")]) == 0
+    assert written == [str(tmp_path / "a"), str(tmp_path / "b")]
+
+
+@pytest.mark.slow
+def test_strict_exits_1_when_the_sampler_diagnostics_fail(tmp_path, capsys):
+    """A deliberately short NUTS run (10 draws, one chain) with --strict: status 1, one error
+    line naming the parameters, the results written (without --strict the same warning is
+    logged and the status is 0: the check runs only under ``a.strict``)."""
+    from popmodel.testing import deep_survey
+
+    survey = tmp_path / "s.toml"
+    deep_survey(1, 3.0, mass_error_dex=0.1).write(survey)
+    cat = tmp_path / "m.h5"
+    assert main(["mock", "--survey", str(survey), "--out", str(cat), "--n-samples", "4"]) == 0
+    fit = ["fit-smf", str(cat), "--survey", str(survey), "--warmup", "10", "--samples", "10",
+           "--chains", "1", "--bootstrap", "0", "--no-figures", "--no-progress",
+           "--no-cosmic-variance", "--posterior", "samples"]
+    capsys.readouterr()
+    assert main([*fit, "--strict", "--out", str(tmp_path / "strict")]) == 1
+    text = capsys.readouterr().err
+    err = [ln for ln in text.splitlines() if ln.startswith("popmodel fit-smf: error:")]
+    assert len(err) == 1 and err[0].startswith(
+        "popmodel fit-smf: error: sampler diagnostics are not clean (--strict): "), err
+    assert "bulk ESS < 100 for " in err[0] and "log_phi1_z0.2" in err[0]
+    assert "WARNING: sampler diagnostics are not clean" in text  # what a run without --strict says
+    assert (tmp_path / "strict" / "smf_posterior.nc").is_file()  # written all the same
+    # --strict does not change the result, so --resume does not compare it
+    from popmodel.cli import build_parser
+    from popmodel.cli.common import cli_config
+
+    assert "strict" not in cli_config(build_parser().parse_args([*fit, "--strict", "--out", "x"]))

@@ -91,7 +91,7 @@ def test_gaussian_posteriors_pass_and_sit_within_the_samples_noise(gaussian_setu
     assert chk["n_compressed"] == gh.catalog.n_galaxies
     d1 = prepare_smf_data(cat, sv, cosmic_variance=False)
     d2 = prepare_smf_data(other, sv, cosmic_variance=False)
-    draws = laplace_draws(mp, prior, gh, N_DRAWS, seed=5)
+    draws = laplace_draws(mp, prior, N_DRAWS, seed=5, data=gh)
     f = jax.jit(log_likelihood)
     diff = []
     for k in range(N_DRAWS):

@@ -7,11 +7,10 @@ independent quadrature and an independent cosmology conversion), and folders tha
 missing skip their figures with a note.
 """
 
-import json
+import logging
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import astropy.cosmology as apc
@@ -41,16 +40,11 @@ def _leja_draws(n: int = 60, seed: int = 1) -> dict[str, np.ndarray]:
 
 
 def _write_smf_dir(path: Path, cosmology_config: dict, n: int = 60) -> None:
-    import arviz as az
+    from popmodel.io.smf import write_smf_posterior
 
     post = {k: v[None] for k, v in _leja_draws(n).items()}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.from_dict(posterior=post)
-    idata.posterior.attrs.update({"cosmology_config": json.dumps(cosmology_config),
-                                  "data_z_range": json.dumps([0.5, 2.5])})
-    path.mkdir(parents=True, exist_ok=True)
-    idata.to_netcdf(str(path / "smf_posterior.nc"), engine="h5netcdf")
+    write_smf_posterior(path / "smf_posterior.nc", post, (0.2, 1.6, 3.0), method="draws",
+                        attrs={"cosmology_config": cosmology_config, "data_z_range": [0.5, 2.5]})
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +161,8 @@ def test_smf_residual_figure_leja_line_is_zero_for_leja_draws():
     plt.close(fig)
 
 
-def test_census_figures_draw_census_ecsv_p50(census_dir, capsys):
+def test_census_figures_draw_census_ecsv_p50(census_dir, caplog):
+    caplog.set_level(logging.INFO, logger="popmodel")
     import matplotlib.pyplot as plt
 
     res = F.load_results(census_dir)
@@ -206,11 +201,12 @@ def test_census_figures_draw_census_ecsv_p50(census_dir, capsys):
     assert [Path(p).name for p in files["residuals"]] == ["residuals_smf.png", "residuals_smf.pdf"]
     for p in files["sfrd"] + files["residuals"]:
         assert Path(p).stat().st_size > 5000
-    text = capsys.readouterr().out
+    text = caplog.text  # notes are log records (popmodel.plots.figures, INFO)
     assert "skipping figure 'sfs'" in text and "skipping 'residuals_sfs'" in text
 
 
-def test_rho_star_from_smf_draws_when_census_is_missing(tmp_path, capsys):
+def test_rho_star_from_smf_draws_when_census_is_missing(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="popmodel")
     import matplotlib.pyplot as plt
 
     _write_smf_dir(tmp_path / "smf", {"name": "Planck18"}, n=30)
@@ -224,7 +220,7 @@ def test_rho_star_from_smf_draws_when_census_is_missing(tmp_path, capsys):
     plt.close(fig)
     files = F.make_figures(tmp_path, tmp_path / "f", only=["rho_star", "sfrd"])
     assert list(files) == ["rho_star"]
-    assert "skipping figure 'sfrd': needs census results" in capsys.readouterr().out
+    assert "skipping figure 'sfrd': needs census results" in caplog.text
 
 
 def _sfs_table_from_leja(cosmo, zs=(0.5, 1.0, 1.5, 2.0)):
@@ -290,7 +286,7 @@ def test_sfs_figure_draws_the_table_and_converted_leja_curves():
     plt.close(fig)
 
 
-def test_figures_cli_and_script(census_dir, tmp_path):
+def test_figures_cli_and_script(census_dir, tmp_path, capsys):
     from popmodel.cli import build_parser, main
 
     a = build_parser().parse_args(["figures", "R", "--only", "smf", "sfrd"])
@@ -303,9 +299,12 @@ def test_figures_cli_and_script(census_dir, tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "analyses" / "plot_sfs.py"), str(census_dir), "--out",
                         str(tmp_path / "s")], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "skipping figure 'sfs'" in r.stdout and not (tmp_path / "s" / "sfs.png").exists()
-    with pytest.raises(SystemExit, match="give RESULTS_DIR"):
-        main(["figures"])
+    assert "skipping figure 'sfs'" in r.stderr and not (tmp_path / "s" / "sfs.png").exists()
+    assert r.stdout == ""  # messages are logged to stderr
+    capsys.readouterr()
+    assert main(["figures"]) == 2
+    assert capsys.readouterr().err.strip() == ("popmodel figures: error: give RESULTS_DIR (with "
+                                               "smf/, sfs/, census/ sub-folders) or --smoke")
     with pytest.raises(ValueError, match="unknown figure"):
         F.make_figures(census_dir, tmp_path / "x", only=["corner"])
 

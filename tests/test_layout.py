@@ -25,11 +25,14 @@ checks; in exchange no module of the package imports anything from it but ``__ve
 from __future__ import annotations
 
 import ast
+import functools
+import itertools
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -91,8 +94,20 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def imports_of(module: str) -> list[tuple[str, int, bool, str]]:
-    """The package modules that ``module`` imports: (target, line, type-checking only, names).
+class Import(NamedTuple):
+    """One import of a package module: where it is and what it names."""
+
+    target: str  # the package module imported
+    line: int
+    type_only: bool  # under ``if TYPE_CHECKING:``
+    name: str  # the name imported (``from X import name``), or the module
+    scope: str  # the enclosing ``Class.function`` ("" at module level)
+    base: str  # the module named after ``from`` (or the imported module)
+
+
+@functools.cache
+def imports_of(module: str) -> tuple[Import, ...]:
+    """The package modules that ``module`` imports, at module level and inside functions.
 
     ``from a.b import c`` counts as importing ``a.b.c`` when that is a module of the package,
     else as importing ``a.b``; ``import a.b.c`` as importing ``a.b.c``.
@@ -100,21 +115,47 @@ def imports_of(module: str) -> list[tuple[str, int, bool, str]]:
     path = MODULES[module]
     tree = ast.parse(path.read_text(), filename=str(path))
     tc = _type_checking_lines(tree)
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.split(".")[0] == "popmodel":
-                    out.append((alias.name, node.lineno, node.lineno in tc, alias.name))
-        elif isinstance(node, ast.ImportFrom):
-            base = _resolve(module, path, node)
-            if base.split(".")[0] != "popmodel":
+    out: list[Import] = []
+
+    def visit(node: ast.AST, scope: tuple[str, ...]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                visit(child, (*scope, child.name))
                 continue
-            for alias in node.names:
-                sub = f"{base}.{alias.name}"
-                target = sub if sub in MODULES else base
-                out.append((target, node.lineno, node.lineno in tc, alias.name))
-    return out
+            where = ".".join(scope)
+            if isinstance(child, ast.Import):
+                for alias in child.names:
+                    if alias.name.split(".")[0] == "popmodel":
+                        out.append(Import(alias.name, child.lineno, child.lineno in tc, alias.name,
+                                          where, alias.name))
+            elif isinstance(child, ast.ImportFrom):
+                base = _resolve(module, path, child)
+                if base.split(".")[0] == "popmodel":
+                    for alias in child.names:
+                        sub = f"{base}.{alias.name}"
+                        out.append(Import(sub if sub in MODULES else base, child.lineno,
+                                          child.lineno in tc, alias.name, where, base))
+            visit(child, scope)
+
+    visit(tree, ())
+    return tuple(out)
+
+
+def _is_load(imp: Import) -> bool:
+    return not imp.type_only and imp.scope.count(".") == 1 and imp.scope.endswith(".load")
+
+
+def _sanctioned(module: str, imp: Import) -> bool:
+    """The one import against the layer order that the rule allows: a core result type's
+    ``load`` classmethod delegating to the io module that reads it (issue 17 item 2 asks for
+    ``SMFFit.load``, ``SFSFit.load``, ``CensusResult.load``), and the ``TYPE_CHECKING`` import
+    of what it returns. It runs only when called, so it is left out of the walk for circles
+    too; nothing else in a core module may reach io."""
+    if layer(module) != "core" or layer(imp.target) != "io":
+        return False
+    if imp.type_only:
+        return any(_is_load(o) and o.target == imp.target for o in imports_of(module))
+    return _is_load(imp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,21 +177,44 @@ def test_no_import_against_the_layer_order_in_the_source():
         own = layer(module)
         if own is None:
             continue  # the public door (see the module doc)
-        for target, line in sorted({(t, ln) for t, ln, _, _ in imports_of(module)}, key=lambda x: x[1]):
-            dep = layer(target)
-            if dep is not None and LAYERS.index(dep) > LAYERS.index(own):
-                bad.append(f"{MODULES[module].relative_to(ROOT)}:{line}: {own} module {module} "
-                           f"imports {dep} module {target}")
+        seen = set()
+        for imp in imports_of(module):
+            dep = layer(imp.target)
+            if (dep is None or LAYERS.index(dep) <= LAYERS.index(own) or _sanctioned(module, imp)
+                    or (imp.line, imp.target) in seen):
+                continue
+            seen.add((imp.line, imp.target))
+            bad.append(f"{MODULES[module].relative_to(ROOT)}:{imp.line}: {own} module {module} "
+                       f"imports {dep} module {imp.target}"
+                       + (f" (in {imp.scope})" if imp.scope else ""))
     assert not bad, "imports against core <- io <- plots <- cli:\n" + "\n".join(bad)
 
 
 def test_nothing_in_the_package_imports_from_the_public_door_but_the_version():
     """``popmodel/__init__.py`` re-exports every layer, so importing from it would hide a
     dependency; modules import what they need from where it lives."""
-    bad = [f"{MODULES[m].relative_to(ROOT)}:{line}: from popmodel import {name}"
+    bad = [f"{MODULES[m].relative_to(ROOT)}:{imp.line}: from popmodel import {imp.name}"
            for m in MODULES if m != "popmodel"
-           for target, line, _, name in imports_of(m)
-           if target == "popmodel" and name != "__version__"]
+           for imp in imports_of(m)
+           if imp.target == "popmodel" and imp.name != "__version__"]
+    assert not bad, "\n".join(bad)
+
+
+def test_every_imported_module_exists():
+    """Each ``popmodel`` import names a module that exists (a move leaves no stale import
+    behind, such as one of ``popmodel.flow.cli`` after it became ``popmodel.cli.sfs``): the
+    module itself, or for ``from PACKAGE import NAME`` a sub-module or a name the package's
+    ``__init__`` mentions."""
+    bad = []
+    for m in MODULES:
+        for imp in imports_of(m):
+            if imp.base not in MODULES:
+                bad.append(f"{MODULES[m].relative_to(ROOT)}:{imp.line}: no module {imp.base}")
+            elif (imp.target == imp.base and imp.name != imp.base
+                  and MODULES[imp.base].name == "__init__.py"
+                  and imp.name not in MODULES[imp.base].read_text()):
+                bad.append(f"{MODULES[m].relative_to(ROOT)}:{imp.line}: {imp.base} has no "
+                           f"{imp.name}")
     assert not bad, "\n".join(bad)
 
 
@@ -161,8 +225,9 @@ def _graph() -> dict[str, set[str]]:
         if module == "popmodel":
             g[module] = set()  # the lazy public door (see the module doc)
             continue
-        g[module] = {t for t, _, tc, _ in imports_of(module)
-                     if not tc and t in MODULES and t != module}
+        g[module] = {imp.target for imp in imports_of(module)
+                     if not imp.type_only and imp.target in MODULES and imp.target != module
+                     and not _sanctioned(module, imp)}
     return g
 
 
@@ -238,8 +303,8 @@ def test_no_import_circles():
     lines = []
     for c in cycles:
         edges = []
-        for a, b in zip(c, c[1:], strict=False):
-            where = sorted({ln for t, ln, tc, _ in imports_of(a) if t == b and not tc})
+        for a, b in itertools.pairwise(c):
+            where = sorted({imp.line for imp in imports_of(a) if imp.target == b and not imp.type_only})
             edges.append(f"  {MODULES[a].relative_to(ROOT)}:{','.join(map(str, where))} imports {b}")
         lines.append(" -> ".join(c) + "\n" + "\n".join(edges))
     assert not cycles, "import circles:\n" + "\n".join(lines)
@@ -260,23 +325,30 @@ for lib in sys.argv[2].split(","):
         __import__(lib)
     except Exception:
         pass
-bad = []
-for mod in sys.argv[1].split(","):
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            __import__(mod)
-            own = LAYERS.index(layer(mod))
-            later = sorted(m for m in list(sys.modules)
-                           if layer(m) is not None and LAYERS.index(layer(m)) > own)
-            msg = f"{mod} loads {later}" if later else ""
-        except BaseException as exc:
-            msg = f"{mod} fails to import: {type(exc).__name__}: {exc}"
-        os.write(w, msg.encode())
-        os._exit(0)
-    os.close(w)
+def child(mod):
+    try:
+        __import__(mod)
+        own = LAYERS.index(layer(mod))
+        later = sorted(m for m in list(sys.modules)
+                       if layer(m) is not None and LAYERS.index(layer(m)) > own)
+        return f"{mod} loads {later}" if later else ""
+    except BaseException as exc:
+        return f"{mod} fails to import: {type(exc).__name__}: {exc}"
+bad, running = [], []
+todo = sys.argv[1].split(",")
+width = max(1, min(4, os.cpu_count() or 1))
+while todo or running:
+    while todo and len(running) < width:
+        mod = todo.pop(0)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.write(w, child(mod).encode()[:60000])
+            os._exit(0)
+        os.close(w)
+        running.append((pid, r))
+    pid, r = running.pop(0)
     chunks = []
     while chunk := os.read(r, 65536):
         chunks.append(chunk)
@@ -333,7 +405,7 @@ def _cli_probe(argv: list[str], heavy: tuple[str, ...]) -> tuple[list[str], floa
                        capture_output=True, text=True, cwd=ROOT, timeout=120, check=True)
     wall = time.perf_counter() - t0
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("LOADED"))
-    loaded = eval(line.split("LOADED", 1)[1].split("RC")[0])  # noqa: S307 (our own output)
+    loaded = ast.literal_eval(line.split("LOADED", 1)[1].split("RC")[0].strip())
     return loaded, wall, r.stdout
 
 

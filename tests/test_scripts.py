@@ -19,7 +19,7 @@ def _run(args, tmp_path, env_extra=None):
     r = subprocess.run([sys.executable, *args], check=False, cwd=tmp_path, env=env, capture_output=True,
                        text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return r.stdout
+    return r.stdout + r.stderr  # results on stdout, messages (logging) on stderr
 
 
 def test_quickstart_notebook(tmp_path):
@@ -111,16 +111,23 @@ def test_plot_census_smoke(tmp_path):
 @pytest.mark.slow
 def test_figure_scripts_smoke(tmp_path):
     """The five figure scripts (a)-(e) in smoke mode, sharing one folder of mock results (the
-    first builds the SMF fit, the next the flow and the census), then ``popmodel figures``."""
-    _run([str(ROOT / "analyses" / "plot_smf.py"), "--smoke", "r"], tmp_path)
-    _run([str(ROOT / "analyses" / "plot_rho_star.py"), "--smoke", "r"], tmp_path)
-    _run([str(ROOT / "analyses" / "plot_sfrd.py"), "--smoke", "r"], tmp_path)
-    _run([str(ROOT / "analyses" / "plot_sfs.py"), "--smoke", "r"], tmp_path)
-    out = _run([str(ROOT / "analyses" / "plot_residuals.py"), "--smoke", "r"], tmp_path)
+    first builds the SMF fit, the next the flow and the census), then ``popmodel figures``.
+    Each script commits its own output folder (a figures folder holds one run's figures)."""
+    names = ("smf", "rho_star", "sfrd", "sfs", "residuals")
+    _run([str(ROOT / "analyses" / "plot_smf.py"), "--smoke", "r", "--out", "figs_smf"], tmp_path)
+    _run([str(ROOT / "analyses" / "plot_rho_star.py"), "--smoke", "r", "--out", "figs_rho_star"],
+         tmp_path)
+    _run([str(ROOT / "analyses" / "plot_sfrd.py"), "--smoke", "r", "--out", "figs_sfrd"], tmp_path)
+    _run([str(ROOT / "analyses" / "plot_sfs.py"), "--smoke", "r", "--out", "figs_sfs"], tmp_path)
+    out = _run([str(ROOT / "analyses" / "plot_residuals.py"), "--smoke", "r", "--out",
+                "figs_residuals"], tmp_path)
     assert "wrote 4 files (residuals)" in out
-    for stem in ("smf", "rho_star", "sfrd", "sfs", "residuals_smf", "residuals_sfs"):
-        for ext in ("png", "pdf"):
-            assert (tmp_path / "r" / "figures" / f"{stem}.{ext}").stat().st_size > 5000, stem
+    stems = {"smf": ["smf"], "rho_star": ["rho_star"], "sfrd": ["sfrd"], "sfs": ["sfs"],
+             "residuals": ["residuals_smf", "residuals_sfs"]}
+    for name in names:
+        for stem in stems[name]:
+            for ext in ("png", "pdf"):
+                assert (tmp_path / f"figs_{name}" / f"{stem}.{ext}").stat().st_size > 5000, stem
     out = _run(["-m", "popmodel.cli", "figures", "--smoke", "r", "--out", "all"], tmp_path)
     assert "wrote 12 files" in out
     assert "smoke:" not in out  # the mock results were reused, not rebuilt

@@ -210,7 +210,11 @@ def test_posterior_predictive_coverage_of_a_fitted_mock(tmp_path):
     frac_wrong, _ = checks.ppc_coverage(obs, pw, 0.95)
     print(f"coverage with M* shifted by +0.3 dex: {frac_wrong:.3f}")
     assert frac_wrong < 0.8
-    summary = checks.write_model_checks(fit, tmp_path, log_mass_edges=M_EDGES, z_edges=Z_EDGES)
+    from popmodel.plots.checks import model_check_figures
+
+    summary = checks.write_model_checks(fit, tmp_path, log_mass_edges=M_EDGES, z_edges=Z_EDGES,
+                                        figures=model_check_figures)
     for name in summary["files"]:
         assert Path(name).is_file()
+    assert {Path(n).name for n in summary["files"]} >= {"ppc_counts.png", "vmax_smf.pdf"}
     assert summary["coverage"] >= 0.90

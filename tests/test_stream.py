@@ -17,7 +17,7 @@ from popmodel.catalog import CatalogError, PosteriorCatalog
 from popmodel.cosmology import VolumeTable
 from popmodel.mock import draw_mock
 from popmodel.smf.data import prepare_smf_data
-from popmodel.smf.inference import _Potential, find_map
+from popmodel.smf.inference import _Potential, find_map, laplace_draws
 from popmodel.smf.model import SMFPrior
 from popmodel.smf.stream import (
     HDF5CatalogWriter,
@@ -26,7 +26,6 @@ from popmodel.smf.stream import (
     fit_streamed,
     hash_ids,
     iter_catalog_chunks,
-    laplace_draws,
     stream_smf_data,
 )
 from popmodel.testing import deep_survey

@@ -13,7 +13,8 @@ fraction :math:`f(\tau)` of their mass by age :math:`\tau` (winds and supernovae
     \rho_*(t) = \int_0^t \psi(t')\,[1 - f(t-t')]\,dt'.
 
 With instantaneous recycling, :math:`f \equiv R`, this is
-:math:`\psi = (d\rho_*/dt)/(1-R)` with :math:`dt = -dz/[(1+z)H(z)]` (science.md section 1.8);
+:math:`\psi = (d\rho_*/dt)/(1-R)` with :math:`dt = -dz/[(1+z)H(z)]`
+(Madau & Dickinson 2014, ARA&A 52, 415);
 :math:`d\rho_*/dz` is differentiated in closed form (upper incomplete gamma functions and the
 derivative of the anchor polynomial). R is uncertain: :class:`ReturnFractionPrior` (default
 U(0.30, 0.45): 0.36 in Leja's SFRD code, ~0.41 for Chabrier in Madau & Dickinson 2014, 0.40-0.45

@@ -66,6 +66,17 @@ class CensusResult:
         """Route 2 minus route 1, from the paired draws."""
         return sfrd_tension(self.log_sfrd_from_rho, self.log_sfrd_from_sfs, self.z)
 
+    @classmethod
+    def load(cls, path: str | object) -> object:
+        """Read a census result folder (``popmodel census``): a
+        :class:`popmodel.io.census.CensusFolder` whose ``result`` is this class, rebuilt from
+        ``census_draws.nc``, and whose ``sfrd(z, route=...)`` / ``rho_star(z)`` answer from
+        the stored draws. Delegates to :func:`popmodel.io.census.load_census` (imported when
+        called: this module does not import the io layer)."""
+        from popmodel.io.census import load_census
+
+        return load_census(path)
+
     def table(self) -> object:
         """An astropy Table: ``z``; p16/p50/p84 of ``log_rho_star``, ``log_sfrd_from_rho``,
         ``log_sfrd_from_sfs``, ``frac_sfrd_below_limit``; the tension columns; ``meta``."""

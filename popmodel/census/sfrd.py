@@ -11,11 +11,12 @@ fraction :math:`f(\tau)` of their mass by age :math:`\tau` (winds and supernovae
     \rho_*(t) = \int_0^t \psi(t')\,[1 - f(t-t')]\,dt'.
 
 With instantaneous recycling, :math:`f \equiv R`, this is
-:math:`\psi = (d\rho_*/dt)/(1-R)` with :math:`dt = -dz/[(1+z)H(z)]` (science.md section 1.8);
+:math:`\psi = (d\rho_*/dt)/(1-R)` with :math:`dt = -dz/[(1+z)H(z)]`
+(Madau & Dickinson 2014, ARA&A 52, 415);
 :math:`d\rho_*/dz` is differentiated in closed form (upper incomplete gamma functions and the
 derivative of the anchor polynomial). R is uncertain: :class:`ReturnFractionPrior` (default
 U(0.30, 0.45): 0.36 in Leja's SFRD code, ~0.41 for Chabrier in Madau & Dickinson 2014, 0.40-0.45
-from the time-dependent Chabrier kernels below at ages of a few Gyr) gives one R per posterior
+from the time-dependent Chabrier kernels of :mod:`popmodel.census.kernels` at ages of a few Gyr) gives one R per posterior
 draw, marginalised into the band. With a :class:`MassLossKernel` the convolution is inverted
 instead (:func:`sfr_history_from_mass`, a lower-triangular solve on a time grid). Whether the
 masses count stellar remnants sets which fraction is lost: gas return only (remnants kept, the
@@ -29,8 +30,6 @@ FSPS/Prospector default) or gas plus remnants (living stars only).
 below it, from the Leja et al. (2022) Eq. 10 form *fitted to that model above the limit* (never
 the model's own extrapolation); the fraction of :math:`\psi` from below the limit is reported.
 Without a model, the Leja+22 Table 1 mean fit is used at all masses.
-
-**Tension** between the routes is computed from paired draws: both use the same SMF draw (and
 
 References:
     | Leja et al. (2020), ApJ 893, 111; Leja et al. (2022), ApJ 936, 165.
@@ -50,6 +49,7 @@ from scipy.special import erfc
 
 from popmodel.census.densities import drho_star_dz, n_draws, rho_star_draws
 from popmodel.census.kernels import MassLossKernel, ReturnFractionPrior
+from popmodel.cosmology import cosmology_from_config
 from popmodel.literature import leja2022_coefficients, leja2022_sfs
 from popmodel.smf.derived import log10_phi_grid
 from popmodel.smf.evolution import ContinuityParams
@@ -73,8 +73,6 @@ ArrayFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _cosmo(cosmology: apc.Cosmology | str | dict | None) -> apc.Cosmology:
-    from popmodel.cosmology import cosmology_from_config
-
     return cosmology_from_config(cosmology)
 
 
@@ -255,7 +253,7 @@ def leja2022_completeness(z: np.ndarray) -> np.ndarray:
     """Mass-completeness limit log M_c(z) [log10 Msun, Prospector masses] of the Leja+22 sample.
 
     3D-HST (Tal+14 -> Prospector) at z >= 0.5, COSMOS-2015 (Laigle+16 -> Prospector) below,
-    where 3D-HST has no galaxies (science.md section 1.5; linear interpolation, flat beyond the
+    where 3D-HST has no galaxies (linear interpolation, flat beyond the
     ends, as in jrleja/sfs_leja_trained_flow).
     """
     z = np.asarray(z, dtype=float)

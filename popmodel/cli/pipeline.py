@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -36,6 +37,8 @@ from pathlib import Path
 from popmodel.cli.common import add_output_options, positive_int
 
 __all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-cosmic-variance", action="store_true",
                    help="no per-field density terms in the SMF fit")
     p.add_argument("--skip", nargs="+", default=[], choices=("smf", "sfs", "census", "figures"),
-                   help="steps to leave out")
+                   help="steps to leave out (default: none)")
     add_output_options(p, single_step=False)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_run_3dhst, needs_jax=False)  # the steps run in their own processes
@@ -99,14 +102,18 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
 def step_complete(argv: list[str], folder: Path) -> bool:
     """Whether ``folder`` holds a complete result (its manifest) of the step ``popmodel ARGV``
     with the same settings."""
-    from popmodel.cli import build_parser
+    from popmodel.cli import census, sfs, smf
     from popmodel.cli.common import cli_config
     from popmodel.io.resultdir import read_manifest
 
     man = read_manifest(folder)
     if man is None:
         return False
-    config = cli_config(build_parser().parse_args(argv))
+    ap = argparse.ArgumentParser(prog="popmodel")
+    sub = ap.add_subparsers(dest="cmd")
+    for module in (smf, sfs, census):  # the steps with a folder (the figures are always redrawn)
+        module.register(sub)
+    config = cli_config(ap.parse_args(argv))
     return json.dumps(man.get("config"), sort_keys=True, default=str) == json.dumps(
         config, sort_keys=True, default=str)
 
@@ -174,21 +181,21 @@ def cmd_run_3dhst(a: argparse.Namespace) -> int:
     for name, argv, folder in steps_3dhst(a):
         inputs_redone = name == "census" and bool(redone & {"smf", "sfs"})
         if a.resume and folder is not None and not inputs_redone and step_complete(argv, folder):
-            print(f"[run-3dhst] {name}: {folder} holds a complete result; kept (--resume)")
+            log.info(f"[run-3dhst] {name}: {folder} holds a complete result; kept (--resume)")
             record["steps"].append({"step": name, "argv": argv, "skipped": True})
             continue
-        print(f"[run-3dhst] {name}: popmodel {' '.join(argv)}", flush=True)
+        log.info(f"[run-3dhst] {name}: popmodel {' '.join(argv)}")
         t0 = time.perf_counter()
         rc, rss = run_step_measured(argv)
         redone.add(name)
         dt = time.perf_counter() - t0
         record["steps"].append({"step": name, "argv": argv, "wall_s": round(dt, 1),
                                 "peak_rss_mb": rss, "rc": rc})
-        print(f"[run-3dhst] {name}: done in {dt:.0f} s", flush=True)
+        log.info(f"[run-3dhst] {name}: done in {dt:.0f} s")
         write_text_atomic(out / "run_3dhst.json", json.dumps(record, indent=1))
         if rc:
             return rc
     record["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     write_text_atomic(out / "run_3dhst.json", json.dumps(record, indent=1))
-    print(f"[run-3dhst] all steps done in {record['total_wall_s']:.0f} s; results in {out}")
+    log.info(f"[run-3dhst] all steps done in {record['total_wall_s']:.0f} s; results in {out}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -22,13 +23,17 @@ from pathlib import Path
 from popmodel.cli.common import (
     add_output_options,
     cli_config,
+    logging_to_stderr,
     nonneg_float,
     nonneg_int,
     positive_float,
     positive_int,
+    require_files,
 )
 
 __all__ = ["cmd_fit_sfs", "main", "register"]
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,8 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Train an ensemble of deconvolving flows on a posterior catalogue with "
         "log_sfr samples and write sfs.ecsv, Eq. 10 fits, the flows and figures.",
     )
-    p.add_argument("catalog", nargs="?", help="posterior catalogue with log_sfr (HDF5, FITS, ECSV, Parquet)")
-    p.add_argument("--survey", help="survey TOML (completeness limits and mass errors of the selection)")
+    p.add_argument("catalog", nargs="?",
+                   help="posterior catalogue with log_sfr (HDF5, FITS, ECSV, Parquet); default: "
+                   "none, then --3dhst is required")
+    p.add_argument("--survey", help="survey TOML (completeness limits and mass errors of the "
+                   "selection; default: none, no selection normalisation)")
     p.add_argument("--3dhst", dest="threedhst", action="store_true",
                    help="use the packaged 3D-HST sample (FAST masses, UV+IR SFRs)")
     p.add_argument("--out", required=True, help="output directory")
@@ -55,17 +63,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--members", type=positive_int, default=5, help="ensemble size (default 5)")
     p.add_argument("--no-bootstrap", action="store_true",
                    help="members differ by seed only (default: bootstrap resamples of galaxies)")
-    p.add_argument("--epochs", type=positive_int, default=60, help="maximum epochs per member")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="galaxies per minibatch")
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="initial learning rate")
-    p.add_argument("--patience", type=positive_int, default=6, help="early-stopping patience [epochs]")
+    p.add_argument("--epochs", type=positive_int, default=60, help="maximum epochs per member (default 60)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="galaxies per minibatch (default 256)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="initial learning rate (default 3e-3)")
+    p.add_argument("--patience", type=positive_int, default=6, help="early-stopping patience [epochs] (default 6)")
     p.add_argument("--sfs-tolerance", type=nonneg_float, default=0.005,
                    help="also stop a member once the SFS percentiles move < this [dex] per epoch "
-                        "for 3 epochs (0: validation loss only)")
+                        "for 3 epochs (0: validation loss only; default 0.005)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (per worker)")
-    p.add_argument("--workers", type=positive_int, default=1, help="train members in parallel processes")
-    p.add_argument("--max-samples", type=positive_int, default=32, help="posterior samples used per galaxy")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per worker (default: torch's choice)")
+    p.add_argument("--workers", type=positive_int, default=1, help="train members in parallel processes (default 1)")
+    p.add_argument("--max-samples", type=positive_int, default=32, help="posterior samples used per galaxy (default 32)")
     p.add_argument("--no-bias-correction", action="store_true",
                    help="turn off the small-S (delta-method) bias correction")
     p.add_argument("--conditional-on-z", action="store_true",
@@ -73,14 +81,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "popmodel.flow.selection for its caveat with photometric redshifts)")
     p.add_argument("--selection", choices=("survey", "none"), default="survey",
                    help="normalise by the probability of passing the survey's cuts (default)")
-    p.add_argument("--n-samples", type=positive_int, default=32, help="--3dhst: samples per galaxy")
-    p.add_argument("--mass-error-dex", type=positive_float, default=0.1, help="--3dhst: assumed mass error")
-    p.add_argument("--sfr-error-dex", type=positive_float, default=0.3, help="--3dhst: assumed SFR error")
-    p.add_argument("--z-min", type=float, default=0.5, help="--3dhst: redshift window")
-    p.add_argument("--z-max", type=float, default=2.5, help="--3dhst: redshift window")
-    p.add_argument("--max-galaxies", type=positive_int, default=None, help="--3dhst: random subset size")
+    p.add_argument("--n-samples", type=positive_int, default=32, help="--3dhst: samples per galaxy (default 32)")
+    p.add_argument("--mass-error-dex", type=positive_float, default=0.1, help="--3dhst: assumed mass error [dex] (default 0.1)")
+    p.add_argument("--sfr-error-dex", type=positive_float, default=0.3, help="--3dhst: assumed SFR error [dex] (default 0.3)")
+    p.add_argument("--z-min", type=float, default=0.5, help="--3dhst: lowest redshift (default 0.5)")
+    p.add_argument("--z-max", type=float, default=2.5, help="--3dhst: highest redshift (default 2.5)")
+    p.add_argument("--max-galaxies", type=positive_int, default=None, help="--3dhst: random subset size (default: all)")
     p.add_argument("--leja-curves", default=None,
-                   help="folder with the released Leja2022_z*.txt curves to overlay in the figure")
+                   help="folder with the released Leja2022_z*.txt curves to overlay in the figure "
+                   "(default: none)")
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fit_sfs, needs_jax=False)
@@ -101,9 +110,7 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
     if a.threedhst == bool(a.catalog):
         raise SystemExit("error: give either a CATALOG file or --3dhst")
     inputs = () if a.threedhst else (a.catalog, a.survey)
-    for p in inputs:
-        if p is not None and not Path(p).is_file():
-            raise FileNotFoundError(2, "input file does not exist", p)
+    require_files(*inputs)
     state = prepare_output(a.out, resume=a.resume, overwrite=a.overwrite, inputs=inputs,
                            config=cli_config(a), command="popmodel fit-sfs")
     if state == "complete":
@@ -117,15 +124,15 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
             n_samples=a.n_samples, mass_error_dex=a.mass_error_dex, sfr_error_dex=a.sfr_error_dex,
             z_min=a.z_min, z_max=a.z_max, seed=a.seed, max_galaxies=a.max_galaxies,
         )
-        print(f"3D-HST: {prov['counts']}")
-        print(f"NOTE: {prov['assumption_note']}")
+        log.info(f"3D-HST: {prov['counts']}")
+        log.info(f"NOTE: {prov['assumption_note']}")
         extra = {"inputs": {"data_set": "3dhst"}, "catalog_provenance": prov}
     else:
         catalog = PosteriorCatalog.read(a.catalog)
         survey = Survey.read(a.survey) if a.survey else None
         extra = {"inputs": {"catalog": str(a.catalog), "survey": a.survey}}
         if survey is None:
-            print("NOTE: no --survey: no selection normalisation; the grid starts at the data's "
+            log.info("NOTE: no --survey: no selection normalisation; the grid starts at the data's "
                   "1st mass percentile")
     config = SFSConfig(
         flow=FlowConfig(conditional_on_z=a.conditional_on_z),
@@ -141,16 +148,23 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
     out = Path(a.out)
     # --resume of an incomplete step: the members resume from their checkpoints
     fit = fit_sfs(catalog, survey, config, workdir=out, resume=a.resume)
-    files = write_sfs_results(fit, out, extra_meta=extra, figures=not a.no_figures,
-                              leja_curves_dir=a.leja_curves, manifest_config=cli_config(a))
+    figures = None
+    if not a.no_figures:
+        from functools import partial
+
+        from popmodel.plots.sfs import sfs_result_figures
+
+        figures = partial(sfs_result_figures, leja_curves_dir=a.leja_curves)
+    files = write_sfs_results(fit, out, extra_meta=extra, figures=figures,
+                              manifest_config=cli_config(a))
     n_files = sum(len(v) for v in files.values())
-    print(f"trained {config.n_members} flows on {fit.data_summary['n_galaxies']} galaxies; "
+    log.info(f"trained {config.n_members} flows on {fit.data_summary['n_galaxies']} galaxies; "
           f"wrote {n_files} files to {out} ({time.perf_counter() - t0:.0f} s)")
     rows = fit.table
     for z in (1.0, 2.0):
         sel = [i for i in range(len(rows)) if abs(rows["z"][i] - z) < 1e-6]
         if sel:
-            print(f"z={z}: " + json.dumps({f"{rows['log_mass'][i]:.2f}": round(float(rows['ridge_p50'][i]), 3)
+            log.info(f"z={z}: " + json.dumps({f"{rows['log_mass'][i]:.2f}": round(float(rows['ridge_p50'][i]), 3)
                                            for i in sel}))
     return 0
 
@@ -161,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     register(sub)
     a = ap.parse_args(argv)
-    return int(a.func(a) or 0)
+    with logging_to_stderr():
+        return int(a.func(a) or 0)
 
 
 if __name__ == "__main__":

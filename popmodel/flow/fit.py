@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from popmodel.flow.selection import NormalizationGrid, selection_grids
 from popmodel.flow.sfs import DEFAULT_DOUBLING_CUT, SequenceStatistics, sequence_statistics
 from popmodel.flow.train import TrainConfig, TrainResult, build_flow, train_flow
 from popmodel.survey import Survey, SurveyError
+
+if TYPE_CHECKING:
+    from popmodel.io.sfs import SFSResult
 
 __all__ = [
     "SFSConfig",
@@ -161,39 +164,68 @@ class SFSFit:
     warnings: list[str] = field(default_factory=list)
     member_stats: list[SequenceStatistics] = field(default_factory=list)
 
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SFSResult:
+        """Read a sequence result folder (``popmodel fit-sfs`` / ``write_sfs_results``).
+
+        Returns a :class:`popmodel.io.sfs.SFSResult` (the stored flows and ``sfs.ecsv``; its
+        ``ridge`` evaluates the members), not an :class:`SFSFit`: the training data are not
+        stored. Delegates to :func:`popmodel.io.sfs.load_sfs` (imported when called: this
+        module does not import the io layer).
+        """
+        from popmodel.io.sfs import load_sfs
+
+        return load_sfs(path)
+
 
 def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey) -> tuple[PosteriorCatalog, dict]:
-    """Keep galaxies whose catalogue (z, log M) pass their field's window and mass limit.
+    """Keep galaxies whose catalogue (z, log M) pass their field's cut and whose field owns them.
+
+    The cut is :meth:`popmodel.survey.Survey.selects`, the one the mass function uses
+    (:func:`popmodel.smf.data.apply_survey_cuts`): ``z_min <= z_obs <= z_max`` and
+    ``log_mass_obs >= log M_c(z_obs)`` (a galaxy exactly at the limit is kept), and a galaxy
+    labelled with an overlap region (``"B[A]"``) is dropped as a duplicate where the other field
+    owns the overlap. Kept galaxies carry their field's name (the region label is replaced), so
+    the selection function finds the field.
 
     The catalogue values are ``obs_z`` / ``obs_log_mass`` when present, else weighted
     medians of the samples.
 
     Raises:
-        SurveyError: If a catalogue field is not in the survey.
+        SurveyError: If a catalogue field is neither a field of the survey nor an overlap
+            region of it.
         CatalogError: If ``log_mass_obs`` / ``z_obs`` of a galaxy that passes lie outside the
             model's support (:func:`popmodel.flow.data.check_point_estimates`).
     """
-    unknown = sorted(set(catalog.fields.tolist()) - set(survey.field_names))
+    labels = survey.region_labels()  # field names, and "B[A]" for overlap regions
+    unknown = sorted(set(catalog.fields.tolist()) - set(labels))
     if unknown:
-        raise SurveyError(f"catalogue field(s) {unknown} are not in the survey (has {survey.field_names})")
+        regions = [lab for lab in labels if lab not in survey.field_names]
+        raise SurveyError(f"catalogue field(s) {unknown} are not in the survey (has "
+                          f"{survey.field_names}" + (f" and overlap regions {regions}" if regions else "")
+                          + ")")
     point = catalog.point_estimates()
-    keep = np.zeros(catalog.n_galaxies, dtype=bool)
+    keep, group = survey.selects(catalog.fields, point.log_mass, point.z)
+    _, owner = survey.resolve_regions(catalog.fields, point.z)
     report: dict[str, Any] = {"n_input": catalog.n_galaxies, "per_field": {}}
-    for f in survey.fields:
-        rows = catalog.fields == f.name
-        z, m = point.z[rows], point.log_mass[rows]
-        in_z = (z >= f.z_min) & (z <= f.z_max)
-        ok = in_z & (m > f.log_mass_limit(z))
-        keep[rows] = ok
+    for g, f in enumerate(survey.fields):
+        rows = group == g
+        in_z = rows & f.in_z_range(point.z)
+        other = in_z & (owner != g)
         report["per_field"][f.name] = {
-            "input": int(rows.sum()), "outside_z": int((~in_z).sum()),
-            "below_mass_limit": int((in_z & ~ok).sum()), "kept": int(ok.sum()),
+            "input": int(rows.sum()), "outside_z": int((rows & ~in_z).sum()),
+            "owned_by_other_field": int(other.sum()),
+            "below_mass_limit": int((in_z & ~other & ~keep).sum()), "kept": int((rows & keep).sum()),
         }
     report["n_kept"] = int(keep.sum())
     check_point_estimates(catalog, among=keep)  # a linear mass (1e10) passes every limit
     if not keep.any():
         raise CatalogError("no galaxy passes the survey's redshift window and mass limit")
-    return catalog.subset(keep), report
+    kept = catalog.subset(keep)
+    names = np.asarray(survey.field_names)[group[keep]]
+    if not np.array_equal(names, kept.fields.astype(str)):  # overlap regions -> field names
+        kept = replace(kept, fields=names)
+    return kept, report
 
 
 def save_flow(flow: SFSFlow, path: str | os.PathLike, extra: dict | None = None) -> None:

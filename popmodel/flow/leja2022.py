@@ -3,8 +3,8 @@ r"""The released normalizing flow of Leja et al. (2022), reimplemented to read i
 Leja et al. 2022 (ApJ 936, 165) released the flow that describes the density of their
 training sample in (z, log M, log SFR) as a PyTorch ``state_dict``
 (``trained_flow_nsamp100.pth`` in github.com/jrleja/sfs_leja_trained_flow). This module is an
-independent implementation of that architecture (science.md section 2.2), written from the
-description of the layers, that loads the file and evaluates the density:
+independent implementation of that architecture (the released ``code/torch_light.py``),
+written from the description of the layers, that loads the file and evaluates the density:
 
 * input ``x = (z, log M - 10, log SFR, d)`` with ``d`` a dummy coordinate that makes the
   dimension even; base distribution N(0, I_4);
@@ -21,10 +21,10 @@ description of the layers, that loads the file and evaluates the density:
   ``softplus`` before the spline's own ``softplus``.
 
 The dummy coordinate is marginalised by trapezoid quadrature (the released script's
-N(0, 1)-weighted *average* gives 0.282 times the marginal, science.md check 9). The density is
+N(0, 1)-weighted *average* gives 0.282 = 1/(2 sqrt(pi)) times the marginal). The density is
 that of Leja's training sample (its redshift distribution included, e.g. the jump at z = 0.8)
 and is an extrapolation below the mass-completeness limits: use it for the conditional
-p(log SFR | log M, z) above completeness, never as a population (science.md section 2.6).
+p(log SFR | log M, z) above completeness, never as a population (it is not a volume density).
 
 The weights file has no licence, so it is not shipped with popmodel: pass its path.
 
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 #: Mass-completeness limits of 3D-HST converted to Prospector masses (Leja et al. 2022,
-#: released script ``sample_nf_probability_density.py``; science.md section 1.5): redshifts and
+#: released script ``sample_nf_probability_density.py``; Tal et al. 2014 limits): redshifts and
 #: log10 M_c [Msun], linear interpolation, flat beyond the ends.
 LEJA2022_COMPLETENESS_3DHST = {
     "z": (0.65, 1.0, 1.5, 2.1, 3.0),
@@ -75,9 +75,9 @@ _MIN = 1e-3  # minimum bin width, bin height and derivative
 def leja2022_mass_limit(z: np.ndarray | float) -> np.ndarray:
     """Mass-completeness limit of Leja et al. 2022's training sample [log10 Msun].
 
-    COSMOS-2015 below z = 0.8 and 3D-HST above (science.md section 1.5: COSMOS-2015 covers
-    0.2 < z < 0.8 and 3D-HST 0.5 < z < 3, 3D-HST being deeper in the overlap, so the smaller
-    limit applies there).
+    COSMOS-2015 below z = 0.8 and 3D-HST above (Leja et al. 2022's released code:
+    COSMOS-2015 covers 0.2 < z < 0.8 and 3D-HST 0.5 < z < 3, 3D-HST being deeper in the
+    overlap, so the smaller limit applies there).
 
     Args:
         z: Redshift(s).
@@ -302,7 +302,7 @@ class Leja2022Flow(nn.Module):
         :math:`p(x) = \int p(x, d)\,dd` by the trapezoid rule on ``n_dummy`` evenly spaced
         nodes in ``[-dummy_max, dummy_max]``. The spline kinks in d make Gauss-Hermite converge
         slowly (errors ~1e-3 in log p with 16-64 nodes); the default 49 nodes on [-6, 6] (the
-        rule of the reference values, science.md check 8) are within 3e-4 of the converged
+        rule of the reference values in the test suite) are within 3e-4 of the converged
         integral, and 9 nodes on [-4, 4] within ~3e-3 (enough to draw mocks).
 
         Args:

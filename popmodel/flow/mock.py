@@ -17,9 +17,10 @@ the truth:
   Leja et al. (2020) median mass function times dV/dz times the area (WMAP9), and log SFR from
   the conditional p(log SFR | log M, z) of the released Leja et al. (2022) flow (never the
   flow's own samples, whose (z, log M) distribution is that of Leja's training sample;
-  science.md section 2.6). Mass errors 0.1 dex and SFR errors that grow from 0.25 dex on the
-  sequence to 0.6 dex for quiescent galaxies; selection on observed mass above the 3D-HST
-  Prospector completeness limits (science.md section 1.5).
+  Leja et al. 2022, ApJ 936, 165). Mass errors 0.1 dex and SFR errors that grow from
+  0.25 dex on the sequence to 0.6 dex for quiescent galaxies; selection on observed mass
+  above the 3D-HST Prospector completeness limits (Tal et al. 2014 limits converted by
+  Leja et al. 2022, github.com/jrleja/sfs_leja_trained_flow).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ __all__ = [
 _LN10 = np.log(10.0)
 
 #: Leja et al. 2020 Appendix B posterior medians at the anchors z = 0.2, 1.6, 3.0
-#: (science.md section 1.3).
+#: (ApJ 893, 111).
 LEJA2020_ANCHORS = {
     "z": (0.2, 1.6, 3.0),
     "log_phi1": (-2.44, -3.08, -4.14),
@@ -79,7 +80,7 @@ def leja2020_log_phi(log_mass: np.ndarray | float, z: np.ndarray | float) -> np.
         z: Redshift (clamped to the model's 0.2-3.0 validity range).
 
     Returns:
-        log10 of the double-Schechter mass function (science.md check 1).
+        log10 of the double-Schechter mass function (Leja et al. 2020, ApJ 893, 111).
     """
     m = np.asarray(log_mass, np.float64)
     zc = np.clip(np.asarray(z, np.float64), 0.2, 3.0)

@@ -8,7 +8,7 @@ r"""Leja et al. (2022) Eq. 10: the star-forming sequence as a broken power law.
     \end{cases},\qquad X(z) = X_0 + X_1 z + X_2 z^2,
 
 for the ridge (mode) and for log10 of the mean SFR, with the Table 1 coefficients
-(science.md section 2.5: from public third-party copies of Table 1, confirmed against the
+(from public third-party copies of Table 1, confirmed against the
 released flow; the b1 sign is +0.04990). Quoted validity 0.3 <= z <= 2.7. Chabrier IMF,
 Prospector masses and SFRs.
 
@@ -90,7 +90,7 @@ def eq10_log_sfr(
 def leja2022_log_sfr(
     log_mass: np.ndarray | float, z: np.ndarray | float, kind: str = "ridge"
 ) -> np.ndarray:
-    """Leja et al. 2022 Eq. 10 with the Table 1 coefficients (science.md check 5).
+    """Leja et al. 2022 Eq. 10 with the Table 1 coefficients (ApJ 936, 165).
 
     Args:
         log_mass: log10 M* [Msun].

@@ -13,7 +13,7 @@ range and its *observed* mass passes the completeness limit, so a galaxy of true
 
 with the field's Gaussian mass-error mixture ``mass_error_dex`` (sigma_M,k) and redshift-error
 mixture ``z_error`` (sigma_z,j; zero means a hard window), as in the mass-function likelihood
-(science.md section 1.4). The limit is evaluated at the true redshift (the difference is
+(:mod:`popmodel.smf.likelihood`). The limit is evaluated at the true redshift (the difference is
 second order in the redshift errors). S_f does not depend on SFR.
 
 **Likelihood.** For a galaxy i of field f with data d_i, the probability of its data given

@@ -13,7 +13,8 @@ Given the density on a log SFR grid at each (log M, z) node this module returns
   prominence of at least ``bimodal_prominence`` (default 10%) of the global maximum, so that the
   global mode could jump between the star-forming and the quiescent peak;
 * **log10 of the mean SFR** over the whole population, star-forming and quiescent,
-  :math:`\log_{10}\int 10^{s} p(s)\,ds`, not the mean of log SFR (science.md section 2.4);
+  :math:`\log_{10}\int 10^{s} p(s)\,ds`, not the mean of log SFR (which is 0.3-0.8
+  dex lower and does not match Leja et al. 2022, Table 1);
 * the 16th, 50th and 84th **percentiles** of log SFR (linear interpolation of the trapezoid
   CDF), and the scatter, half the 16-84 width.
 
@@ -29,7 +30,7 @@ All functions are numpy-only and work for any density: the trained flows of
 :mod:`popmodel.flow.model`, the released Leja et al. 2022 flow, or closed forms in the tests.
 
 References:
-    | Leja et al. 2022, ApJ 936, 165 (ridge and mean, science.md section 2.4)
+    | Leja et al. 2022, ApJ 936, 165 (ridge and mean)
     | Pacifici et al. 2016, ApJ 832, 79; Tacchella et al. 2022, ApJ 926, 134 (sSFR cut)
 """
 

@@ -26,6 +26,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -34,6 +35,8 @@ from pathlib import Path
 
 from popmodel._version import __version__
 from popmodel.errors import OutputError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "MANIFEST",
@@ -48,8 +51,11 @@ __all__ = [
 MANIFEST = "popmodel_manifest.json"
 COMMIT_RECORD = ".popmodel_commit.json"
 STAGE_PREFIX = ".popmodel_stage_"
-#: Version of the result-folder layout (the manifest and the ``run_id`` stamps).
-SCHEMA_VERSION = 1
+#: Version of the result layout, recorded in the manifest and in every result file.
+#: 1: manifests and ``run_id`` stamps; 2: the netCDF posterior over ``anchor_z`` and
+#: ``density_term`` coordinates with flattened provenance attributes, units on every ECSV
+#: column, ``census_draws.nc``.
+SCHEMA_VERSION = 2
 
 #: Called with a label at every file boundary of a commit; tests use it to simulate a kill.
 _boundary_hook: Callable[[str], None] | None = None
@@ -220,7 +226,7 @@ def prepare_output(out: str | os.PathLike, *, resume: bool = False, overwrite: b
         msg = f"{command}: --overwrite removed {n} files of an earlier popmodel result in {out}"
         if left:
             msg += f"; kept {len(left)} entries that no popmodel manifest lists ({_short(left)})"
-        print(msg)
+        _log.info(msg)
         return "fresh"
     if resume:
         man = read_manifest(out)
@@ -229,12 +235,12 @@ def prepare_output(out: str | os.PathLike, *, resume: bool = False, overwrite: b
                 raise OutputError(
                     f"{out} holds a complete result made with other settings (run "
                     f"{man.get('run_id')}); pass --overwrite to replace it or choose another folder")
-            print(f"{command}: {out} holds a complete result (run {man.get('run_id')}); "
-                  "kept (--resume)")
+            _log.info(f"{command}: {out} holds a complete result (run {man.get('run_id')}); "
+                      "kept (--resume)")
             return "complete"
         n = _remove_owned(out)
-        print(f"{command}: {out} holds no complete result; redoing the step (--resume"
-              + (f", removed {n} files of the incomplete one)" if n else ")"))
+        _log.info(f"{command}: {out} holds no complete result; redoing the step (--resume"
+                  + (f", removed {n} files of the incomplete one)" if n else ")"))
         return "redo"
     raise OutputError(
         f"output folder {out} is not empty ({len(entries)} entries: {_short(entries)}); pass "

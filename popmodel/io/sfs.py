@@ -7,36 +7,26 @@ IMF (:func:`provenance`).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import astropy.units as u
 import numpy as np
-from astropy.table import Table
+from astropy.table import QTable, Table
 
 from popmodel._version import __version__
 from popmodel.cosmology import describe_cosmology
-from popmodel.flow.fit import SFSFit, save_flow
 from popmodel.flow.parametric import EQ10_PARAMETERS, LEJA2022_TABLE1
+from popmodel.io.meta import input_records, with_units
+from popmodel.jsonutil import dumps, to_jsonable
 from popmodel.units import IMF, MASS_DEFINITION
 
-__all__ = ["provenance", "write_sfs_results"]
+if TYPE_CHECKING:  # torch is imported when a fit is written or its flows are loaded
+    from popmodel.flow.fit import SFSFit
 
-
-def _jsonable(x: object) -> object:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return x.tolist() if x.size < 1000 else f"<array shape {x.shape}>"
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+__all__ = ["SFSResult", "load_sfs", "provenance", "write_sfs_results"]
 
 
 def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
@@ -92,7 +82,9 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
         meta["cosmology_name"] = getattr(fit.survey.cosmology, "name", None)
     if extra:
         meta.update(extra)
-    return _jsonable(meta)
+        if "inputs" in extra:
+            meta["input_files"] = input_records(extra["inputs"])
+    return to_jsonable(meta)
 
 
 def _eq10_table(fit: SFSFit, meta: dict) -> Table:
@@ -116,12 +108,13 @@ def _eq10_table(fit: SFSFit, meta: dict) -> Table:
 
 
 def write_sfs_results(
-    fit: SFSFit, out: str | Path, *, extra_meta: dict | None = None, figures: bool = True,
-    leja_curves_dir: str | Path | None = None, manifest_config: Mapping | None = None,
+    fit: SFSFit, out: str | Path, *, extra_meta: dict | None = None,
+    figures: Callable[[SFSFit, Path], list[str]] | None = None,
+    manifest_config: Mapping | None = None,
 ) -> dict[str, list[str]]:
     """Write ``sfs.ecsv``, ``eq10_fits.ecsv``, ``flows/member_k.pt``, ``training.json``,
-    ``summary.json``, ``survey.toml`` (when the fit has a survey) and the figures (``sfs.png/pdf``,
-    ``training.png``).
+    ``summary.json``, ``survey.toml`` (when the fit has a survey) and, through ``figures``, the
+    figures.
 
     The files are written into a staging folder and committed into ``out`` together, with a
     manifest (:mod:`popmodel.io.resultdir`) that also lists the member checkpoints already in
@@ -130,9 +123,11 @@ def write_sfs_results(
     Args:
         fit: The fit.
         out: Output directory (created).
-        extra_meta: Extra provenance (e.g. the input files).
-        figures: Draw the figures.
-        leja_curves_dir: Folder with the released Leja et al. 2022 curves to overlay.
+        extra_meta: Extra provenance; an ``inputs`` entry naming files gets their checksums.
+        figures: Draws the figures into the staging folder, inside the same commit:
+            ``figures(fit, folder)`` returns the written paths. The command line passes
+            :func:`popmodel.plots.sfs.sfs_result_figures` (``sfs.png/pdf``, ``training.png``).
+            None (default): no figures.
         manifest_config: The settings recorded in the manifest (``--resume`` compares them);
             default the fit configuration.
 
@@ -146,16 +141,19 @@ def write_sfs_results(
     keep = sorted(str(p.relative_to(out)) for p in ckpt.rglob("*") if p.is_file()) \
         if ckpt.is_dir() else []
     config = manifest_config if manifest_config is not None else fit.config.to_dict()
-    with staged(out, step="sfs", config=_jsonable(dict(config)), keep=keep) as stage:
+    with staged(out, step="sfs", config=to_jsonable(dict(config)), keep=keep) as stage:
         meta = provenance(fit, extra_meta)
         meta["run_id"] = stage.run_id
         meta["result_schema_version"] = SCHEMA_VERSION
-        written = _write_sfs_files(fit, stage.path, meta, figures, leja_curves_dir)
+        if figures is True:
+            raise TypeError("figures must be a callable (e.g. popmodel.plots.sfs.sfs_result_figures) "
+                            "or None")
+        written = _write_sfs_files(fit, stage.path, meta, figures or None)
     return stage.finals(written)
 
 
-def _write_sfs_files(fit: SFSFit, out: Path, meta: dict, figures: bool,
-                     leja_curves_dir: str | Path | None) -> dict[str, list[str]]:
+def _write_sfs_files(fit: SFSFit, out: Path, meta: dict, figures: Callable | None
+                     ) -> dict[str, list[str]]:
     written: dict[str, list[str]] = {}
     if fit.survey is not None:
         try:
@@ -173,12 +171,15 @@ def _write_sfs_files(fit: SFSFit, out: Path, meta: dict, figures: bool,
             t[c].unit = u.dex(u.Msun / u.yr)
         elif c == "scatter_p50":
             t[c].unit = u.dex
+    with_units(t)
     t.write(out / "sfs.ecsv", format="ascii.ecsv", overwrite=True)
     written["sfs"] = [str(out / "sfs.ecsv")]
 
-    eq = _eq10_table(fit, meta)
+    eq = with_units(_eq10_table(fit, meta))
     eq.write(out / "eq10_fits.ecsv", format="ascii.ecsv", overwrite=True)
     written["eq10"] = [str(out / "eq10_fits.ecsv")]
+
+    from popmodel.flow.fit import save_flow
 
     (out / "flows").mkdir(exist_ok=True)
     written["flows"] = []
@@ -189,48 +190,136 @@ def _write_sfs_files(fit: SFSFit, out: Path, meta: dict, figures: bool,
                                   "run_id": meta["run_id"]})
         written["flows"].append(str(path))
 
-    (out / "training.json").write_text(json.dumps(_jsonable([r.to_dict() for r in fit.results]), indent=1))
+    (out / "training.json").write_text(dumps([r.to_dict() for r in fit.results], indent=1))
     written["training"] = [str(out / "training.json")]
     summary = dict(meta)
     summary["eq10"] = {k: (None if v is None else {"params": v.params, "errors": v.errors, "rms": v.rms})
                        for k, v in fit.eq10.items()}
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+    (out / "summary.json").write_text(dumps(summary, indent=1))
     written["summary"] = [str(out / "summary.json")]
 
-    if figures:
-        written["figures"] = _figures(fit, out, leja_curves_dir)
+    if figures is not None:
+        written["figures"] = list(figures(fit, out))
     return written
 
 
-def density_images(fit: SFSFit, z_values: np.ndarray, n_mass: int = 60) -> dict:
-    """Ensemble-mean p(log SFR | log M, z) on (log M, log SFR) grids, for the figures."""
-    out = {}
-    sg = np.arange(-2.5, 3.0001, 0.025)
-    for z in z_values:
-        t = fit.table[np.isclose(fit.table["z"], z)]
-        mg = np.linspace(float(t["log_mass"].min()) - 0.25, max(float(t["log_mass"].max()), 11.5), n_mass)
-        p = np.mean([np.exp(f.conditional_log_density(mg, np.full(mg.size, z), sg)) for f in fit.flows], 0)
-        out[float(z)] = (mg, sg, p)
-    return out
+# ------------------------------------------------------------------------------------------
+# the results API
 
 
-def _figures(fit: SFSFit, out: Path, leja_curves_dir: str | Path | None) -> list[str]:
-    import matplotlib.pyplot as plt
+class SFSResult:
+    """A sequence result folder, read back: the ensemble's flows and what they imply.
 
-    from popmodel.plots.sfs import plot_sequence, plot_training, read_leja2022_curves
+    :meth:`ridge` evaluates every stored member (``flows/member_k.pt``) exactly as
+    :func:`popmodel.flow.fit.sfs_table` wrote ``sfs.ecsv`` (same log SFR grid, smoothing,
+    star-forming cut, cosmology and central estimator, read from ``summary.json``), so on the
+    table's nodes it returns the table's ridge. Each call evaluates every member's density on
+    the log SFR grid (801 points by default): about a millisecond per (member, node) on a CPU.
 
-    zs = np.unique(np.asarray(fit.table["z"]))
-    if zs.size > 6:
-        zs = zs[np.linspace(0, zs.size - 1, 6).round().astype(int)]
-    curves = read_leja2022_curves(leja_curves_dir) if leja_curves_dir else None
-    fig = plot_sequence(fit.table, density_images(fit, zs), zs, curves)
-    paths = []
-    for ext in ("png", "pdf"):
-        fig.savefig(out / f"sfs.{ext}", dpi=130)
-        paths.append(str(out / f"sfs.{ext}"))
-    plt.close(fig)
-    fig = plot_training([r.history for r in fit.results])
-    fig.savefig(out / "training.png", dpi=110)
-    plt.close(fig)
-    paths.append(str(out / "training.png"))
-    return paths
+    Attributes:
+        path: The folder.
+        meta: ``summary.json``.
+        table: ``sfs.ecsv``.
+        survey: The fit's survey (``survey.toml``) or None.
+    """
+
+    def __init__(self, path: str | Path, meta: dict, table: Table, survey: object | None) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.table = table
+        self.survey = survey
+        self._flows: list | None = None
+
+    def __repr__(self) -> str:
+        return f"SFSResult({str(self.path)!r}, {len(self.member_files)} members)"
+
+    @property
+    def member_files(self) -> list[Path]:
+        """``flows/member_k.pt`` in member order."""
+        files = list((self.path / "flows").glob("member_*.pt"))
+        return sorted(files, key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+
+    @property
+    def flows(self) -> list:
+        """The ensemble (:class:`popmodel.flow.model.SFSFlow`, loaded once)."""
+        if self._flows is None:
+            from popmodel.flow.fit import load_flow
+
+            self._flows = [load_flow(p) for p in self.member_files]
+        return self._flows
+
+    @property
+    def cosmology(self) -> object | None:
+        """The survey's cosmology (the star-forming cut's ages); None: WMAP9."""
+        return None if self.survey is None else self.survey.cosmology
+
+    def member_statistics(self, log_mass: np.ndarray, z: np.ndarray) -> tuple[list, object]:
+        """Each member's and the pooled :class:`popmodel.flow.sfs.SequenceStatistics`."""
+        from scipy.special import logsumexp
+
+        from popmodel.flow.sfs import DEFAULT_DOUBLING_CUT, sequence_statistics
+
+        cfg = self.meta.get("config", {})
+        lo, hi, step = cfg.get("sfr_grid", (-4.0, 4.0, 0.01))
+        grid = np.arange(lo, hi + step / 2, step)
+        kw = {"doubling_cut": cfg.get("doubling_cut", DEFAULT_DOUBLING_CUT),
+              "ridge_smoothing": cfg.get("ridge_smoothing", 0.1), "cosmology": self.cosmology}
+        log_dens = [f.conditional_log_density(log_mass, z, grid) for f in self.flows]
+        stats = [sequence_statistics(grid, lp, log_mass, z, **kw) for lp in log_dens]
+        pooled = sequence_statistics(grid, logsumexp(np.stack(log_dens), axis=0) - np.log(len(log_dens)),
+                                     log_mass, z, **kw)
+        return stats, pooled
+
+    def ridge(self, log_mass: object, z: object) -> QTable:
+        """The ridge of the sequence [log10 Msun/yr] at (log M, z) pairs.
+
+        Args:
+            log_mass: log10 stellar mass(es) [Msun]; broadcast against ``z``.
+            z: Redshift(s).
+
+        Returns:
+            QTable with ``log_mass``, ``z``, ``ridge_p16/p50/p84`` (dex; p16/p84 over the
+            members, p50 as the fit's ``ridge_estimator``: the mode of the ensemble-averaged
+            density, or the members' median) and ``ridge_n_members`` (members with a ridge
+            above the star-forming cut).
+        """
+        import warnings
+
+        from astropy.table import QTable
+
+        m, zz = (np.atleast_1d(a).astype(float).ravel() for a in
+                 np.broadcast_arrays(np.asarray(log_mass, float), np.asarray(z, float)))
+        stats, pooled = self.member_statistics(m, zz)
+        arr = np.stack([s.ridge for s in stats])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            r = np.nanpercentile(arr, [16, 50, 84], axis=0)
+        mid = pooled.ridge if self.meta.get("config", {}).get("ridge_estimator", "pooled") == "pooled" \
+            else r[1]
+        unit = u.dex(u.Msun / u.yr)
+        return QTable({"log_mass": m * u.dex(u.Msun), "z": zz, "ridge_p16": r[0] * unit,
+                       "ridge_p50": mid * unit, "ridge_p84": r[2] * unit,
+                       "ridge_n_members": np.sum(np.isfinite(arr), 0)})
+
+
+def load_sfs(path: str | Path) -> SFSResult:
+    """Read a sequence result folder (``sfs.ecsv``, ``summary.json``, ``flows/``, ``survey.toml``).
+
+    Raises:
+        InputError: The folder has no ``sfs.ecsv``.
+    """
+    import json
+
+    from popmodel.errors import InputError
+
+    d = Path(path)
+    if not (d / "sfs.ecsv").is_file():
+        raise InputError(f"{d} holds no sequence result (no sfs.ecsv)")
+    t = Table.read(d / "sfs.ecsv", format="ascii.ecsv")
+    meta = json.loads((d / "summary.json").read_text()) if (d / "summary.json").is_file() else dict(t.meta)
+    survey = None
+    if (d / "survey.toml").is_file():
+        from popmodel.survey import Survey
+
+        survey = Survey.read(d / "survey.toml")
+    return SFSResult(d, meta, t, survey)

@@ -2,7 +2,7 @@ r"""The figures of an analysis, drawn from its result folders: ``popmodel figure
 
 ``RESULTS_DIR`` holds the outputs of the three steps as sub-folders: ``smf`` (``popmodel
 fit-smf`` / ``fit-3dhst``), ``sfs`` (``popmodel fit-sfs``) and ``census`` (``popmodel census``).
-Any of them may be missing; the figures that need it are then skipped with a printed note.
+Any of them may be missing; the figures that need it are then skipped with a logged note.
 
 =============== ====================================================== =====================
 figure          shows                                                  needs
@@ -35,10 +35,10 @@ cosmology for (d) and the sequence residuals (WMAP9 when the folder does not say
 draw; the residual bands are percentiles of :math:`\log\bar\Phi_{\rm fit} - \log\Phi_{\rm lit}`
 over draws (the literature errors are drawn as error bars, not folded in).
 
-``--smoke`` (:func:`build_smoke_results`) needs no inputs: it draws a small mock survey from
-the Leja+20 model and fits it with the Laplace approximation, trains a two-member flow for two
-epochs on a Leja+22-sequence mock, and runs the census on both: a test of the path, not of
-the science.
+``popmodel figures --smoke`` (:func:`popmodel.cli.figures.build_smoke_results`) needs no
+inputs: it draws a small mock survey from the Leja+20 model and fits it with the Laplace
+approximation, trains a two-member flow for two epochs on a Leja+22-sequence mock, and runs
+the census on both: a test of the path, not of the science.
 
 References:
     | Leja et al. (2020), ApJ 893, 111; Leja et al. (2022), ApJ 936, 165.
@@ -50,18 +50,19 @@ References:
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
+import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import astropy.cosmology as apc
 import numpy as np
+
+from popmodel.io.results import Results, _survey_from, load_results  # noqa: F401 (moved to io)
+from popmodel.plots import FIGURES, NEEDS
+from popmodel.units import Z_GRID
 
 if TYPE_CHECKING:  # jax is imported only when figures are drawn, not when the CLI is built
     from astropy.table import Table
@@ -75,7 +76,6 @@ __all__ = [
     "Results",
     "SMFResidual",
     "bin_log_phi_draws",
-    "build_smoke_results",
     "leja2022_in_cosmology",
     "load_results",
     "make_figures",
@@ -85,132 +85,21 @@ __all__ = [
     "plot_sfs_residuals",
     "plot_smf_panels",
     "plot_smf_residuals",
-    "register",
-    "script_main",
     "sfs_residuals",
     "smf_literature",
     "smf_residuals",
 ]
 
-#: Figure names, in the order of issue 5 item 3: (a) ... (e).
-FIGURES = ("smf", "rho_star", "sfrd", "sfs", "residuals")
-#: What each figure needs (any one of the folders, in order of preference).
-NEEDS = {"smf": ("smf",), "rho_star": ("census", "smf"), "sfrd": ("census",), "sfs": ("sfs",),
-         "residuals": ("smf", "sfs")}
+log = logging.getLogger(__name__)
+
 #: Redshift panels of (a) and (e): the Tomczak et al. (2014) bins.
 PANEL_BINS = ((0.5, 0.75), (0.75, 1.0), (1.0, 1.25), (1.25, 1.5), (1.5, 2.0), (2.0, 2.5), (2.5, 3.0))
 LOG_M = np.round(np.arange(8.0, 12.01, 0.05), 3)
-Z_RHO = np.round(np.arange(0.2, 3.0001, 0.05), 4)
+Z_RHO = Z_GRID  # the one z grid of tabulated outputs (popmodel.units)
 
 
 # --------------------------------------------------------------------------------------------
 # loading
-
-
-@dataclass
-class Results:
-    """What the figures read from a results folder (None where a part is missing).
-
-    Attributes:
-        root: the results folder.
-        smf_draws: continuity-model posterior draws (``smf/smf_posterior.nc``, or Gaussians
-            from ``smf_parameters.ecsv``; :func:`popmodel.cli.census.read_smf_draws`).
-        smf_info: ``cosmology``, ``data_z_range``, ``source`` of the SMF fit.
-        survey: the SMF fit's survey (``smf/survey.toml`` or the posterior's ``survey``
-            attribute), for the completeness shading.
-        sfs: ``sfs/sfs.ecsv``.
-        sfs_cosmology: the sequence fit's cosmology (``sfs/survey.toml``; WMAP9 otherwise).
-        census: ``census/census.ecsv``.
-        cosmology: the fit's cosmology for the literature (SMF fit, else the census's, else
-            WMAP9).
-        notes: what was missing or assumed.
-    """
-
-    root: Path | None = None
-    smf_draws: ContinuityParams | None = None
-    smf_info: dict | None = None
-    survey: object | None = None
-    sfs: Table | None = None
-    sfs_cosmology: apc.Cosmology = field(default_factory=lambda: apc.WMAP9)
-    census: Table | None = None
-    cosmology: apc.Cosmology = field(default_factory=lambda: apc.WMAP9)
-    notes: list[str] = field(default_factory=list)
-
-    def has(self, part: str) -> bool:
-        """True if the part (``"smf"``, ``"sfs"``, ``"census"``) was loaded."""
-        return {"smf": self.smf_draws, "sfs": self.sfs, "census": self.census}[part] is not None
-
-    @property
-    def data_z_range(self) -> list[float] | None:
-        """The SMF data's redshift range (from the fit, else from the census's flags)."""
-        if self.smf_info and self.smf_info.get("data_z_range"):
-            return list(self.smf_info["data_z_range"])
-        if self.census is not None and "extrapolated" in self.census.colnames:
-            z = np.asarray(self.census["z"], float)[~np.asarray(self.census["extrapolated"], bool)]
-            if z.size:
-                return [float(z.min()), float(z.max())]
-        return None
-
-
-def _survey_from(smf_dir: Path) -> object | None:
-    from popmodel.survey import Survey
-
-    if (smf_dir / "survey.toml").is_file():
-        return Survey.read(smf_dir / "survey.toml")
-    nc = smf_dir / "smf_posterior.nc"
-    if nc.is_file():
-        import h5py
-
-        with h5py.File(nc, "r") as f:
-            raw = f["posterior"].attrs.get("survey")
-        if raw is not None:
-            try:
-                d = json.loads(raw)
-                return Survey.from_dict(d) if isinstance(d, dict) else None
-            except (ValueError, TypeError, KeyError):
-                return None
-    return None
-
-
-def load_results(results_dir: str | Path, *, max_draws: int = 500, seed: int = 0) -> Results:
-    """Read ``RESULTS_DIR/{smf,sfs,census}``; missing parts are None with a note."""
-    from astropy.table import Table
-
-    from popmodel.cli.census import read_smf_draws
-    from popmodel.cosmology import cosmology_from_config
-
-    root = Path(results_dir)
-    res = Results(root=root)
-    smf_dir = root / "smf"
-    if (smf_dir / "smf_posterior.nc").is_file() or (smf_dir / "smf_parameters.ecsv").is_file():
-        res.smf_draws, res.smf_info = read_smf_draws(smf_dir, max_draws=max_draws, seed=seed)
-        res.survey = _survey_from(smf_dir)
-        res.cosmology = res.smf_info["cosmology"]
-    else:
-        res.notes.append(f"no SMF results in {smf_dir} (smf_posterior.nc or smf_parameters.ecsv)")
-    path = root / "census" / "census.ecsv"
-    if path.is_file():
-        res.census = Table.read(path, format="ascii.ecsv")
-        if res.smf_draws is None:
-            cc = res.census.meta.get("cosmology_config")
-            if isinstance(cc, dict) and ("H0" in cc or "name" in cc):
-                res.cosmology = cosmology_from_config(cc)
-            else:
-                res.notes.append(f"{path} records no cosmology_config: literature moved to WMAP9")
-    else:
-        res.notes.append(f"no census results ({path})")
-    path = root / "sfs" / "sfs.ecsv"
-    if path.is_file():
-        from popmodel.survey import Survey
-
-        res.sfs = Table.read(path, format="ascii.ecsv")
-        if (root / "sfs" / "survey.toml").is_file():
-            res.sfs_cosmology = Survey.read(root / "sfs" / "survey.toml").cosmology
-        else:
-            res.notes.append(f"no {root / 'sfs' / 'survey.toml'}: the sequence is taken to be in WMAP9")
-    else:
-        res.notes.append(f"no sequence results ({path})")
-    return res
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,8 +262,8 @@ class _CensusBands:
 def plot_rho_star(res: Results) -> object:
     """(b) rho_*(z) [Msun Mpc^-3]: the census band (``census.ecsv``; without it, from the SMF
     draws, 8 < log M < 13) with the Leja+20 model, MD14 points and integrated fit, Driver+18,
-    the Tomczak+14 fit and Muzzin+13 (:func:`popmodel.cli.census.plot_census_rho_star`)."""
-    from popmodel.cli.census import plot_census_rho_star
+    the Tomczak+14 fit and Muzzin+13 (:func:`popmodel.plots.census.plot_census_rho_star`)."""
+    from popmodel.plots.census import plot_census_rho_star
 
     if res.census is not None:
         cb = _CensusBands.from_table(res.census, ["log_rho_star"])
@@ -393,8 +282,8 @@ def plot_sfrd(res: Results) -> object:
     """(c) The SFRD [Msun yr^-1 Mpc^-3] from both routes (the p16/p50/p84 columns of
     ``census.ecsv``) with MD14 (fit and Table 1), Driver+18, Behroozi+13 and UniverseMachine
     (Behroozi+19); lower panel: route 2 - route 1 from the paired draws
-    (:func:`popmodel.cli.census.plot_census_sfrd`)."""
-    from popmodel.cli.census import plot_census_sfrd
+    (:func:`popmodel.plots.census.plot_census_sfrd`)."""
+    from popmodel.plots.census import plot_census_sfrd
 
     if res.census is None:
         raise ValueError("figure 'sfrd' needs RESULTS_DIR/census (run popmodel census)")
@@ -581,7 +470,7 @@ def make_figures(results_dir: str | Path, out_dir: str | Path | None = None, *,
                  manifest_config: dict | None = None) -> dict[str, list[str]]:
     """Draw the figures (all of :data:`FIGURES`, or ``only``) into ``out_dir`` (default
     ``RESULTS_DIR/figures``) as PNG and PDF; figures whose inputs are missing are skipped with
-    a printed note. The figures are committed together with a manifest
+    a logged note. The figures are committed together with a manifest
     (:mod:`popmodel.io.resultdir`), replacing those of an earlier popmodel run.
 
     Returns:
@@ -615,148 +504,15 @@ def _draw_figures(res: Results, names: list[str], out: Path, results_dir: str | 
     written: dict[str, list[str]] = {}
     for name in names:
         if not any(res.has(p) for p in NEEDS[name]):
-            print(f"NOTE: skipping figure '{name}': needs {' or '.join(NEEDS[name])} results in "
+            log.info(f"NOTE: skipping figure '{name}': needs {' or '.join(NEEDS[name])} results in "
                   f"{results_dir} ({'; '.join(res.notes)})")
             continue
         paths: list[str] = []
         for stem, fn in draw[name]:
             part = needs_each.get(stem)
             if part is not None and not res.has(part):
-                print(f"NOTE: skipping '{stem}': no {part} results in {results_dir}")
+                log.info(f"NOTE: skipping '{stem}': no {part} results in {results_dir}")
                 continue
             paths += save(fn(res), str(out / stem))
         written[name] = paths
     return written
-
-
-# --------------------------------------------------------------------------------------------
-# smoke inputs
-
-
-def build_smoke_results(root: str | Path, parts: Sequence[str] = ("smf", "sfs", "census"), *,
-                        seed: int = 0) -> Path:
-    """Write mock results into ``root/{smf,sfs,census}`` (each only if not already there).
-
-    ``smf``: a one-field, 20 arcmin^2 deep survey drawn from the Leja+20 model (8 posterior
-    samples per galaxy), fitted with the Laplace approximation (200 draws, no bootstrap).
-    ``sfs``: 600 galaxies on the Leja+22 ridge with 0.4 dex SFR errors above a completeness
-    limit, a two-member flow ensemble trained for two epochs without the selection
-    normalisation. ``census``: ``popmodel census`` on both (0.1 in z, 200 draws). Seconds to
-    tens of seconds; for tests of the path only.
-    """
-    root = Path(root)
-    parts = set(parts)
-    if "census" in parts:
-        parts |= {"smf", "sfs"}
-    smf_dir, sfs_dir, census_dir = root / "smf", root / "sfs", root / "census"
-    if "smf" in parts and not (smf_dir / "smf_posterior.nc").is_file():
-        from popmodel.io.smf import write_smf_results
-        from popmodel.mock import draw_mock
-        from popmodel.smf.fit import FitConfig, fit_smf
-        from popmodel.testing import deep_survey
-
-        t0 = time.perf_counter()
-        survey = deep_survey(n_fields=1, area_arcmin2=20.0)
-        catalog, _ = draw_mock(survey, seed=seed, n_samples=8)
-        fit = fit_smf(catalog, survey, FitConfig(method="laplace", num_samples=200, n_bootstrap=0,
-                                                 seed=seed, progress_bar=False))
-        write_smf_results(fit, smf_dir, extra_meta={"smoke": "mock from the Leja+20 model; Laplace fit"},
-                          figures=False, model_checks=False)
-        print(f"smoke: SMF of {catalog.n_galaxies} mock galaxies fitted ({time.perf_counter() - t0:.0f} s)")
-    if "sfs" in parts and not (sfs_dir / "sfs.ecsv").is_file():
-        from popmodel.flow.fit import SFSConfig, fit_sfs
-        from popmodel.flow.mock import sequence_mock
-        from popmodel.flow.train import TrainConfig
-        from popmodel.io.sfs import write_sfs_results
-
-        t0 = time.perf_counter()
-        limit = (np.array([0.3, 2.7]), np.array([9.3, 9.9]))
-        cat, survey, _ = sequence_mock(600, n_samples=8, log_mass_limit=limit, mass_error=0.15, seed=seed)
-        cfg = SFSConfig(train=TrainConfig(max_epochs=2, batch_size=128, seed=seed, progress=False),
-                        n_members=2, selection="none")
-        sfs_dir.mkdir(parents=True, exist_ok=True)
-        fit = fit_sfs(cat, survey, cfg, workdir=sfs_dir)
-        write_sfs_results(fit, sfs_dir, extra_meta={"smoke": "Leja+22-ridge mock; 2 members x 2 epochs"},
-                          figures=False)
-        print(f"smoke: flow ensemble trained on 600 mock galaxies ({time.perf_counter() - t0:.0f} s)")
-    if "census" in parts and not (census_dir / "census.ecsv").is_file():
-        from popmodel.cli.census import run_census
-
-        run_census(smf_dir, sfs_dir, census_dir, z=np.round(np.arange(0.2, 3.0001, 0.1), 4),
-                   max_draws=200, seed=seed, figures=False)
-        print(f"smoke: census written to {census_dir}")
-    return root
-
-
-# --------------------------------------------------------------------------------------------
-# command line
-
-
-def _run(a: argparse.Namespace, only: Sequence[str] | None) -> int:
-    from popmodel.cli.common import setup_jax
-    from popmodel.errors import InputError
-    from popmodel.io.resultdir import prepare_output
-
-    setup_jax(1)  # already done under `popmodel figures`; the analyses/plot_*.py scripts need it
-    results_dir = a.results_dir
-    if a.smoke:
-        results_dir = results_dir or "results/figures_smoke"
-        need = {p for n in (only or FIGURES) for p in NEEDS[n]}  # census brings smf and sfs
-        build_smoke_results(results_dir, sorted(need), seed=a.seed)
-    elif results_dir is None:
-        raise SystemExit("error: give RESULTS_DIR (with smf/, sfs/, census/ sub-folders) or --smoke")
-    if not Path(results_dir).is_dir():
-        raise InputError(f"{results_dir} is not a folder")
-    out = a.out or str(Path(results_dir) / "figures")
-    config = {"results_dir": str(results_dir), "only": list(only or FIGURES),
-              "max_draws": a.max_draws, "seed": a.seed}
-    if prepare_output(out, resume=a.resume, overwrite=a.overwrite, config=config,
-                      command="popmodel figures") == "complete":
-        return 0
-    t0 = time.perf_counter()
-    files = make_figures(results_dir, out, only=only, max_draws=a.max_draws, seed=a.seed,
-                         manifest_config=config)
-    n = sum(len(v) for v in files.values())
-    print(f"wrote {n} files ({', '.join(files) or 'no figures'}) to {out} ({time.perf_counter() - t0:.1f} s)")
-    return 0
-
-
-def _add_args(p: argparse.ArgumentParser) -> None:
-    from popmodel.cli.common import add_output_options, nonneg_int, positive_int
-
-    p.add_argument("results_dir", nargs="?", default=None, metavar="RESULTS_DIR",
-                   help="folder with smf/, sfs/ and census/ sub-folders (any may be missing); with "
-                   "--smoke, where the mock results are written (default results/figures_smoke)")
-    p.add_argument("--out", default=None, help="output folder (default RESULTS_DIR/figures)")
-    p.add_argument("--smoke", action="store_true",
-                   help="no inputs: make and fit a tiny mock first (reusing any already in RESULTS_DIR)")
-    p.add_argument("--max-draws", type=positive_int, default=500,
-                   help="SMF posterior draws used (random subset; default 500)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    add_output_options(p)
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``popmodel figures RESULTS_DIR [--out DIR] [--only NAME ...] [--smoke]`` to a CLI."""
-    p = subparsers.add_parser("figures", help="the SMF, rho_*, SFRD, sequence and residual figures "
-                              "from a results folder")
-    _add_args(p)
-    p.add_argument("--only", nargs="+", choices=FIGURES, default=None, help="draw only these figures")
-    p.set_defaults(func=lambda a: _run(a, a.only))
-    return p
-
-
-def script_main(name: str, doc: str | None = None, argv: list[str] | None = None) -> int:
-    """Entry point of the thin ``analyses/plot_<name>.py`` scripts: one figure of :data:`FIGURES`."""
-    if name not in FIGURES:
-        raise ValueError(f"unknown figure {name!r}; choose from {list(FIGURES)}")
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_args(ap)
-    return _run(ap.parse_args(argv), [name])
-
-
-if __name__ == "__main__":
-    ap_ = argparse.ArgumentParser(prog="popmodel")
-    register(ap_.add_subparsers(dest="cmd", required=True))
-    a_ = ap_.parse_args()
-    sys.exit(a_.func(a_))

@@ -14,7 +14,8 @@ from astropy.table import Table
 
 from popmodel.flow.parametric import leja2022_log_sfr
 
-__all__ = ["plot_sequence", "plot_training", "read_leja2022_curves"]
+__all__ = ["density_images", "plot_sequence", "plot_training", "read_leja2022_curves",
+           "sfs_result_figures"]
 
 
 def read_leja2022_curves(directory: str | Path) -> dict[float, np.ndarray]:
@@ -130,3 +131,39 @@ def plot_training(histories: Sequence[Sequence[dict]]) -> plt.Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def density_images(fit: object, z_values: np.ndarray, n_mass: int = 60) -> dict:
+    """Ensemble-mean p(log SFR | log M, z) on (log M, log SFR) grids, for the figures."""
+    out = {}
+    sg = np.arange(-2.5, 3.0001, 0.025)
+    for z in z_values:
+        t = fit.table[np.isclose(fit.table["z"], z)]
+        mg = np.linspace(float(t["log_mass"].min()) - 0.25, max(float(t["log_mass"].max()), 11.5), n_mass)
+        p = np.mean([np.exp(f.conditional_log_density(mg, np.full(mg.size, z), sg)) for f in fit.flows], 0)
+        out[float(z)] = (mg, sg, p)
+    return out
+
+
+def sfs_result_figures(fit: object, out: str | Path, leja_curves_dir: str | Path | None = None
+                       ) -> list[str]:
+    """The figures of a sequence fit, ``sfs.png/pdf`` and ``training.png``, into ``out``: the
+    ``figures`` callback of :func:`popmodel.io.sfs.write_sfs_results` (bind
+    ``leja_curves_dir``, the released Leja et al. 2022 curves to overlay, with
+    :func:`functools.partial`). Returns the written paths."""
+    out = Path(out)
+    zs = np.unique(np.asarray(fit.table["z"]))
+    if zs.size > 6:
+        zs = zs[np.linspace(0, zs.size - 1, 6).round().astype(int)]
+    curves = read_leja2022_curves(leja_curves_dir) if leja_curves_dir else None
+    fig = plot_sequence(fit.table, density_images(fit, zs), zs, curves)
+    paths = []
+    for ext in ("png", "pdf"):
+        fig.savefig(out / f"sfs.{ext}", dpi=130)
+        paths.append(str(out / f"sfs.{ext}"))
+    plt.close(fig)
+    fig = plot_training([r.history for r in fit.results])
+    fig.savefig(out / "training.png", dpi=110)
+    plt.close(fig)
+    paths.append(str(out / "training.png"))
+    return paths

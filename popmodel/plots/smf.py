@@ -12,7 +12,8 @@ import numpy as np
 
 from popmodel.literature import SMFPoints
 
-__all__ = ["label_mass_panels", "plot_corner", "plot_density_terms", "plot_rho_star", "plot_smf", "save"]
+__all__ = ["label_mass_panels", "plot_corner", "plot_density_terms", "plot_rho_star", "plot_smf", "save",
+           "smf_result_figures"]
 
 
 def save(fig: plt.Figure, stem: str) -> list[str]:
@@ -162,3 +163,39 @@ def plot_density_terms(terms: object, samples: dict[str, np.ndarray]) -> plt.Fig
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     return fig
+
+
+def smf_result_figures(fit: object, out: str, products: dict) -> list[str]:
+    """The figures of a mass-function fit, ``smf``, ``rho_star``, ``corner`` (and
+    ``density_terms`` with cosmic variance) as PNG and PDF into ``out``: the ``figures``
+    callback of :func:`popmodel.io.smf.write_smf_results`, which passes the bands it wrote
+    (``products["phi"] = (log_mass, z, bands)``, ``products["rho_star"] = (z, bands)``).
+    Returns the written paths."""
+    from pathlib import Path
+
+    from popmodel.literature import tomczak2014_smf
+    from popmodel.smf.derived import log10_rho_star
+    from popmodel.smf.evolution import leja2020_params
+    from popmodel.smf.schechter import log10_phi
+
+    out = Path(out)
+    lm, zp, bands = products["phi"]
+    z, rho_b = products["rho_star"]
+    leja = leja2020_params()
+    ref = np.array([np.asarray(log10_phi(lm, zz, leja)) for zz in zp])
+    pts = tomczak2014_smf(fit.data.survey.cosmology)
+    fields = fit.data.survey.fields
+    mc = [min(float(f.log_mass_limit(zz)) for f in fields) for zz in zp]
+    zlo, zhi = fit.data.z_data_range
+    paths = save(
+        plot_smf(lm, list(zp), bands, reference=ref, points=pts, completeness=mc,
+                 extrapolated=[bool(zz < zlo or zz > zhi) for zz in zp],
+                 title=f"{fit.data.survey.name}: {fit.data.report.n_used} galaxies"),
+        str(out / "smf"),
+    )
+    ref_rho = log10_rho_star(leja, z, 8.0, 13.0)
+    paths += save(plot_rho_star(z, rho_b, reference=ref_rho, data_range=(zlo, zhi)), str(out / "rho_star"))
+    paths += save(plot_corner({n: fit.samples[n] for n in fit.names}), str(out / "corner"))
+    if fit.data.density is not None and fit.prior.density_terms:
+        paths += save(plot_density_terms(fit.data.density, fit.samples), str(out / "density_terms"))
+    return paths

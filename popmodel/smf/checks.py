@@ -59,7 +59,7 @@ and in bins whose lower mass edge lies above the limit everywhere in the z bin (
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,17 +68,17 @@ from scipy.special import ndtr
 
 from popmodel.catalog import CatalogError, PosteriorCatalog
 from popmodel.smf.data import SMFData, point_estimates
-from popmodel.smf.evolution import ContinuityParams, anchor_polynomial
+from popmodel.smf.derived import draw_arrays, ln_phi_draws, log10_phi_grid, percentile_bands
+from popmodel.smf.evolution import ContinuityParams
 from popmodel.survey import Field, Survey
-from popmodel.units import LN10
 
 __all__ = [
+    "ModelCheckFigures",
     "VmaxSMF",
+    "central_interval",
     "check_edges",
     "density_draws",
     "observed_counts",
-    "plot_ppc_counts",
-    "plot_vmax_smf",
     "posterior_predictive_counts",
     "ppc_coverage",
     "predicted_counts",
@@ -118,37 +118,6 @@ def _segments(breaks: np.ndarray, max_width: float, n: int = N_GL) -> tuple[np.n
             nodes.append(0.5 * (hi + lo) + 0.5 * (hi - lo) * x)
             weights.append(0.5 * (hi - lo) * w)
     return np.concatenate(nodes), np.concatenate(weights)
-
-
-def _as_batched(draws: ContinuityParams) -> tuple[np.ndarray, ...]:
-    """(D, K) anchor values and (D,) slopes as float64 numpy."""
-    a1 = np.asarray(draws.alpha1, dtype=float)
-    lead = a1.shape
-    k = len(draws.anchor_z)
-
-    def flat(x: object, per_anchor: bool) -> np.ndarray:
-        v = np.asarray(x, dtype=float)
-        return v.reshape(-1, k) if per_anchor else v.reshape(-1)
-
-    if len(lead) > 1:
-        raise ValueError(f"draws must have at most one batch axis, got batch shape {lead}")
-    return (flat(draws.log_phi1, True), flat(draws.log_phi2, True), flat(draws.log_mstar, True),
-            flat(draws.alpha1, False), flat(draws.alpha2, False))
-
-
-def _ln_phi_grid(lm: np.ndarray, z: np.ndarray, anchor_z: tuple[float, ...],
-                 pars: tuple[np.ndarray, ...]) -> np.ndarray:
-    """ln Phi [ln Mpc^-3 dex^-1] on the grid (Z, M) for draws: (D, Z, M) (numpy twin of
-    :func:`popmodel.smf.schechter.ln_phi`)."""
-    lp1, lp2, lms, a1, a2 = pars
-    basis = np.asarray(anchor_polynomial(anchor_z, np.asarray(z, float)))  # (Z, K)
-    p1, p2, ms = basis @ lp1.T, basis @ lp2.T, basis @ lms.T  # (Z, D)
-    x = lm[None, None, :] - ms.T[:, :, None]  # (D, Z, M)
-    ex = np.exp(LN10 * x)
-    c = np.log(LN10)
-    s1 = c + LN10 * (p1.T[:, :, None] + (a1[:, None, None] + 1.0) * x) - ex
-    s2 = c + LN10 * (p2.T[:, :, None] + (a2[:, None, None] + 1.0) * x) - ex
-    return np.logaddexp(s1, s2)
 
 
 def _mass_prob(lm: np.ndarray, mc: np.ndarray, m_edges: np.ndarray, sig: np.ndarray) -> np.ndarray:
@@ -227,7 +196,7 @@ def _field_kernel(f: Field, m_edges: np.ndarray, z_edges: np.ndarray
     return zn, wz, mn, wm, kern
 
 
-def _interval(pred: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def central_interval(pred: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Central interval of draws along axis 0: the smallest values whose empirical CDF reaches
     (1 - level)/2 and (1 + level)/2 (inverse-CDF quantiles, robust to rounding of n q)."""
     srt = np.sort(pred, axis=0)
@@ -260,7 +229,7 @@ def predicted_counts(
     Args:
         data: the fit's data (its survey, volume table and density terms are used), or a
             bare :class:`~popmodel.survey.Survey` (no density terms).
-        draws: a ContinuityParams with one batch axis (D draws) or none (one draw).
+        draws: a ContinuityParams with batch axes (flattened into D draws) or none (one draw).
         log_mass_edges: (nM+1,) observed-mass bin edges [log10 Msun], strictly increasing.
         z_edges: (nZ+1,) observed-redshift bin edges, strictly increasing.
         deltas: (D, G) density contrasts of ``data.density``'s terms per draw (see
@@ -272,7 +241,7 @@ def predicted_counts(
     """
     m_edges = check_edges(log_mass_edges, "log_mass_edges")
     z_e = check_edges(z_edges, "z_edges")
-    pars = _as_batched(draws)
+    pars = draw_arrays(draws)
     n_d = pars[0].shape[0]
     if isinstance(data, Survey):
         from popmodel.cosmology import VolumeTable
@@ -303,7 +272,8 @@ def predicted_counts(
             cv = (idx, b)
         for s in range(0, n_d, chunk):
             sl = slice(s, min(s + chunk, n_d))
-            lphi = _ln_phi_grid(mn, zn, draws.anchor_z, tuple(p[sl] for p in pars)) + lw
+            chunk_draws = ContinuityParams(*(p[sl] for p in pars), draws.anchor_z)
+            lphi = ln_phi_draws(chunk_draws, mn[None, :], zn[:, None]) + lw
             if cv is not None:
                 idx, b = cv
                 lphi = lphi + b * deltas[sl][:, idx] - 0.5 * (b * dens.sigma_dm[idx]) ** 2
@@ -318,25 +288,21 @@ def posterior_predictive_counts(expected: np.ndarray, rng: np.random.Generator |
     return rng.poisson(np.asarray(expected, dtype=float))
 
 
-def _field_groups(catalog: PosteriorCatalog, survey: Survey) -> np.ndarray:
-    names = survey.field_names
+def _selected(catalog: PosteriorCatalog, survey: Survey
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(keep, field index, log M_obs, z_obs)``: the survey's cut on the point estimates
+    (:meth:`popmodel.survey.Survey.selects`, overlap ownership included), as the fit makes it."""
+    labels = survey.region_labels()
     fields = np.asarray(catalog.fields).astype(str)
-    known = np.isin(fields, names)
+    known = np.isin(fields, list(labels))
     if not np.all(known):
         k = int(np.flatnonzero(~known)[0])
         raise CatalogError(
             f"galaxy {str(catalog.ids[k])!r}: unknown field {str(fields[k])!r}; the survey has "
-            f"{names} ({int((~known).sum())} galaxies in unknown fields)")
-    return np.array([names.index(f) for f in fields], dtype=np.int64)
-
-
-def _passes_cut(survey: Survey, group: np.ndarray, m_obs: np.ndarray, z_obs: np.ndarray) -> np.ndarray:
-    keep = np.zeros(group.size, bool)
-    for g, f in enumerate(survey.fields):
-        sel = group == g
-        keep[sel] = ((z_obs[sel] >= f.z_min) & (z_obs[sel] <= f.z_max)
-                     & (m_obs[sel] >= f.log_mass_limit(z_obs[sel])))
-    return keep
+            f"{survey.field_names} ({int((~known).sum())} galaxies in unknown fields)")
+    m_obs, z_obs, _ = point_estimates(catalog)
+    keep, group = survey.selects(fields, m_obs, z_obs)
+    return keep, group, m_obs, z_obs
 
 
 def observed_counts(catalog: PosteriorCatalog, survey: Survey, log_mass_edges: Sequence[float],
@@ -351,9 +317,7 @@ def observed_counts(catalog: PosteriorCatalog, survey: Survey, log_mass_edges: S
     """
     m_edges = check_edges(log_mass_edges, "log_mass_edges")
     z_e = check_edges(z_edges, "z_edges")
-    group = _field_groups(catalog, survey)
-    m_obs, z_obs, _ = point_estimates(catalog)
-    keep = _passes_cut(survey, group, m_obs, z_obs)
+    keep, group, m_obs, z_obs = _selected(catalog, survey)
     out = np.zeros((len(survey.fields), m_edges.size - 1, z_e.size - 1), dtype=np.int64)
     for g in range(len(survey.fields)):
         sel = keep & (group == g)
@@ -396,7 +360,7 @@ def ppc_coverage(
         raise ValueError(f"predicted_draws must be (D, *{obs.shape}), got {pred.shape}")
     if pred.shape[0] < 2:
         raise ValueError("predicted_draws needs at least two draws")
-    lo, hi = _interval(pred, level)
+    lo, hi = central_interval(pred, level)
     covered = (obs >= lo) & (obs <= hi)
     scored = (obs > 0) | (hi > 0) if only_populated else np.ones(obs.shape, bool)
     n = int(scored.sum())
@@ -470,9 +434,7 @@ def vmax_smf(catalog: PosteriorCatalog, survey: Survey, log_mass_edges: Sequence
     m_edges = check_edges(log_mass_edges, "log_mass_edges")
     z_e = check_edges(z_edges, "z_edges")
     vt = volume or VolumeTable.build(survey.cosmology)
-    group = _field_groups(catalog, survey)
-    m_obs, z_obs, _ = point_estimates(catalog)
-    keep = _passes_cut(survey, group, m_obs, z_obs)
+    keep, _, m_obs, z_obs = _selected(catalog, survey)
     n_m, n_z = m_edges.size - 1, z_e.size - 1
     phi, var = np.zeros((n_m, n_z)), np.zeros((n_m, n_z))
     ngal = np.zeros((n_m, n_z), dtype=np.int64)
@@ -510,87 +472,6 @@ def vmax_smf(catalog: PosteriorCatalog, survey: Survey, log_mass_edges: Sequence
     return VmaxSMF(m_edges, z_e, phi / dlm[:, None], np.sqrt(var) / dlm[:, None], ngal, complete)
 
 
-def plot_ppc_counts(observed: np.ndarray, predicted_draws: np.ndarray, survey: Survey,
-                    log_mass_edges: Sequence[float], z_edges: Sequence[float],
-                    level: float = 0.95, max_fields: int = 6) -> object:
-    """Observed vs posterior predictive counts: rows = fields, columns = z bins."""
-    import matplotlib.pyplot as plt
-
-    m_e = check_edges(log_mass_edges, "log_mass_edges")
-    z_e = check_edges(z_edges, "z_edges")
-    obs, pred = np.asarray(observed), np.asarray(predicted_draws)
-    n_f, n_z = min(obs.shape[0], max_fields), obs.shape[2]
-    mc = 0.5 * (m_e[1:] + m_e[:-1])
-    lo, hi = _interval(pred, level)
-    med = np.median(pred, axis=0)
-    fig, axes = plt.subplots(n_f, n_z, figsize=(2.8 * n_z, 2.4 * n_f), squeeze=False, sharex=True)
-    for g in range(n_f):
-        for j in range(n_z):
-            ax = axes[g, j]
-            ax.fill_between(mc, np.maximum(lo[g, :, j], 0.5), np.maximum(hi[g, :, j], 0.5), step="mid",
-                            color="C0", alpha=0.35, lw=0, label=f"predictive {100 * level:g}%")
-            ax.step(mc, np.maximum(med[g, :, j], 0.5), where="mid", color="C0", lw=1.2,
-                    label="predictive median")
-            o = obs[g, :, j]
-            ax.errorbar(mc, np.maximum(o, 0.5), yerr=np.sqrt(o), fmt="o", ms=3, color="k",
-                        label="observed")
-            ax.set_yscale("log")
-            ax.set_title(f"{survey.field_names[g]}  {z_e[j]:g}<z<{z_e[j + 1]:g}", fontsize=8)
-            ax.grid(alpha=0.3)
-            if j == 0:
-                ax.set_ylabel("galaxies per bin (0 at 0.5)")
-            if g == n_f - 1:
-                ax.set_xlabel(r"observed $\log_{10}\,M_*/M_\odot$")
-    axes[0, 0].legend(fontsize=6)
-    fig.suptitle("posterior predictive check: catalogue counts (observed point estimates)", fontsize=9)
-    fig.tight_layout()
-    return fig
-
-
-def plot_vmax_smf(vm: VmaxSMF, log_m: np.ndarray, bands: np.ndarray) -> object:
-    """1/Vmax points beside the model's Phi bands at each z bin's centre.
-
-    Args:
-        vm: the binned 1/Vmax SMF.
-        log_m: (M,) masses of the bands.
-        bands: (3, nZ, M) p16/p50/p84 of log10 Phi at the z bins' centres.
-    """
-    import matplotlib.pyplot as plt
-
-    n_z = vm.z_edges.size - 1
-    ncol = min(3, n_z)
-    nrow = int(np.ceil(n_z / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.5 * nrow), squeeze=False,
-                             sharex=True, sharey=True)
-    mc = 0.5 * (vm.log_mass_edges[1:] + vm.log_mass_edges[:-1])
-    for j in range(n_z):
-        ax = axes.flat[j]
-        ax.fill_between(log_m, bands[0, j], bands[2, j], color="C0", alpha=0.35, lw=0,
-                        label="model 16-84%")
-        ax.plot(log_m, bands[1, j], color="C0", lw=1.5, label="model median")
-        ok = vm.phi[:, j] > 0
-        ph = np.where(ok, vm.phi[:, j], 1.0)
-        y = np.where(ok, np.log10(ph), np.nan)
-        lo = y - np.log10(np.maximum(ph - vm.phi_err[:, j], 1e-3 * ph))  # capped at 3 dex
-        hi = np.log10(ph + vm.phi_err[:, j]) - y
-        for comp, fmt, lab in ((True, "o", "1/Vmax (complete bins)"), (False, "s", "1/Vmax (partly below limit)")):
-            s = ok & (vm.complete[:, j] == comp)
-            if np.any(s):
-                ax.errorbar(mc[s], y[s], yerr=[lo[s], hi[s]], fmt=fmt, ms=3.5,
-                            color="k" if comp else "0.55", mfc="k" if comp else "none", label=lab)
-        ax.set_title(f"{vm.z_edges[j]:g} < z < {vm.z_edges[j + 1]:g}")
-        ax.set_ylim(-5.5, -1.0)
-        ax.grid(alpha=0.3)
-        if j % ncol == 0:
-            ax.set_ylabel(r"$\log_{10}\,\Phi$ [Mpc$^{-3}$ dex$^{-1}$]")
-        ax.set_xlabel(r"$\log_{10}\,M_*/M_\odot$")
-        ax.legend(fontsize=6.5, loc="lower left")
-    for ax in list(axes.flat)[n_z:]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
-
-
 def _default_edges(data: SMFData) -> tuple[np.ndarray, np.ndarray]:
     za, zb = data.z_data_range
     n = max(1, round((zb - za) / 0.5))
@@ -599,12 +480,24 @@ def _default_edges(data: SMFData) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(m_lo, 12.0 + 1e-9, 0.25), z_e
 
 
+#: ``figures(observed, predicted_draws, survey, vm, log_m, bands, out_dir) -> written paths``:
+#: draws the model-check figures from what :func:`write_model_checks` computed (observed (F, nM,
+#: nZ) counts with their edges in ``vm``, (D, F, nM, nZ) predictive counts, the survey, the
+#: :class:`VmaxSMF`, the (M,) masses and (3, nZ, M) log10 Phi bands of the model at the z bins'
+#: centres) into ``out_dir``; :func:`popmodel.plots.checks.model_check_figures` is the one the
+#: package provides.
+ModelCheckFigures = Callable[
+    [np.ndarray, np.ndarray, Survey, "VmaxSMF", np.ndarray, np.ndarray, str], list[str]
+]
+
+
 def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[float] | None = None,
                        z_edges: Sequence[float] | None = None, level: float = 0.95,
-                       seed: int = 0, max_draws: int = 400, figures: bool = True,
+                       seed: int = 0, max_draws: int = 400,
+                       figures: ModelCheckFigures | None = None,
                        meta: dict | None = None) -> dict:
-    """Write ``ppc_counts.ecsv``, ``vmax_smf.ecsv`` and the figures ``ppc_counts`` and
-    ``vmax_smf`` (PNG + PDF) for an :class:`popmodel.smf.fit.SMFFit`.
+    """Write ``ppc_counts.ecsv`` and ``vmax_smf.ecsv`` for an :class:`popmodel.smf.fit.SMFFit`,
+    and the figures through the ``figures`` callback if one is given.
 
     Default bins: 0.25 dex from the lowest completeness limit (rounded down) to 10^12, and
     redshift bins about 0.5 wide over the data's range. At most ``max_draws`` posterior draws
@@ -612,20 +505,31 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     contrasts of the fit (if any) enter through :func:`density_draws`. ``meta`` (provenance,
     e.g. :func:`popmodel.io.smf.provenance`) is written into both tables' metadata.
 
+    Args:
+        figures: a :data:`ModelCheckFigures` callable, e.g.
+            :func:`popmodel.plots.checks.model_check_figures` (``ppc_counts`` and ``vmax_smf``
+            as PNG and PDF); None (or False) writes the tables only. This module draws
+            nothing itself.
+
     Returns:
-        ``{"coverage", "level", "n_scored", "files"}``; ``files`` are the written paths.
+        ``{"coverage", "level", "n_scored", "files"}``; ``files`` are the written paths (the
+        figures' included).
     """
     from pathlib import Path
 
-    from popmodel.plots.smf import save
-
+    if figures is False:  # "no figures", as write_smf_results(figures=False) says it
+        figures = None
+    if figures is not None and not callable(figures):
+        raise TypeError("figures must be None or a callable such as "
+                        f"popmodel.plots.checks.model_check_figures (this module draws "
+                        f"nothing itself), got {figures!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     m_d, z_d = _default_edges(fit.data)
     m_e = check_edges(m_d if log_mass_edges is None else log_mass_edges, "log_mass_edges")
     z_e = check_edges(z_d if z_edges is None else z_edges, "z_edges")
     draws = fit.draws()
-    pars = _as_batched(draws)
+    pars = draw_arrays(draws)
     n = pars[0].shape[0]
     rng = np.random.default_rng(seed)
     take = np.sort(rng.choice(n, size=min(n, max_draws), replace=False))
@@ -643,14 +547,10 @@ def write_model_checks(fit: object, out_dir: str, *, log_mass_edges: Sequence[fl
     vt.meta.update(meta or {})
     vt.write(out / "vmax_smf.ecsv", overwrite=True)
     files = [str(out / "ppc_counts.ecsv"), str(out / "vmax_smf.ecsv")]
-    if not figures:
-        return {"coverage": frac, "level": level, "n_scored": int(table.meta["n_scored"]),
-                "files": files}
-    figs = save(plot_ppc_counts(obs, pred, fit.data.survey, m_e, z_e, level), str(out / "ppc_counts"))
-    log_m = np.linspace(m_e[0], m_e[-1], 80)
-    zc = 0.5 * (z_e[1:] + z_e[:-1])
-    lphi = _ln_phi_grid(log_m, zc, sub.anchor_z, _as_batched(sub)) / LN10  # (D, nZ, M)
-    bands = np.percentile(lphi, [16, 50, 84], axis=0)
-    figs += save(plot_vmax_smf(vm, log_m, bands), str(out / "vmax_smf"))
+    if figures is not None:
+        log_m = np.linspace(m_e[0], m_e[-1], 80)
+        zc = 0.5 * (z_e[1:] + z_e[:-1])
+        bands = percentile_bands(log10_phi_grid(sub, log_m, zc))  # (3, nZ, M)
+        files += list(figures(obs, pred, fit.data.survey, vm, log_m, bands, str(out)))
     return {"coverage": frac, "level": level, "n_scored": int(table.meta["n_scored"]),
-            "files": files + figs}
+            "files": files}

@@ -129,7 +129,7 @@ def compression_check(
     data = [compressed.arrays, full.arrays,
             prepare_smf_data(half_a, survey, posterior="samples", **kw).arrays,
             prepare_smf_data(half_b, survey, posterior="samples", **kw).arrays]
-    p, delta = _as_draw_arrays(laplace_draws(mp, prior, compressed, n_draws, seed), prior)
+    p, delta = _as_draw_arrays(laplace_draws(mp, prior, n_draws, seed, data=compressed), prior)
 
     @jax.jit
     def lnl(pi: ContinuityParams, di: jax.Array | None, arrays: object) -> jax.Array:

@@ -371,16 +371,17 @@ def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey
             + f" ({int((~known).sum())} galaxies in unknown fields)"
         )
     m_obs, z_obs, how = point_estimates(catalog)
-    # field of each galaxy, and the field that owns its (footprint, z) range
-    group, owner = survey.resolve_regions(catalog.fields, z_obs)
-    keep = np.ones(catalog.n_galaxies, bool)
+    # the cut shared with the SFS flow (Survey.selects: the limit itself passes), then the
+    # field of each galaxy and the field that owns its (footprint, z) range, for the report
+    keep, group = survey.selects(catalog.fields, m_obs, z_obs)
+    _, owner = survey.resolve_regions(catalog.fields, z_obs)
     report = SelectionReport(n_input=catalog.n_galaxies, n_used=0, point_estimate=how,
                              n_input_samples=int(catalog.offsets[-1]))
     for g, f in enumerate(survey.fields):
         inf = group == g
-        in_z = (z_obs >= f.z_min) & (z_obs <= f.z_max)
+        in_z = f.in_z_range(z_obs)
         mine = owner == g
-        above = m_obs >= f.log_mass_limit(z_obs)
+        above = f.above_limit(m_obs, z_obs)
         report.outside_z_range[f.name] = int(np.sum(inf & ~in_z))
         if survey.overlaps:
             report.owned_by_other_field[f.name] = {
@@ -388,7 +389,6 @@ def apply_survey_cuts(catalog: PosteriorCatalog, survey: Survey
                 for o in range(len(names)) if o != g and np.any(inf & in_z & (owner == o))
             }
         report.below_completeness[f.name] = int(np.sum(inf & in_z & mine & ~above))
-        keep &= ~inf | (in_z & mine & above)
     # the galaxies that pass (a linear mass such as 1e10 passes every limit): as for the
     # samples, a point estimate the cuts drop may lie outside the support (3D-HST holds a
     # log M = 3.97 galaxy far below every completeness limit)

@@ -1,7 +1,7 @@
 r"""Per-field, per-redshift-slice density terms: cosmic variance in the mass function fit.
 
-Model (science.md section 1.7; Moster et al. 2011, ApJ 731, 113)
------------------------------------------------------------------
+Model (Moster et al. 2011, ApJ 731, 113)
+----------------------------------------
 A pencil-beam field f sits on a large-scale over- or under-density. In redshift slice k the
 dark-matter density contrast of the field's volume is :math:`\delta_{fk}`, with prior
 :math:`\delta_{fk}\sim\mathcal N(0, \sigma_{\rm DM}^2(f, \bar z_k, \Delta z_k))`, shared by all
@@ -22,7 +22,7 @@ The sampler sees the non-centred variables ``delta_<field>_z<lo>_<hi>_eta ~ N(0,
 ``delta_<field>_z<lo>_<hi> = sigma_DM * eta`` is recorded as a deterministic site.
 
 Slices: each field's redshift range is cut into equal slices about ``dz`` wide (default 0.5:
-wide enough that neighbouring slices are nearly independent, science.md section 1.7, and
+wide enough that neighbouring slices are nearly independent, Moster et al. 2011, and
 narrow enough to follow structures along the line of sight); samples outside the field's range
 (photometric-redshift tails) belong to the nearest slice. Fields with neither side lengths nor a
 ``sigma_dm`` override get no density terms.

@@ -1,6 +1,6 @@
 r"""Continuity-model parameters: values at anchor redshifts, smooth in z.
 
-Leja et al. (2020, ApJ 893, 111; science.md section 1.2) write log phi1*, log phi2* and
+Leja et al. (2020, ApJ 893, 111, Appendix B) write log phi1*, log phi2* and
 log M* as quadratics in z fixed by their values at three anchors (0.2, 1.6, 3.0), with
 alpha1, alpha2 constant. With K anchors the curve is the unique degree K-1 polynomial
 through them (Lagrange form); K = 3 is exactly Leja's quadratic.
@@ -135,7 +135,7 @@ def anchor_polynomial(anchor_z: tuple[float, ...], z: jax.Array) -> jax.Array:
     return jnp.stack(cols, axis=-1)
 
 
-#: Posterior medians of Leja et al. (2020) Appendix B (science.md section 1.3), with their
+#: Posterior medians of Leja et al. (2020) Appendix B (ApJ 893, 111), with their
 #: published 1-sigma errors in ``LEJA2020_SIGMA``.
 LEJA2020_MEDIAN = {
     "log_phi1_z0.2": -2.44, "log_phi1_z1.6": -3.08, "log_phi1_z3.0": -4.14,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +29,9 @@ from popmodel.smf.inference import (
 )
 from popmodel.smf.model import SMFPrior
 from popmodel.survey import Survey
+
+if TYPE_CHECKING:
+    from popmodel.io.smf import SMFResult
 
 __all__ = ["FitConfig", "SMFFit", "fit_smf", "prior_dominated", "prior_sd"]
 
@@ -118,6 +124,19 @@ class SMFFit:
     def names(self) -> list[str]:
         return self.prior.names
 
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SMFResult:
+        """Read a mass-function result folder (``popmodel fit-smf`` / ``write_smf_results``).
+
+        Returns a :class:`popmodel.io.smf.SMFResult` (the posterior draws and what they imply:
+        ``phi``, ``rho_star``), not an :class:`SMFFit`: the catalogue arrays and the sampler
+        are not stored. Delegates to :func:`popmodel.io.smf.load_smf` (imported here, when
+        called: this module does not import the io layer).
+        """
+        from popmodel.io.smf import load_smf
+
+        return load_smf(path)
+
     def draws(self) -> ContinuityParams:
         """All posterior draws, chains concatenated, as a batched ContinuityParams."""
         flat = {k: v.reshape(-1) for k, v in self.samples.items() if k in self.prior.names}
@@ -204,13 +223,21 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
             "plain_words": words}
 
 
+_logger = logging.getLogger(__name__)
+
+
+def _log_line(line: str) -> None:
+    """A progress line to the module's logger; ``WARNING: ...`` lines at WARNING."""
+    _logger.log(logging.WARNING if line.startswith("WARNING:") else logging.INFO, line)
+
+
 def fit_smf(
     catalog: PosteriorCatalog,
     survey: Survey,
     config: FitConfig | None = None,
     prior: SMFPrior | None = None,
     *,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> SMFFit:
     """Fit the Leja et al. (2020) continuity model to a posterior catalogue.
 
@@ -219,11 +246,13 @@ def fit_smf(
         survey: fields, completeness and cosmology.
         config: fit settings.
         prior: priors (default :class:`SMFPrior` with ``config.anchor_z``).
-        log: where progress messages go.
+        log: where progress messages go (default: the ``popmodel.smf.fit`` logger, at INFO,
+            and at WARNING for the lines that start with ``WARNING:``).
 
     Returns:
         An :class:`SMFFit` with draws, MAP, diagnostics and Monte Carlo error checks.
     """
+    log = log or _log_line
     require_x64()
     cfg = config or FitConfig()
     prior = prior or SMFPrior(anchor_z=cfg.anchor_z)
@@ -343,7 +372,7 @@ def fit_smf(
 
 
 def _laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData, cfg: FitConfig) -> dict[str, np.ndarray]:
-    d = laplace_draws(mp, prior, data, cfg.num_samples * cfg.num_chains, cfg.seed)
+    d = laplace_draws(mp, prior, cfg.num_samples * cfg.num_chains, cfg.seed, data=data)
     return {k: v.reshape(cfg.num_chains, cfg.num_samples) for k, v in d.items()}
 
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import MCMC, NUTS, init_to_value
 from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
@@ -36,6 +37,7 @@ from popmodel.smf.schechter import ln_phi
 __all__ = [
     "MAPResult",
     "bootstrap_map_shift",
+    "constrain_draws",
     "find_map",
     "laplace_draws",
     "mc_error_diagnostics",
@@ -192,22 +194,54 @@ def find_map(
     )
 
 
-def laplace_draws(mp: MAPResult, prior: SMFPrior, data: SMFData | LikelihoodData, n: int,
-                  seed: int = 0) -> dict[str, np.ndarray]:
-    """``n`` draws from the MAP's Laplace approximation (Gaussian in the unconstrained space),
-    constrained: ``{name: (n,)}`` for the mass-function parameters and the density terms."""
-    arrays = data.arrays if isinstance(data, SMFData) else data
+def laplace_draws(mp: MAPResult, prior: SMFPrior, n: int, seed: int = 0, *,
+                  data: SMFData | LikelihoodData | None = None) -> dict[str, np.ndarray]:
+    """``n`` draws from the MAP's Laplace approximation, constrained: ``{name: (n,)}``.
+
+    Gaussian in the unconstrained space, :math:`u \\sim N(u_{MAP}, \\Sigma_u)` (a JAX key from
+    ``seed``), mapped through NumPyro's transforms (:func:`constrain_draws`). Used by the
+    in-memory fit (:mod:`popmodel.smf.fit`), the compression check and the streamed fit
+    (:mod:`popmodel.smf.stream`).
+
+    Args:
+        mp: the MAP and its unconstrained covariance (``find_map`` or ``find_map_streamed``).
+        prior: the priors (they set the transforms).
+        n: number of draws.
+        seed: seed of the JAX key.
+        data: the fit's data; needed only when the prior has density terms (their sigma_DM
+            turns the standard-normal latents into contrasts).
+
+    Returns:
+        The mass-function parameters and, with density terms, the contrasts ``delta_*``.
+    """
     key = jax.random.key(seed)
     u = jax.random.multivariate_normal(key, jnp.asarray(mp.u), jnp.asarray(mp.cov_u), (n,))
-    template = dict(zip(mp.u_names, [0.0] * len(mp.u_names), strict=True))
-    _, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in template.items()})
+    return constrain_draws(np.asarray(u), mp, prior, data=data)
 
-    def one(uu: jax.Array) -> dict:
-        return constrain_fn(smf_model, (arrays, prior), {}, unravel(uu), return_deterministic=True)
 
-    c = jax.vmap(one)(u)
-    keep = prior.names + list(prior.density_terms)
-    return {k: np.asarray(c[k]) for k in keep}
+def constrain_draws(u: np.ndarray, mp: MAPResult, prior: SMFPrior, *,
+                    data: SMFData | LikelihoodData | None = None) -> dict[str, np.ndarray]:
+    """Map unconstrained draws (n, len(mp.u)) to the parameters: ``{name: (n,)}``.
+
+    Each parameter goes through the bijection onto its prior's support (what NumPyro's
+    ``constrain_fn`` does for a sample site); density terms are ``delta = sigma_DM * eta``, as
+    in :func:`popmodel.smf.model.smf_model`, with sigma_DM from ``data``.
+    """
+    _, unravel = ravel_pytree({k: jnp.zeros(()) for k in mp.u_names})
+    d = jax.vmap(unravel)(jnp.asarray(u))
+    out = {n: np.asarray(biject_to(prior.distribution(n).support)(d[n])) for n in prior.names}
+    if prior.density_terms:
+        if data is None:
+            raise ValueError("the prior has density terms: pass the data (their sigma_DM)")
+        arrays = data.arrays if isinstance(data, SMFData) else data
+        if arrays.n_density_terms != len(prior.density_terms):
+            raise ValueError(f"the prior names {len(prior.density_terms)} density terms, the "
+                             f"data have {arrays.n_density_terms}")
+        eta = jnp.stack([d[e] for e in prior.eta_names], axis=-1)
+        delta = np.asarray(eta * arrays.cv_sigma)
+        for i, t in enumerate(prior.density_terms):
+            out[t] = delta[:, i]
+    return out
 
 
 def _constrain_vec(pot: _Potential, u: jax.Array, arrays: LikelihoodData) -> list[jax.Array]:
@@ -284,7 +318,10 @@ def run_nuts(
         progress_bar=progress_bar,
         jit_model_args=True,
     )
-    mcmc.run(jax.random.key(seed), arrays, extra_fields=("diverging", "num_steps"),
+    # energy, accept_prob, ... go into the posterior file's sample_stats (az.bfmi needs energy)
+    mcmc.run(jax.random.key(seed), arrays,
+             extra_fields=("diverging", "num_steps", "energy", "potential_energy", "accept_prob",
+                           "adapt_state.step_size"),
              init_params=init_params)
     return mcmc
 

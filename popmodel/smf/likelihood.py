@@ -63,7 +63,8 @@ within each segment, where Gauss-Legendre converges exponentially (about 1e-7 re
 adaptive quadrature with 16 + 40 + 8 nodes per z node and 16 z nodes per piece). All
 theta-independent factors are folded into the grid's log weights. A hard cut on *true* mass
 (``selection="hard"``, sigma -> 0) is available as an approximation; with mass errors of
-0.15-0.3 dex it biases the low-mass slope (science.md section 1.4), so it is not the default.
+0.15-0.3 dex it biases the low-mass slope (a one-dimensional toy with alpha = -1.5
+gives -1.63 at 0.15 dex and -2.3 at 0.3 dex), so it is not the default.
 
 **Monte Carlo (Jensen) correction.** ln of an importance-sampled mean is biased low,
 E ln L-hat_i ~ ln L_i - Var(L-hat_i)/(2 L_i^2), and the bias depends on theta (it is largest for
@@ -107,8 +108,6 @@ __all__ = [
 PAD = -1.0e30
 LOG_MASS_MAX = 14.0
 MASS_SPLIT = 12.0  # the expected-number quadrature splits the mass range here
-_MOMENTS = "sums"
-_MIXED_PRECISION = True  # float32 samples: float64 polynomials (see _fused_chunk)
 
 
 @partial(
@@ -488,7 +487,7 @@ def _fused_chunk(theta: jax.Array, k: int, lm: jax.Array, z: jax.Array, off: jax
     dt = lm.dtype
     c1, c2, cm = theta[:k], theta[k:2 * k], theta[2 * k:3 * k]
     ln10 = jnp.asarray(LN10, dt)
-    if dt == acc or not _MIXED_PRECISION:
+    if dt == acc:
         th = theta.astype(dt)
         ap1, ap2 = th[3 * k] + 1.0, th[3 * k + 1] + 1.0
         u = lm - _horner(cm, z)
@@ -541,25 +540,16 @@ def _fused_chunk(theta: jax.Array, k: int, lm: jax.Array, z: jax.Array, off: jax
         wa = jnp.where(valid[..., None], wa, 0.0)
     wb = w - wa
     wm = w * e - ap1 * wa - ap2 * wb
-    if _MOMENTS == "matmul":
-        weights = jnp.stack([wa.ravel(), wb.ravel(), wm.ravel()])  # (3, n)
-        zf = z.ravel()
-        cols = [jnp.ones_like(zf)]
+    rows = []
+    for wgt in (wa, wb, wm):
+        zp = wgt
+        row = [jnp.sum(zp)]
         for _ in range(1, k):
-            cols.append(cols[-1] * zf)
-        cols.append(u.ravel())
-        mom = (weights @ jnp.stack(cols, axis=-1)).astype(acc) * LN10  # (3, k + 1)
-    else:
-        rows = []
-        for wgt in (wa, wb, wm):
-            zp = wgt
-            row = [jnp.sum(zp)]
-            for _ in range(1, k):
-                zp = zp * z
-                row.append(jnp.sum(zp))
-            row.append(jnp.sum(wgt * u))
-            rows.append(jnp.stack(row))
-        mom = jnp.stack(rows).astype(acc) * LN10
+            zp = zp * z
+            row.append(jnp.sum(zp))
+        row.append(jnp.sum(wgt * u))
+        rows.append(jnp.stack(row))
+    mom = jnp.stack(rows).astype(acc) * LN10
     grad = jnp.concatenate([mom[0, :k], mom[1, :k], mom[2, :k], mom[0, k:], mom[1, k:]])
     gdelta = None
     if idx is not None:

@@ -1,6 +1,6 @@
 """The thin NumPyro model of the mass function: priors on the 11 parameters, then the likelihood.
 
-Priors (design; Leja et al. 2020 did not publish theirs, science.md section 1.4):
+Priors (design; Leja et al. 2020 did not publish theirs):
 broad uniforms, log phi* in [-7, -1] at every anchor, log M* in [9.5, 12], alpha1 in
 (-1, 1) and alpha2 in (-1.99, -1). The two slopes live in non-overlapping ranges, so the two
 components cannot swap (no label switching) and no -inf factor is needed, and alpha2 > -2

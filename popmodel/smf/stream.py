@@ -81,7 +81,13 @@ from popmodel.smf.data import (
     prepare_smf_data,
 )
 from popmodel.smf.evolution import ContinuityParams
-from popmodel.smf.inference import MAPResult, _Potential, require_x64
+from popmodel.smf.inference import (
+    MAPResult,
+    _Potential,
+    constrain_draws,
+    laplace_draws,
+    require_x64,
+)
 from popmodel.smf.likelihood import (
     PAD,
     GalaxyBlock,
@@ -101,7 +107,6 @@ __all__ = [
     "fit_streamed",
     "hash_ids",
     "iter_catalog_chunks",
-    "laplace_draws",
     "laplace_importance_check",
     "stream_smf_data",
 ]
@@ -726,25 +731,6 @@ def find_map_streamed(
                         "total": time.perf_counter() - t0}, warm, pot)
 
 
-def laplace_draws(map_result: MAPResult, prior: SMFPrior, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Draws of the parameters from the Laplace approximation (Gaussian in the unconstrained
-    space, mapped through NumPyro's transforms): name -> (n,) array."""
-    rng = np.random.default_rng(seed)
-    u = rng.multivariate_normal(np.asarray(map_result.u), np.asarray(map_result.cov_u), size=n)
-    return _constrain_draws(u, map_result, prior)
-
-
-def _constrain_draws(u: np.ndarray, map_result: MAPResult, prior: SMFPrior) -> dict[str, np.ndarray]:
-    from jax.flatten_util import ravel_pytree
-
-    _, unravel = ravel_pytree({k: jnp.zeros(()) for k in map_result.u_names})
-    out = {}
-    d = jax.vmap(unravel)(jnp.asarray(u))
-    for n in prior.names:
-        out[n] = np.asarray(biject_to(prior.distribution(n).support)(d[n]))
-    return out
-
-
 def laplace_importance_check(data: StreamedData, prior: SMFPrior, map_result: MAPResult, n: int = 64,
                              seed: int = 0, potential: StreamedPotential | None = None) -> dict:
     """How Gaussian the full posterior is: importance weights of ``n`` Laplace draws.
@@ -772,7 +758,7 @@ def laplace_importance_check(data: StreamedData, prior: SMFPrior, map_result: MA
     ess = float(w.sum() ** 2 / np.sum(w**2))
     smoothed, khat = az.psislw(lw.copy())
     return {"n_draws": n, "ess_fraction": ess / n, "pareto_k": float(khat),
-            "log_weight_sd": float(np.std(log_w)), "draws": _constrain_draws(u, map_result, prior),
+            "log_weight_sd": float(np.std(log_w)), "draws": constrain_draws(u, map_result, prior),
             "log_weights": np.asarray(smoothed)}
 
 
