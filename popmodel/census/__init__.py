@@ -6,32 +6,10 @@ that axis first, so each derived quantity is a set of draws and its bands are pe
 them. Units: :math:`\rho_*` in Msun Mpc^-3, number densities in Mpc^-3, SFR densities in
 Msun yr^-1 Mpc^-3 (comoving, no h), Chabrier IMF, WMAP9 unless a cosmology is given.
 
-**Route 1: the time derivative of the mass density.** Stars formed at rate :math:`\psi` lose a
-fraction :math:`f(\tau)` of their mass by age :math:`\tau` (winds and supernovae), so
-
-.. math::
-    \rho_*(t) = \int_0^t \psi(t')\,[1 - f(t-t')]\,dt'.
-
-With instantaneous recycling, :math:`f \equiv R`, this is
-:math:`\psi = (d\rho_*/dt)/(1-R)` with :math:`dt = -dz/[(1+z)H(z)]`
-(Madau & Dickinson 2014, ARA&A 52, 415);
-:math:`d\rho_*/dz` is differentiated in closed form (upper incomplete gamma functions and the
-derivative of the anchor polynomial). R is uncertain: :class:`ReturnFractionPrior` (default
-U(0.30, 0.45): 0.36 in Leja's SFRD code, ~0.41 for Chabrier in Madau & Dickinson 2014, 0.40-0.45
-from the time-dependent Chabrier kernels below at ages of a few Gyr) gives one R per posterior
-draw, marginalised into the band. With a :class:`MassLossKernel` the convolution is inverted
-instead (:func:`sfr_history_from_mass`, a lower-triangular solve on a time grid). Whether the
-masses count stellar remnants sets which fraction is lost: gas return only (remnants kept, the
-FSPS/Prospector default) or gas plus remnants (living stars only).
-
-**Route 2: the mass function times the mean SFR.**
-:math:`\psi(z) = \int \Phi(\log M, z)\,\langle \mathrm{SFR}\rangle(\log M, z)\,d\log M`, with
-:math:`\langle\mathrm{SFR}\rangle` the population mean over star-forming and quiescent galaxies
-(not :math:`10^{\langle\log\mathrm{SFR}\rangle}`). Above the completeness limit
-:math:`\log M_c(z)` it comes from a supplied model (the flow ensemble, one member per SMF draw);
-below it, from the Leja et al. (2022) Eq. 10 form *fitted to that model above the limit* (never
-the model's own extrapolation); the fraction of :math:`\psi` from below the limit is reported.
-Without a model, the Leja+22 Table 1 mean fit is used at all masses.
+The SFR density comes two ways, both derived in :mod:`popmodel.census.sfrd`: route 1 from
+the time derivative of the mass density, :math:`\psi = (d\rho_*/dt)/(1-R)` or the inversion of
+a :class:`MassLossKernel`; route 2 from the mass function times the population-mean SFR of the
+star-forming sequence.
 
 **Tension** between the routes is computed from paired draws: both use the same SMF draw (and
 the same mass offset), so the difference distribution carries their correlation.

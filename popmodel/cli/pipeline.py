@@ -104,7 +104,7 @@ def step_complete(argv: list[str], folder: Path) -> bool:
     with the same settings."""
     from popmodel.cli import census, sfs, smf
     from popmodel.cli.common import cli_config
-    from popmodel.io.resultdir import read_manifest
+    from popmodel.io.resultdir import read_manifest, same_config
 
     man = read_manifest(folder)
     if man is None:
@@ -114,8 +114,7 @@ def step_complete(argv: list[str], folder: Path) -> bool:
     for module in (smf, sfs, census):  # the steps with a folder (the figures are always redrawn)
         module.register(sub)
     config = cli_config(ap.parse_args(argv))
-    return json.dumps(man.get("config"), sort_keys=True, default=str) == json.dumps(
-        config, sort_keys=True, default=str)
+    return same_config(man, config)
 
 
 def run_step(argv: list[str]) -> int:

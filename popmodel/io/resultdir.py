@@ -44,6 +44,7 @@ __all__ = [
     "Stage",
     "prepare_output",
     "read_manifest",
+    "same_config",
     "staged",
     "write_text_atomic",
 ]
@@ -231,7 +232,7 @@ def prepare_output(out: str | os.PathLike, *, resume: bool = False, overwrite: b
     if resume:
         man = read_manifest(out)
         if man is not None:
-            if config is not None and _canonical(man.get("config")) != _canonical(config):
+            if config is not None and not same_config(man, config):
                 raise OutputError(
                     f"{out} holds a complete result made with other settings (run "
                     f"{man.get('run_id')}); pass --overwrite to replace it or choose another folder")
@@ -255,6 +256,11 @@ def _short(names: Sequence[str], k: int = 5) -> str:
 
 def _canonical(config: object) -> str:
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def same_config(manifest: Mapping, config: Mapping) -> bool:
+    """Whether a manifest records the settings ``config`` (as ``--resume`` compares them)."""
+    return _canonical(manifest.get("config")) == _canonical(config)
 
 
 class Stage:
