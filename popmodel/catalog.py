@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from astropy.table import Table
 
+from popmodel.analytic import ANALYTIC_COLUMNS, AnalyticPosteriors
 from popmodel.jsonutil import dumps as json_dumps
 
 if TYPE_CHECKING:
@@ -34,12 +35,12 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("id", "field", "log_mass", "z")
-OPTIONAL_COLUMNS = ("log_sfr", "log_prior", "weight", "log_mass_obs", "z_obs")
+OPTIONAL_COLUMNS = ("log_sfr", "log_prior", "log_prior_sfr", "weight", "log_mass_obs", "z_obs")
 #: Per-galaxy columns (constant within a galaxy): the catalogue point estimates that the
 #: survey selection acted on. When absent, weighted medians of the samples stand in.
 GALAXY_COLUMNS = {"log_mass_obs": "obs_log_mass", "z_obs": "obs_z"}
 
-_SAMPLE_COLUMNS = ("log_mass", "z", "log_sfr", "log_prior", "weight")
+_SAMPLE_COLUMNS = ("log_mass", "z", "log_sfr", "log_prior", "log_prior_sfr", "weight")
 
 # File formats by extension; values are the canonical format names used below.
 _EXTENSIONS = {
@@ -162,7 +163,7 @@ def _near_miss(name: str) -> str | None:
 def _check_column_names(colnames: Sequence[str], source: str | None) -> None:
     """Raise for a misspelt or missing popmodel column; log the columns that are ignored."""
     known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-    unknown = [c for c in colnames if c not in known]
+    unknown = [c for c in colnames if c not in known and c not in ANALYTIC_COLUMNS]
     near = [(c, _near_miss(c)) for c in unknown]
     near = [(c, k) for c, k in near if k is not None]
     if near:
@@ -429,14 +430,22 @@ class PosteriorCatalog:
         log_mass: ``(S,)`` stellar mass samples [log10 Msun].
         z: ``(S,)`` redshift samples.
         log_sfr: ``(S,)`` star-formation-rate samples [log10 Msun/yr], or None.
-        log_prior: ``(S,)`` natural log of the interim (SED-fitting) prior density per unit
-            log10 M per unit z (and per unit log10 SFR when SFR is present), or None for a flat
-            interim prior.
+        log_prior: ``(S,)`` natural log of the interim (SED-fitting) prior density of
+            (log10 M, z), per unit log10 M per unit z: the marginal that the mass function
+            divides out, or None for a flat interim prior.
+        log_prior_sfr: ``(S,)`` natural log of the interim prior density of (log10 M,
+            log10 SFR, z), per unit of each: what the sequence's flow divides out, or None
+            (then a flat prior when ``log_prior`` is None too; a flow fit refuses a non-flat
+            ``log_prior`` without it).
         weight: ``(S,)`` non-negative per-sample weights, or None for equal weights.
         meta: Free-form provenance, written to the file metadata.
         obs_log_mass: ``(N,)`` catalogue point estimate of log10 M that the survey's mass cut
             acted on (column ``log_mass_obs``), or None.
         obs_z: ``(N,)`` catalogue point estimate of z (column ``z_obs``), or None.
+        analytic: the closed-form (z, log M) posterior of each galaxy
+            (:class:`popmodel.analytic.AnalyticPosteriors`, columns ``pdf_*`` in a file), or
+            None. Catalogues built from percentiles carry it; fits integrate such galaxies
+            with a deterministic rule instead of their samples.
 
     Raises:
         CatalogError: If the arrays are inconsistent or contain invalid values.
@@ -453,6 +462,8 @@ class PosteriorCatalog:
     meta: dict = field(default_factory=dict)
     obs_log_mass: np.ndarray | None = None
     obs_z: np.ndarray | None = None
+    log_prior_sfr: np.ndarray | None = None
+    analytic: AnalyticPosteriors | None = None
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids)
@@ -540,6 +551,9 @@ class PosteriorCatalog:
                     f"{_format_ids(ids[~np.isfinite(arr)])}"
                 )
             object.__setattr__(self, attr, arr)
+        if self.analytic is not None and self.analytic.n_galaxies != n_gal:
+            raise CatalogError(f"the analytic posteriors describe {self.analytic.n_galaxies} "
+                               f"galaxies, the catalogue has {n_gal}")
         if self.weight is not None and n_gal:
             negative = self.weight < 0
             if np.any(negative):
@@ -592,6 +606,8 @@ class PosteriorCatalog:
         meta: Mapping[str, Any] | None = None,
         obs_log_mass: np.ndarray | None = None,
         obs_z: np.ndarray | None = None,
+        log_prior_sfr: np.ndarray | None = None,
+        analytic: AnalyticPosteriors | None = None,
     ) -> PosteriorCatalog:
         """Build a catalog from flat per-sample arrays in any order.
 
@@ -608,9 +624,12 @@ class PosteriorCatalog:
             galaxy_index: ``(S,)`` integer index into ``ids`` for each sample.
             sample_ids: ``(S,)`` galaxy id of each sample.
             log_sfr: ``(S,)`` SFR samples [log10 Msun/yr].
-            log_prior: ``(S,)`` natural-log interim prior density of each sample.
+            log_prior: ``(S,)`` natural-log interim prior density of (log M, z) at each sample.
             weight: ``(S,)`` non-negative sample weights.
             meta: Provenance metadata.
+            obs_log_mass, obs_z: ``(N,)`` point estimates the survey's cuts acted on.
+            log_prior_sfr: ``(S,)`` natural-log interim prior density of (log M, log SFR, z).
+            analytic: ``(N,)`` closed-form posteriors, in the order of ``ids``.
 
         Returns:
             The catalog.
@@ -641,7 +660,7 @@ class PosteriorCatalog:
         if galaxy_index.size and (galaxy_index.min() < 0 or galaxy_index.max() >= ids.size):
             raise CatalogError(f"galaxy_index must lie in [0, {ids.size}) (the number of ids)")
         columns = {"log_mass": log_mass, "z": z, "log_sfr": log_sfr}
-        columns.update(log_prior=log_prior, weight=weight)
+        columns.update(log_prior=log_prior, log_prior_sfr=log_prior_sfr, weight=weight)
         for name, value in columns.items():
             if value is not None and np.shape(value) != galaxy_index.shape:
                 raise CatalogError(
@@ -665,6 +684,7 @@ class PosteriorCatalog:
             meta=dict(meta or {}),
             obs_log_mass=obs_log_mass,
             obs_z=obs_z,
+            analytic=analytic,
             **sorted_cols,
         )
 
@@ -706,7 +726,13 @@ class PosteriorCatalog:
         _check_column_names(colnames, source)
         data: dict[str, np.ndarray] = {}
         sample_ids = None  # decoded first, to name the galaxies of faults in other columns
-        for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
+        present = [c for c in ANALYTIC_COLUMNS if c in colnames]
+        if present and len(present) != len(ANALYTIC_COLUMNS):
+            raise CatalogError(
+                "the analytic-posterior columns are incomplete: missing "
+                + ", ".join(repr(c) for c in ANALYTIC_COLUMNS if c not in colnames)
+                + " (all of " + ", ".join(ANALYTIC_COLUMNS) + " or none)")
+        for name in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + tuple(present):
             if name not in colnames:
                 continue
             col = table[name]
@@ -720,7 +746,7 @@ class PosteriorCatalog:
             if name == "id":
                 sample_ids = _text_column("id", data["id"])
         sample_fields = _text_column("field", data["field"])
-        for name in ("log_mass", "z", *OPTIONAL_COLUMNS):
+        for name in ("log_mass", "z", *OPTIONAL_COLUMNS, *present):
             if name in data:
                 data[name] = _float_column(name, data[name], sample_ids)
         _, first, inverse = np.unique(sample_ids, return_index=True, return_inverse=True)
@@ -738,7 +764,8 @@ class PosteriorCatalog:
                 f"{_format_ids(ids[np.unique(galaxy_index[changed])])}"
             )
         per_galaxy = {}
-        for col, attr in GALAXY_COLUMNS.items():
+        analytic_cols = {}
+        for col, attr in (*GALAXY_COLUMNS.items(), *((c, c) for c in present)):
             if col in data:
                 vals = data[col]
                 first_vals = vals[first_rows]
@@ -753,7 +780,15 @@ class PosteriorCatalog:
                         f"value, so the same in every row of a galaxy; two galaxies that share "
                         f"an id?)"
                     )
-                per_galaxy[attr] = first_vals
+                if col in GALAXY_COLUMNS:
+                    per_galaxy[attr] = first_vals
+                else:
+                    analytic_cols[col] = first_vals
+        if analytic_cols:
+            try:
+                per_galaxy["analytic"] = AnalyticPosteriors.from_columns(analytic_cols)
+            except ValueError as exc:
+                raise CatalogError(str(exc)) from exc
         if not allow_interleaved:
             _check_grouped(sample_ids)
         return cls.from_arrays(
@@ -765,6 +800,7 @@ class PosteriorCatalog:
             galaxy_index=galaxy_index,
             log_sfr=data.get("log_sfr"),
             log_prior=data.get("log_prior"),
+            log_prior_sfr=data.get("log_prior_sfr"),
             weight=data.get("weight"),
             meta=dict(table.meta),
         )
@@ -786,6 +822,9 @@ class PosteriorCatalog:
             value = getattr(self, GALAXY_COLUMNS.get(name, name))
             if value is not None:
                 columns[name] = value[gal] if name in GALAXY_COLUMNS else value
+        if self.analytic is not None:
+            for name, value in self.analytic.to_columns().items():
+                columns[name] = value[gal]
         return Table(columns, meta=dict(self.meta))
 
     # ------------------------------------------------------------------ I/O
@@ -809,15 +848,22 @@ class PosteriorCatalog:
 
     @classmethod
     def read(
-        cls, path: str | os.PathLike, format: str | None = None, *, allow_interleaved: bool = False
+        cls, path: str | os.PathLike, format: str | None = None, *, allow_interleaved: bool = False,
+        **kwargs: Any,
     ) -> PosteriorCatalog:
-        """Read a catalog written by :meth:`write` (or any long table in the same layout).
+        """Read a posterior catalogue: the long table :meth:`write` writes, or any layout that
+        :func:`popmodel.readers.read_posteriors` reads (per-galaxy vector columns, a collated
+        chains file, a PROVABGS-like sample cube, a qp ensemble), detected from the file.
 
         Args:
             path: File path; the extension (.h5/.hdf5, .fits/.fit, .ecsv, .parquet) selects the
-                format unless ``format`` is given.
-            format: One of "hdf5", "fits", "ecsv", "parquet".
+                file format of a long table unless ``format`` is given.
+            format: A file format of the long table ("hdf5", "fits", "ecsv", "parquet"), or a
+                layout ("long", "wide", "chains", "provabgs", "qp", "auto") for
+                :func:`popmodel.readers.read_posteriors`.
             allow_interleaved: As in :meth:`from_table`.
+            **kwargs: ``columns``, ``hdf5_path``, ``field`` and the other options of
+                :func:`popmodel.readers.read_posteriors`.
 
         Returns:
             The catalog.
@@ -832,6 +878,20 @@ class PosteriorCatalog:
         name = os.fspath(path)
         if not os.path.exists(name):
             raise CatalogFileNotFoundError(f"catalogue file {name!r} does not exist")
+        layouts = ("auto", "long", "wide", "chains", "provabgs", "qp")
+        if kwargs or (format is not None and format.lower() in layouts) or format is None:
+            from popmodel.readers import detect_format, read_posteriors
+
+            layout = format.lower() if format is not None and format.lower() in layouts else None
+            if layout in (None, "auto") and not kwargs:
+                try:
+                    layout = detect_format(name)
+                except CatalogFileError:  # unreadable: the long-table reader says why
+                    layout = None
+            if kwargs or layout not in (None, "long"):
+                return read_posteriors(path, format=layout, allow_interleaved=allow_interleaved,
+                                       **kwargs)
+            format = None
         fmt = cls._resolve_format(path, format)
         table = _read_table_file(name, fmt)
         try:
@@ -906,10 +966,12 @@ class PosteriorCatalog:
             z=self.z[sample_idx],
             log_sfr=take(self.log_sfr),
             log_prior=take(self.log_prior),
+            log_prior_sfr=take(self.log_prior_sfr),
             weight=take(self.weight),
             meta=dict(self.meta),
             obs_log_mass=None if self.obs_log_mass is None else self.obs_log_mass[idx],
             obs_z=None if self.obs_z is None else self.obs_z[idx],
+            analytic=None if self.analytic is None else self.analytic.take(idx),
         )
 
     def sample_slice(self, start: int, stop: int) -> PosteriorCatalog:
@@ -956,24 +1018,61 @@ class PosteriorCatalog:
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             log_mass=self.log_mass[keep], z=self.z[keep],
             log_sfr=take(self.log_sfr), log_prior=take(self.log_prior), weight=take(self.weight),
+            log_prior_sfr=take(self.log_prior_sfr),
             meta=dict(self.meta), obs_log_mass=self.obs_log_mass, obs_z=self.obs_z,
+            analytic=self.analytic,
         )
 
     def with_interim_prior(self, prior: InterimPrior) -> PosteriorCatalog:
-        """Return a copy whose ``log_prior`` is ``prior.log_density`` at every sample.
+        """Return a copy with the prior's log density at every sample: ``log_prior`` its
+        (log M, z) marginal and, when the catalogue has SFR samples, ``log_prior_sfr`` its
+        (log M, log SFR, z) density.
 
         Args:
-            prior: The interim prior used by the SED fitter.
+            prior: The interim prior used by the SED fitter (a :class:`KDEPrior` over three
+                dimensions gives its (log M, z) marginal for ``log_prior``).
 
         Returns:
-            The catalog with ``log_prior`` filled in.
+            The catalog with ``log_prior`` (and ``log_prior_sfr``) filled in.
         """
+        def full(x: np.ndarray) -> np.ndarray:
+            return np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), self.z.shape))
+
+        two_d = prior.marginal() if isinstance(prior, KDEPrior) and prior.has_sfr else prior
+        log_prior = full(two_d.log_density(self.log_mass, self.z))
+        log_prior_sfr = None
         if self.has_sfr:
-            log_prior = prior.log_density(self.log_mass, self.z, self.log_sfr)
-        else:
-            log_prior = prior.log_density(self.log_mass, self.z)
-        log_prior = np.broadcast_to(np.asarray(log_prior, dtype=np.float64), self.z.shape)
-        return dataclasses.replace(self, log_prior=np.array(log_prior))
+            log_prior_sfr = full(prior.log_density(self.log_mass, self.z, self.log_sfr))
+        return dataclasses.replace(self, log_prior=log_prior, log_prior_sfr=log_prior_sfr)
+
+    def log_prior_sfr_or_zero(self) -> np.ndarray:
+        """The (log M, log SFR, z) interim prior density the flow divides out.
+
+        ``log_prior_sfr`` when present; zeros when the prior is flat (no prior columns, or a
+        ``log_prior`` that is constant within every galaxy, which is flat for that galaxy).
+
+        Raises:
+            CatalogError: a non-flat (log M, z) ``log_prior`` without ``log_prior_sfr``: the
+                three-dimensional density cannot be recovered from its marginal.
+        """
+        if self.log_prior_sfr is not None:
+            return self.log_prior_sfr
+        if self.log_prior is None or not np.any(self.varying_log_prior()):
+            return np.zeros_like(self.z)
+        bad = self.ids[self.varying_log_prior()]
+        raise CatalogError(
+            f"the catalogue's interim prior varies within {bad.size} galaxies (e.g. "
+            f"{_format_ids(bad)}) but it has no 'log_prior_sfr' column: the flow divides out "
+            "the prior density of (log M, log SFR, z), which its (log M, z) marginal "
+            "'log_prior' does not give; add 'log_prior_sfr' (the chains file's lnprior_sfr)")
+
+    def varying_log_prior(self) -> np.ndarray:
+        """``(N,)`` True for galaxies whose ``log_prior`` is not constant over their samples
+        (all False without a ``log_prior`` column). A constant prior is flat for its galaxy."""
+        if self.log_prior is None or self.n_galaxies == 0:
+            return np.zeros(self.n_galaxies, bool)
+        starts = self.offsets[:-1]
+        return np.maximum.reduceat(self.log_prior, starts) != np.minimum.reduceat(self.log_prior, starts)
 
     def log_prior_or_zero(self) -> np.ndarray:
         """Return ``log_prior``, or zeros when absent (a flat prior drops out up to a constant).
@@ -1195,6 +1294,12 @@ class KDEPrior:
             raise CatalogError(f"prior draws have non-finite values in column(s) {bad}")
         return cls(kde=gaussian_kde(data, bw_method=bw_method), has_sfr=log_sfr is not None)
 
+    def marginal(self) -> KDEPrior:
+        """The (log M, z) marginal of a three-dimensional prior (itself for a 2-D one)."""
+        if not self.has_sfr:
+            return self
+        return KDEPrior(kde=self.kde.marginal([0, 1]), has_sfr=False)
+
     def log_density(
         self, log_mass: np.ndarray, z: np.ndarray, log_sfr: np.ndarray | None = None
     ) -> np.ndarray:
@@ -1216,6 +1321,7 @@ class KDEPrior:
             )
         cols = [log_mass, z] if log_sfr is None else [log_mass, z, log_sfr]
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=np.float64) for c in cols))
+        # (the KDE is over per-dex quantities, so its density is per dex as required)
         shape = arrays[0].shape
         points = np.vstack([a.ravel() for a in arrays])
         return self.kde.logpdf(points).reshape(shape)

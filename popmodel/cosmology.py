@@ -13,14 +13,28 @@ import numpy as np
 
 __all__ = [
     "COSMOLOGY_PARAMETERS",
+    "DEFAULT_COSMOLOGY",
+    "DEFAULT_IMF",
+    "IMFS",
     "CosmologyError",
     "VolumeTable",
     "cosmology_from_config",
+    "cosmology_from_record",
+    "cosmology_record",
     "cosmology_to_config",
     "describe_cosmology",
+    "normalize_imf",
+    "same_cosmology",
 ]
 
-DEFAULT_COSMOLOGY = "WMAP9"
+#: The one default cosmology of popmodel: astropy's WMAP9 (Hinshaw et al. 2013, ApJS 208, 19),
+#: the cosmology of Leja et al. (2020, ApJ 893, 111). Every default (``Survey``, the mocks, the
+#: CLI, ``catalog_from_percentiles``) is this object.
+DEFAULT_COSMOLOGY: apc.Cosmology = apc.WMAP9
+#: The one default IMF: Chabrier (2003, PASP 115, 763), as in Leja et al. (2020).
+DEFAULT_IMF = "chabrier"
+#: IMFs a catalogue or survey may declare (conversion factors in :mod:`popmodel.conventions`).
+IMFS = ("chabrier", "kroupa", "salpeter")
 
 
 #: Keys of the dict (TOML ``[cosmology]`` table) form besides ``name``.
@@ -33,6 +47,32 @@ _E2_CHECK_Z = np.linspace(0.0, 20.0, 2001)
 
 class CosmologyError(ValueError):
     """A cosmology description is invalid; the message names the key at fault."""
+
+
+#: Spellings of the IMFs that :func:`normalize_imf` accepts besides the canonical names.
+_IMF_ALIASES = {"chabrier2003": "chabrier", "chabrier (2003)": "chabrier",
+                "kroupa2001": "kroupa", "kroupa (2001)": "kroupa",
+                "salpeter1955": "salpeter", "salpeter (1955)": "salpeter"}
+
+
+def normalize_imf(value: object, where: str = "imf") -> str:
+    """The canonical IMF name (one of :data:`IMFS`) of ``value``, case-insensitively.
+
+    ``"Chabrier2003"`` (the label of :data:`popmodel.units.IMF`) and the like are accepted.
+
+    Args:
+        value: the IMF as written in a file or given by a caller.
+        where: the key the value came from, named in the error (e.g. ``"meta['imf']"``).
+
+    Raises:
+        ValueError: naming ``where`` and the accepted names if ``value`` is not an IMF.
+    """
+    if isinstance(value, str):
+        key = value.strip().lower()
+        key = _IMF_ALIASES.get(key, key)
+        if key in IMFS:
+            return key
+    raise ValueError(f"{where} = {value!r} is not an IMF popmodel knows; use one of {list(IMFS)}")
 
 
 def _param(cfg: dict, key: str) -> float:
@@ -172,6 +212,161 @@ def cosmology_to_config(cosmo: apc.Cosmology) -> dict:
     label = str(name or "custom")
     out["name"] = f"{label} (modified)" if label in apc.realizations.available else label
     return out
+
+
+#: Keys of a cosmology record (:func:`cosmology_record`) besides ``name``, ``class`` and ``flat``.
+_RECORD_PARAMETERS = ("H0", "Om0", "Ode0", "Tcmb0", "Ob0", "Neff", "m_nu")
+#: Relative tolerance within which a record's parameters must agree with the built-in it names.
+_RECORD_RTOL = 1e-9
+
+
+def cosmology_record(cosmo: apc.Cosmology) -> dict:
+    """A plain, file-safe record of a cosmology: what a catalogue's ``meta["cosmology"]`` holds.
+
+    Written from astropy's own ``Cosmology.to_format("mapping")``, with quantities as floats in
+    fixed units: ``{"name", "class", "flat", "H0" [km/s/Mpc], "Om0", "Ode0", "Tcmb0" [K],
+    "Ob0", "Neff", "m_nu" [eV, list, or None]}``. ``Ode0`` is written for flat cosmologies too
+    (derived, for the reader's information). Only numbers, strings, booleans and lists, so it
+    survives ECSV/HDF5 (YAML) and FITS (JSON) metadata. :func:`cosmology_from_record` inverts
+    it; an astropy built-in (e.g. WMAP9, Hinshaw et al. 2013, ApJS 208, 19) comes back as the
+    built-in object itself.
+
+    Args:
+        cosmo: an astropy FLRW cosmology.
+
+    Raises:
+        CosmologyError: if ``cosmo`` is not an astropy FLRW cosmology.
+    """
+    if not isinstance(cosmo, apc.FLRW):
+        raise CosmologyError(f"cosmology {cosmo!r} is not an astropy FLRW cosmology")
+    mapping = cosmo.to_format("mapping")
+    m_nu = mapping.get("m_nu")
+    rec: dict = {
+        "name": None if cosmo.name is None else str(cosmo.name),
+        "class": type(cosmo).__name__,
+        "flat": bool(cosmo.is_flat),
+        "H0": float(cosmo.H0.to_value(u.km / u.s / u.Mpc)),
+        "Om0": float(cosmo.Om0),
+        "Ode0": float(cosmo.Ode0),
+        "Tcmb0": float(cosmo.Tcmb0.to_value(u.K)),
+        "Ob0": float(cosmo.Ob0 or 0.0),
+        "Neff": float(cosmo.Neff),
+        "m_nu": None if m_nu is None else [float(v) for v in np.atleast_1d(m_nu.to_value(u.eV))],
+    }
+    for k, v in mapping.items():  # any further parameter of another FLRW class (w0, wa...)
+        if k not in rec and k not in ("cosmology", "meta") and isinstance(v, numbers.Real):
+            rec[k] = float(v)
+    return rec
+
+
+def _record_number(d: Mapping, key: str, where: str) -> float:
+    v = d[key]
+    if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+        raise CosmologyError(f"{where}: {key} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def cosmology_from_record(d: Mapping | str | apc.Cosmology, where: str = "cosmology record"
+                          ) -> apc.Cosmology:
+    """The astropy cosmology of a record written by :func:`cosmology_record`.
+
+    Also reads the shorter forms other writers use: a built-in's name (a string, or
+    ``{"name": "WMAP9"}`` as :func:`cosmology_to_config` writes it), and ``{"name", "H0",
+    "Om0"}`` (flat, Tcmb0 = 0 unless given; ``Ode0`` with ``flat`` false or absent and
+    ``Ode0 != 1 - Om0`` makes it non-flat). A record naming an astropy built-in returns the
+    built-in object when its parameters agree with it (to 1e-9 relative).
+
+    Args:
+        d: the record.
+        where: what the record is (e.g. ``"meta['cosmology']"``), named in errors.
+
+    Raises:
+        CosmologyError: naming ``where`` and the key at fault.
+    """
+    if isinstance(d, apc.Cosmology):
+        return d
+    if isinstance(d, str):
+        d = {"name": d}
+    if not isinstance(d, Mapping):
+        raise CosmologyError(f"{where} must be a table (dict) or a built-in's name, got {d!r}")
+    name = d.get("name")
+    name = None if name in (None, "None") else str(name)
+    params = {k: d[k] for k in _RECORD_PARAMETERS if d.get(k) is not None}
+    builtin = getattr(apc, name) if name in apc.realizations.available else None
+    if not params:
+        if builtin is None:
+            raise CosmologyError(f"{where} has no H0/Om0 and name {name!r} is not an astropy "
+                                 f"built-in ({sorted(apc.realizations.available)})")
+        return builtin
+    vals = {k: _record_number(d, k, where) for k in params if k != "m_nu"}
+    if "m_nu" in params:
+        try:
+            m_nu = np.atleast_1d(np.asarray(params["m_nu"], dtype=float))
+        except (TypeError, ValueError):
+            raise CosmologyError(f"{where}: m_nu must be a list of masses [eV], got "
+                                 f"{params['m_nu']!r}") from None
+    if builtin is not None:  # the parameters given must be the built-in's (others may be absent)
+        ref = cosmology_record(builtin)
+        got = {**vals, **({"m_nu": m_nu} if "m_nu" in params else {})}
+        bad = [k for k, v in got.items() if ref.get(k) is None
+               or not np.allclose(v, np.asarray(ref[k], dtype=float), rtol=1e-6, atol=1e-12)]
+        if bad:
+            raise CosmologyError(
+                f"{where}: name = {name!r} is an astropy built-in but {bad} differ from it "
+                f"({ {k: params[k] for k in bad} } against { {k: ref.get(k) for k in bad} }); "
+                "fix the record or its name"
+            )
+        return builtin
+    for key in ("H0", "Om0"):
+        if key not in params:
+            raise CosmologyError(f"{where} has parameters but no {key!r}")
+    cls_name = d.get("class")
+    flat = d.get("flat")
+    if cls_name is None:
+        if flat is None:
+            flat = "Ode0" not in vals or np.isclose(vals["Ode0"], 1.0 - vals["Om0"], atol=1e-6,
+                                                    rtol=0.0)
+        cls_name = "FlatLambdaCDM" if flat else "LambdaCDM"
+    cls = getattr(apc, str(cls_name), None)
+    if not (isinstance(cls, type) and issubclass(cls, apc.FLRW)):
+        raise CosmologyError(f"{where}: class = {cls_name!r} is not an astropy FLRW cosmology")
+    kw: dict = {"H0": vals["H0"], "Om0": vals["Om0"], "Tcmb0": vals.get("Tcmb0", 0.0),
+                "Ob0": vals.get("Ob0", 0.0), "Neff": vals.get("Neff", _DEFAULT_NEFF), "name": name}
+    if "m_nu" in params:
+        kw["m_nu"] = m_nu * u.eV
+    accepted = set(cls.parameters) if hasattr(cls, "parameters") else set()
+    if "Ode0" in accepted:
+        if "Ode0" not in vals:
+            raise CosmologyError(f"{where}: class {cls_name} needs 'Ode0'")
+        kw["Ode0"] = vals["Ode0"]
+    for k in d:  # w0, wa... of other FLRW classes
+        if k in accepted and k not in kw and k not in _RECORD_PARAMETERS:
+            kw[k] = _record_number(d, k, where)
+    try:
+        cosmo = cls(**kw)
+    except (TypeError, ValueError) as err:
+        raise CosmologyError(f"{where}: {err}") from None
+    return cosmo
+
+
+def same_cosmology(a: apc.Cosmology, b: apc.Cosmology, rtol: float = 1e-7) -> bool:
+    """Whether two cosmologies give the same distances (names ignored).
+
+    Astropy's ``is_equivalent`` first (same parameters, flat and non-flat forms alike), then,
+    so that parameters that went through a text file and came back a few ulp away compare
+    equal, the luminosity distances at z = 0.1, 1, 3, 8 to ``rtol``.
+    """
+    if a is b:
+        return True
+    try:
+        if a.is_equivalent(b):
+            return True
+    except (TypeError, ValueError, AttributeError):
+        pass
+    z = np.array([0.1, 1.0, 3.0, 8.0])
+    da = a.luminosity_distance(z).to_value(u.Mpc)
+    db = b.luminosity_distance(z).to_value(u.Mpc)
+    return bool(np.allclose(da, db, rtol=rtol, atol=0.0))
 
 
 def describe_cosmology(cosmo: apc.Cosmology) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from astropy.table import Table
 
 from popmodel.catalog import CatalogError, PosteriorCatalog
+from popmodel.cosmology import cosmology_record
 from popmodel.percentiles import catalog_from_percentiles
 from popmodel.survey import Field, Survey
 
@@ -36,11 +37,13 @@ __all__ = [
     "FAST_COMPLETENESS_TOMCZAK14",
     "THREEDHST_COSMOLOGY",
     "THREEDHST_FIELDS",
+    "THREEDHST_IMF",
     "THREEDHST_TOTAL_AREA_ARCMIN2",
     "FieldFootprint",
     "catalog_from_3dhst_table",
     "load_3dhst_table",
     "threedhst_catalog",
+    "threedhst_cosmology",
     "threedhst_survey",
     "threedhst_z_error_mixture",
 ]
@@ -51,8 +54,12 @@ _SAMPLES = ("td_new", "td_huge", "all")
 _Z_MARGIN = 0.3
 _Z_BEST_S_NAMES = {1: "spectroscopic", 2: "grism", 3: "photometric"}
 
-#: Cosmology of the 3D-HST catalogues (flat Lambda-CDM); the FAST masses assume it.
+#: Cosmology of the 3D-HST catalogues (flat Lambda-CDM); the FAST masses assume it
+#: (Skelton et al. 2014, ApJS 214, 24: H0 = 70, Omega_m = 0.3, Omega_Lambda = 0.7).
 THREEDHST_COSMOLOGY = {"H0": 70.0, "Om0": 0.3, "name": "3D-HST catalogues (H0=70, Om0=0.3)"}
+#: IMF of the 3D-HST FAST masses and UV+IR SFRs: Chabrier (2003) (Skelton et al. 2014;
+#: Whitaker et al. 2014, ApJ 795, 104).
+THREEDHST_IMF = "chabrier"
 
 #: Total area of the five fields [arcmin^2]: "about 900 arcmin^2" (Skelton et al. 2014, ApJS
 #: 214, 24); a binned 1/V mass function of the td_new FAST masses with this area matches
@@ -175,13 +182,17 @@ FAST_COMPLETENESS_TOMCZAK14: Mapping[str, tuple[float, ...]] = MappingProxyType(
 )
 
 
-def _threedhst_cosmology() -> apc.FlatLambdaCDM:
+def threedhst_cosmology() -> apc.FlatLambdaCDM:
+    """The cosmology the 3D-HST masses assume (:data:`THREEDHST_COSMOLOGY`, no radiation)."""
     return apc.FlatLambdaCDM(
         H0=THREEDHST_COSMOLOGY["H0"],
         Om0=THREEDHST_COSMOLOGY["Om0"],
         Tcmb0=0.0,
         name=THREEDHST_COSMOLOGY["name"],
     )
+
+
+_threedhst_cosmology = threedhst_cosmology
 
 
 def load_3dhst_table(sample: str = "td_new") -> Table:
@@ -282,7 +293,8 @@ def threedhst_survey(
         )
         for fp in THREEDHST_FIELDS.values()
     )
-    return Survey(fields=fields, cosmology=_threedhst_cosmology(), name="3D-HST (Leja td sample)")
+    return Survey(fields=fields, cosmology=threedhst_cosmology(), name="3D-HST (Leja td sample)",
+                  imf=THREEDHST_IMF)
 
 
 def catalog_from_3dhst_table(
@@ -337,7 +349,7 @@ def catalog_from_3dhst_table(
         c: np.asarray(table[c], dtype=np.float64)[rows]
         for c in ("z_best_l95", "z_best_l68", "z_best_u68", "z_best_u95")
     }
-    cosmology = _threedhst_cosmology()
+    cosmology = threedhst_cosmology()
     catalog, report = catalog_from_percentiles(
         ids,
         fields,
@@ -390,6 +402,9 @@ def catalog_from_3dhst_table(
         "cosmology": dict(THREEDHST_COSMOLOGY),
     }
     catalog.meta["provenance"] = provenance
+    # the conventions of the FAST masses (popmodel.conventions converts them for a fit)
+    catalog.meta["cosmology"] = cosmology_record(cosmology)
+    catalog.meta["imf"] = THREEDHST_IMF
     return catalog, provenance
 
 
@@ -430,7 +445,10 @@ def threedhst_catalog(
         ``(catalog, provenance)``. The provenance dict (also in ``catalog.meta``) records the
         sample; counts (input, kept, dropped outside the z window, invalid mass dropped,
         spec-z exact, per ``z_best_s`` type, median outside 68%); the assumed mass
-        uncertainty; the seed; ``n_samples``; and the cosmology.
+        uncertainty; the seed; ``n_samples``; and the cosmology. ``catalog.meta["cosmology"]``
+        and ``catalog.meta["imf"]`` record the conventions of the masses (flat H0 = 70,
+        Om0 = 0.3; Chabrier), so a fit against a survey in other conventions converts them
+        (:func:`popmodel.conventions.conform_catalog`).
     """
     table = load_3dhst_table(sample)
     return catalog_from_3dhst_table(

@@ -21,7 +21,7 @@ from importlib import resources
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
-from popmodel.cosmology import VolumeTable
+from popmodel.cosmology import VolumeTable, cosmology_record
 from popmodel.smf.density import DEFAULT_SLICE_DZ, build_density_terms
 from popmodel.smf.derived import ln_phi_draws
 from popmodel.smf.evolution import ContinuityParams, leja2020_params
@@ -127,7 +127,9 @@ def draw_mock(
         n_grid_z, dlogm: resolution of the grid the true galaxies are drawn from.
 
     Returns:
-        The catalogue (with observed point estimates) and the truth.
+        The catalogue (with observed point estimates) and the truth. Its ``meta`` records the
+        survey's cosmology and IMF (``meta["cosmology"]``, ``meta["imf"]``), in which the
+        masses are drawn.
     """
     p = params if params is not None else leja2020_params()
     rng = np.random.default_rng(seed)
@@ -248,6 +250,9 @@ def draw_mock(
         obs_z=c["zo"],
         meta={
             "mock": True,
+            # the conventions the masses are drawn in: the survey's (popmodel.conventions)
+            "cosmology": cosmology_record(survey.cosmology),
+            "imf": survey.imf,
             "seed": int(seed),
             "n_samples": int(n_samples),
             "spec_fraction": float(spec_fraction),

@@ -9,10 +9,14 @@ errors vary from galaxy to galaxy).
 
 TOML form (the contract other tools read)::
 
+    imf = "chabrier"          # optional: the IMF the fit's masses and SFRs assume,
+                              # "chabrier" (default), "kroupa" or "salpeter"
+
     [cosmology]
     name = "WMAP9"            # an astropy built-in, or H0 = 70.0 and Om0 = 0.3 (flat
                               # Lambda-CDM; with Ode0 = 0.6 non-flat; optional Tcmb0, Ob0,
-                              # Neff), never both (popmodel.cosmology.cosmology_from_config)
+                              # Neff), never both (popmodel.cosmology.cosmology_from_config);
+                              # default WMAP9 (popmodel.cosmology.DEFAULT_COSMOLOGY)
 
     [[fields]]
     name = "GOODSS"
@@ -38,7 +42,7 @@ TOML form (the contract other tools read)::
 
 Several surveys in one fit (Leja et al. 2020: COSMOS-2015 at 0.2 < z < 0.8 with 3D-HST at
 0.5 < z < 3): ``[[survey]]`` tables (each with ``name`` and ``[[survey.fields]]``) instead of
-``[[fields]]``, one top-level ``[cosmology]``, and overlaps resolved by ownership::
+``[[fields]]``, one top-level ``[cosmology]`` (and ``imf``), and overlaps resolved by ownership::
 
     [[survey.fields]]
     name = "CANDELS-COSMOS"
@@ -96,7 +100,13 @@ import astropy.units as u
 import numpy as np
 import tomli_w
 
-from popmodel.cosmology import CosmologyError, cosmology_from_config, cosmology_to_config
+from popmodel.cosmology import (
+    DEFAULT_IMF,
+    CosmologyError,
+    cosmology_from_config,
+    cosmology_to_config,
+    normalize_imf,
+)
 from popmodel.units import ARCMIN2_PER_SR, DEG2_PER_SR
 
 __all__ = [
@@ -130,7 +140,7 @@ _COMPLETENESS_KEYS = ("z", "log_mass", "extrapolate")
 #: Values of ``extrapolate``: "none" refuses a table that does not span the field's z range.
 _EXTRAPOLATE = ("none", "flat")
 #: Keys at the top of a survey file.
-_SURVEY_KEYS = ("name", "cosmology", "fields", "survey", "ownership")
+_SURVEY_KEYS = ("name", "cosmology", "imf", "fields", "survey", "ownership")
 
 _log = logging.getLogger(__name__)
 
@@ -916,7 +926,7 @@ def _resolve_overlaps(fields: tuple[Field, ...], rules: tuple[Ownership, ...]) -
 
 @dataclass(frozen=True)
 class Survey:
-    """A set of fields observed under one cosmology, possibly from several surveys.
+    """A set of fields observed under one cosmology and IMF, possibly from several surveys.
 
     Several surveys in one fit (Leja et al. 2020, ApJ 893, 111, combined COSMOS-2015 at
     0.2 < z < 0.8 with 3D-HST at 0.5 < z < 3) are one :class:`Survey` whose fields come from
@@ -939,11 +949,16 @@ class Survey:
 
     Args:
         fields: the fields; names must be unique.
-        cosmology: an astropy cosmology, a name, or ``{H0, Om0}``; default WMAP9.
+        cosmology: an astropy cosmology, a name, or ``{H0, Om0}``; default
+            :data:`popmodel.cosmology.DEFAULT_COSMOLOGY` (WMAP9, as Leja et al. 2020).
         name: a label for outputs.
         ownership: :class:`Ownership` rules (or their ``{fields, owner, z}`` dicts).
         members: ``(survey name, field names)`` pairs when the fields come from several
             surveys (set by :meth:`combine` and by ``[[survey]]`` tables); empty for one survey.
+        imf: the IMF the fit's masses and SFRs assume: ``"chabrier"`` (default,
+            :data:`popmodel.cosmology.DEFAULT_IMF`; Chabrier 2003, PASP 115, 763), ``"kroupa"``
+            or ``"salpeter"``. A catalogue in another IMF or cosmology is converted to the
+            survey's before a fit (:func:`popmodel.conventions.conform_catalog`).
     """
 
     fields: tuple[Field, ...]
@@ -951,6 +966,7 @@ class Survey:
     name: str = "survey"
     ownership: Sequence[Ownership | dict] = ()
     members: Sequence[tuple[str, Sequence[str]]] = ()
+    imf: str = DEFAULT_IMF
     overlaps: tuple[Overlap, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -968,6 +984,10 @@ class Survey:
         except CosmologyError as err:
             raise SurveyError(f"survey {self.name!r}: [cosmology]: {err}") from None
         object.__setattr__(self, "cosmology", cosmo)
+        try:
+            object.__setattr__(self, "imf", normalize_imf(self.imf, "imf"))
+        except ValueError as err:
+            raise SurveyError(f"survey {self.name!r}: {err}") from None
         members = tuple((str(m), tuple(str(n) for n in fl)) for m, fl in self.members)
         if members:
             listed = [n for _, fl in members for n in fl]
@@ -991,6 +1011,7 @@ class Survey:
         ownership: Sequence[Ownership | dict] = (),
         cosmology: apc.Cosmology | dict | str | None = None,
         name: str | None = None,
+        imf: str | None = None,
     ) -> Survey:
         """Several surveys in one description (one cosmology; Leja et al. 2020's COSMOS-2015 +
         3D-HST).
@@ -1000,8 +1021,10 @@ class Survey:
                 name). Field names must be unique across all of them.
             ownership: who counts which overlap in which redshift range (:class:`Ownership`).
             cosmology: the one cosmology of the fit. Default: the members' (Survey objects),
-                which must then agree, else WMAP9.
+                which must then agree, else :data:`popmodel.cosmology.DEFAULT_COSMOLOGY`.
             name: a label (default: the member names joined by " + ").
+            imf: the one IMF of the fit. Default: the members' (Survey objects), which must
+                then agree, else :data:`popmodel.cosmology.DEFAULT_IMF`.
         """
         if isinstance(surveys, Mapping):
             items = [(str(k), tuple(v)) for k, v in surveys.items()]
@@ -1028,9 +1051,15 @@ class Survey:
                         f"({cosmos[0][1]} and {cfg}); give the fit's one cosmology"
                     )
             cosmology = cosmos[0][1]
+        if imf is None:
+            imfs = {} if isinstance(surveys, Mapping) else {s.name: s.imf for s in surveys}
+            if len(set(imfs.values())) > 1:
+                raise SurveyError(f"the surveys use different IMFs ({imfs}); give the fit's one imf")
+            imf = next(iter(imfs.values()), DEFAULT_IMF)
         return cls(
             fields=tuple(f for _, fl in items for f in fl),
             cosmology=cosmology,
+            imf=imf,
             name=name or " + ".join(s for s, _ in items),
             ownership=ownership,
             members=tuple((s, tuple(f.name for f in fl)) for s, fl in items),
@@ -1177,7 +1206,7 @@ class Survey:
             cosmo = cosmology_to_config(self.cosmology)
         except CosmologyError as err:
             raise SurveyError(f"survey {self.name!r} cannot be written: {err}") from None
-        d: dict = {"name": self.name, "cosmology": cosmo}
+        d: dict = {"name": self.name, "imf": self.imf, "cosmology": cosmo}
         if self.members:
             d["survey"] = [
                 {"name": m, "fields": [self.field(n).to_dict() for n in fl]}
@@ -1208,6 +1237,11 @@ class Survey:
                 f"survey description: cosmology must be a [cosmology] table or a name, got "
                 f"{cosmology!r}"
             )
+        imf = d.get("imf", DEFAULT_IMF)
+        try:
+            imf = normalize_imf(imf, "survey description: imf")
+        except ValueError as err:
+            raise SurveyError(str(err)) from None
         ownership = _tables("ownership", d.get("ownership", []))
         if "survey" in d:
             if "fields" in d:
@@ -1228,6 +1262,10 @@ class Survey:
                         f"survey {mname!r}: one cosmology for all surveys; give it in the "
                         "top-level [cosmology] table"
                     )
+                if "imf" in extra:
+                    raise SurveyError(
+                        f"survey {mname!r}: one IMF for all surveys; give imf at the top level"
+                    )
                 _unknown_keys(f"survey {mname!r}", m, ("name", "fields"))
                 if not m.get("fields"):
                     raise SurveyError(f"survey {mname!r} has no [[survey.fields]] tables")
@@ -1235,7 +1273,8 @@ class Survey:
                     raise SurveyError(f"duplicate survey name {mname!r}")
                 members[mname] = [Field.from_dict(f)
                                   for f in _tables(f"survey {mname!r}: fields", m["fields"])]
-            return cls.combine(members, ownership=ownership, cosmology=cosmology, name=name)
+            return cls.combine(members, ownership=ownership, cosmology=cosmology, name=name,
+                               imf=imf)
         if "fields" not in d or not d["fields"]:
             raise SurveyError("survey description has no [[fields]] tables")
         return cls(
@@ -1243,6 +1282,7 @@ class Survey:
             cosmology=cosmology,
             name="survey" if name is None else name,
             ownership=ownership,
+            imf=imf,
         )
 
     @classmethod

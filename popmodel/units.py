@@ -1,6 +1,10 @@
 r"""Units and conventions, stated once.
 
-- Stellar masses: ``log_mass`` = log10(M*/Msun), surviving stellar mass, Chabrier (2003) IMF.
+- Stellar masses: ``log_mass`` = log10(M*/Msun), surviving stellar mass, Chabrier (2003) IMF
+  (:data:`popmodel.cosmology.DEFAULT_IMF`) unless a survey says otherwise (``imf``).
+- Cosmology: WMAP9 (:data:`popmodel.cosmology.DEFAULT_COSMOLOGY`, as Leja et al. 2020) unless
+  a survey says otherwise; a catalogue records its own (``meta["cosmology"]``, ``meta["imf"]``)
+  and is converted to the survey's before a fit (:mod:`popmodel.conventions`).
 - Star-formation rates: ``log_sfr`` = log10(SFR / (Msun/yr)).
 - Mass function :math:`\Phi`: number per comoving Mpc^3 per dex of stellar mass (no h factors).
 - Stellar mass density :math:`\rho_*`: Msun per comoving Mpc^3.
@@ -32,6 +36,7 @@ LOG10_E = 1.0 / LN10
 DEG2_PER_SR = (180.0 / math.pi) ** 2
 #: (u.sr).to(u.arcmin**2)
 ARCMIN2_PER_SR = DEG2_PER_SR * 3600.0
+#: Label of the default IMF in result files (:data:`popmodel.cosmology.DEFAULT_IMF`, "chabrier").
 IMF = "Chabrier2003"
 MASS_DEFINITION = "surviving stellar mass, log10(M*/Msun)"
 #: The redshift grid of every tabulated function of redshift (rho_*, the census, their

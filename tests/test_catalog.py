@@ -1,5 +1,6 @@
 """Tests for popmodel.catalog: ragged posterior samples, validation, I/O and interim priors."""
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -320,10 +321,23 @@ def test_interim_priors(rng: np.random.Generator) -> None:
     got = cat.with_interim_prior(fn).log_prior
     np.testing.assert_allclose(got, -0.5 * (cat.log_mass - 10.0) ** 2 + np.log1p(cat.z))
     sfr_cat = make_catalog(rng, sfr=True)
-    fn3 = CallablePrior(lambda m, z, s: m + z + s)
-    np.testing.assert_allclose(
-        sfr_cat.with_interim_prior(fn3).log_prior, sfr_cat.log_mass + sfr_cat.z + sfr_cat.log_sfr
-    )
+    # a prior over (log M, log SFR, z): log_prior holds its (log M, z) marginal, the one the
+    # mass function divides out, and log_prior_sfr the full density, the flow's
+    fn3 = CallablePrior(lambda m, z, s=None: m + z + (0.0 if s is None else -0.5 * s**2))
+    with3 = sfr_cat.with_interim_prior(fn3)
+    np.testing.assert_allclose(with3.log_prior, sfr_cat.log_mass + sfr_cat.z)
+    np.testing.assert_allclose(with3.log_prior_sfr,
+                               sfr_cat.log_mass + sfr_cat.z - 0.5 * sfr_cat.log_sfr**2)
+    np.testing.assert_array_equal(with3.log_prior_sfr_or_zero(), with3.log_prior_sfr)
+    # a varying (log M, z) prior without the 3-D density: the flow cannot divide it out
+    only2 = dataclasses.replace(with3, log_prior_sfr=None)
+    with pytest.raises(CatalogError, match="log_prior_sfr"):
+        only2.log_prior_sfr_or_zero()
+    # a prior constant within each galaxy is flat for it
+    const = dataclasses.replace(with3, log_prior=np.repeat(np.arange(with3.n_galaxies, dtype=float),
+                                                             with3.n_samples), log_prior_sfr=None)
+    assert not const.varying_log_prior().any()
+    np.testing.assert_array_equal(const.log_prior_sfr_or_zero(), np.zeros(const.z.size))
     no_prior = PosteriorCatalog.from_arrays(**_arrays())
     np.testing.assert_array_equal(no_prior.log_prior_or_zero(), np.zeros(4))
 

@@ -126,9 +126,11 @@ def test_auto_falls_back_to_samples_when_the_check_fails(gaussian_setup, monkeyp
     sv, cat, _, _, _, _ = gaussian_setup
     cat = cat.subset(np.arange(300))  # the decision only: a small, quick fit
 
-    def failing(*args, **kwargs):
-        return {"n_draws": 1, "n_compressed": 5, "n_galaxies": 10, "threshold": 0.1,
-                "sd_difference": 1.0, "sd_samples_noise": 0.1, "ok": False, "seconds": 0.0}
+    def failing(catalog, survey, *args, **kwargs):
+        res = {"n_draws": 1, "n_compressed": 5, "n_galaxies": 10, "threshold": 0.1,
+               "sd_difference": 1.0, "sd_samples_noise": 0.1, "ok": False, "seconds": 0.0}
+        kw = {k: v for k, v in kwargs["prepare_kwargs"].items() if k != "posterior"}
+        return res, prepare_smf_data(catalog, survey, posterior="reference", **kw)
 
     monkeypatch.setattr(fitmod, "compression_check", failing)
     cfg = FitConfig(method="laplace", n_bootstrap=0, progress_bar=False, num_samples=10,
@@ -136,5 +138,6 @@ def test_auto_falls_back_to_samples_when_the_check_fails(gaussian_setup, monkeyp
     logs = []
     fit = fit_smf(cat, sv, cfg, log=logs.append)
     assert fit.compression["representation"] == "samples (fallback)"
-    assert fit.data.report.posterior == "samples"
+    assert fit.data.report.posterior == "reference"  # samples wherever a rule was fitted to them
+    assert fit.data.report.representation["counts"]["samples"] == fit.data.catalog.n_galaxies
     assert any("falling back" in line for line in logs)

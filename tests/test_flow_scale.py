@@ -34,7 +34,7 @@ def _ragged_catalog(n, s, seed):
     cat = PosteriorCatalog(
         ids=cat.ids, fields=cat.fields, offsets=np.concatenate([[0], np.cumsum(keep_n)]),
         log_mass=cat.log_mass[keep], z=cat.z[keep], log_sfr=cat.log_sfr[keep],
-        weight=rng.uniform(0.2, 1.0, keep.size), log_prior=rng.normal(0.0, 0.3, keep.size),
+        weight=rng.uniform(0.2, 1.0, keep.size), log_prior_sfr=rng.normal(0.0, 0.3, keep.size),
         obs_log_mass=cat.obs_log_mass, obs_z=cat.obs_z,
     )
     return cat, survey

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "add_catalog_options",
     "add_output_options",
     "cli_config",
     "fraction",
@@ -26,6 +27,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "probability",
+    "read_catalog",
     "require_files",
     "require_folders",
     "run_handled",
@@ -212,3 +214,54 @@ def run_handled(name: str, run: Callable[[], int | None], verbose: int = 0) -> i
             f"{exc.strerror}: {exc.filename}"
         print(f"{name}: error: {msg}", file=sys.stderr)
         return code
+
+
+#: The layouts of ``--format`` (those of :func:`popmodel.readers.read_posteriors`).
+CATALOG_FORMATS = ("auto", "long", "wide", "chains", "provabgs", "qp")
+
+
+def column_map(text: str) -> str:
+    """``--columns``: checked at parse time (:func:`popmodel.readers.parse_columns`), kept as
+    text."""
+    from popmodel.catalog import CatalogError
+    from popmodel.readers import parse_columns
+
+    try:
+        parse_columns(text)
+    except CatalogError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_catalog_options(p: argparse.ArgumentParser) -> None:
+    """``--format``, ``--columns``, ``--hdf5-path`` and ``--field``: how the catalogue file is
+    read (:func:`popmodel.readers.read_posteriors`)."""
+    g = p.add_argument_group("catalogue reading")
+    g.add_argument("--format", dest="catalog_format", choices=CATALOG_FORMATS, default="auto",
+                   help="layout of the catalogue: long (one row per sample), wide (one row per "
+                   "galaxy, vector columns), chains (collated SED-fitting chains, HDF5), "
+                   "provabgs (samples cube with labels, HDF5) or qp (photo-z PDF ensemble); "
+                   "default auto: detected from the file's contents, then its extension")
+    g.add_argument("--columns", dest="catalog_columns", metavar="MAP", default=None,
+                   type=column_map,
+                   help="names in the file for popmodel's, as NAME=COLUMN,NAME=COLUMN (e.g. "
+                   "log_mass=LOGM,z=ZRED,log_sfr=LOGSFR; parameter labels for chains and "
+                   "provabgs files); default: none, popmodel's names (for chains: logmass, "
+                   "zred, logsfr)")
+    g.add_argument("--hdf5-path", dest="catalog_hdf5_path", metavar="PATH", default=None,
+                   help="HDF5 path of the table, chains group or samples dataset; default: the "
+                   "dataset 'catalog' or the only table in the file (the root group for chains)")
+    g.add_argument("--field", dest="catalog_field", metavar="NAME", default=None,
+                   help="survey field of every galaxy, for a file without a field column or "
+                   "dataset; default: none, the file's own")
+
+
+def read_catalog(a: argparse.Namespace):
+    """The catalogue ``a.catalog``, read with the options of :func:`add_catalog_options`."""
+    from popmodel.readers import read_posteriors
+
+    fmt = getattr(a, "catalog_format", "auto")
+    return read_posteriors(a.catalog, format=None if fmt == "auto" else fmt,
+                           columns=getattr(a, "catalog_columns", None),
+                           hdf5_path=getattr(a, "catalog_hdf5_path", None),
+                           field=getattr(a, "catalog_field", None))

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from popmodel.cli.common import (
+    add_catalog_options,
     add_output_options,
     cli_config,
     logging_to_stderr,
@@ -28,6 +29,7 @@ from popmodel.cli.common import (
     nonneg_int,
     positive_float,
     positive_int,
+    read_catalog,
     require_files,
 )
 
@@ -54,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("catalog", nargs="?",
                    help="posterior catalogue with log_sfr (HDF5, FITS, ECSV, Parquet); default: "
                    "none, then --3dhst is required")
+    add_catalog_options(p)
     p.add_argument("--survey", help="survey TOML (completeness limits and mass errors of the "
                    "selection; default: none, no selection normalisation)")
     p.add_argument("--3dhst", dest="threedhst", action="store_true",
@@ -99,7 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_fit_sfs(a: argparse.Namespace) -> int:
     """Handler of ``fit-sfs``."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from popmodel.catalog import PosteriorCatalog
     from popmodel.flow.fit import SFSConfig, fit_sfs
     from popmodel.flow.model import FlowConfig
     from popmodel.flow.train import TrainConfig
@@ -128,7 +130,7 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
         log.info(f"NOTE: {prov['assumption_note']}")
         extra = {"inputs": {"data_set": "3dhst"}, "catalog_provenance": prov}
     else:
-        catalog = PosteriorCatalog.read(a.catalog)
+        catalog = read_catalog(a)
         survey = Survey.read(a.survey) if a.survey else None
         extra = {"inputs": {"catalog": str(a.catalog), "survey": a.survey}}
         if survey is None:

@@ -11,12 +11,14 @@ import logging
 import time
 
 from popmodel.cli.common import (
+    add_catalog_options,
     add_output_options,
     cli_config,
     nonneg_int,
     positive_float,
     positive_int,
     probability,
+    read_catalog,
     require_files,
     z_error,
 )
@@ -150,14 +152,13 @@ def _prepare(a: argparse.Namespace, inputs: tuple = ()) -> bool:
 
 def cmd_fit_smf(a: argparse.Namespace) -> int:
     """Handler of ``fit-smf``."""
-    from popmodel.catalog import PosteriorCatalog
     from popmodel.survey import Survey
 
     require_files(a.catalog, a.survey)
     if _prepare(a, (a.catalog, a.survey)):
         return 0
     survey = Survey.read(a.survey)
-    catalog = PosteriorCatalog.read(a.catalog)
+    catalog = read_catalog(a)
     return _run_fit(catalog, survey, a, {"inputs": {"catalog": str(a.catalog), "survey": str(a.survey)}})
 
 
@@ -188,6 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("fit-smf", help="fit the continuity SMF to a posterior catalogue")
     p.add_argument("catalog", help="posterior catalogue: a long table of samples per galaxy "
                    "(HDF5, FITS, ECSV, Parquet)")
+    add_catalog_options(p)
     p.add_argument("--survey", required=True, help="survey TOML")
     _fit_args(p)
     p.set_defaults(func=cmd_fit_smf)

@@ -159,7 +159,7 @@ def flow_data_from_catalog(
     keep_counts = counts if max_samples is None else np.minimum(counts, max_samples)
     s_max = int(keep_counts.max())
     log_w_all = catalog.normalized_log_weights()
-    log_prior_all = catalog.log_prior_or_zero()
+    log_prior_all = catalog.log_prior_sfr_or_zero()  # the (log M, log SFR, z) density
     x = np.empty((n, s_max, 3))
     log_w = np.full((n, s_max), -np.inf)
     log_prior = np.zeros((n, s_max))

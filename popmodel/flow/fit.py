@@ -395,6 +395,8 @@ def fit_sfs(
     t0 = time.perf_counter()
     timing: dict[str, float] = {}
     msgs: list[str] = []
+    from popmodel.conventions import conform_for_fit  # one cosmology and IMF per fit
+    catalog = conform_for_fit(catalog, survey, msgs.append)  # notes go to fit.warnings
     cuts: dict = {"applied": False}
     if survey is not None and config.apply_cuts:
         catalog, cuts = apply_survey_cuts(catalog, survey)

@@ -14,7 +14,8 @@ the truth:
   observed values under a flat interim prior (samples ``obs + sigma * N(0, 1)``). Redshifts
   are exact.
 * :func:`leja2022_flow_mock`: a **realistic population**. (z, log M) are drawn from the
-  Leja et al. (2020) median mass function times dV/dz times the area (WMAP9), and log SFR from
+  Leja et al. (2020) median mass function times dV/dz times the area (default WMAP9,
+  :data:`popmodel.cosmology.DEFAULT_COSMOLOGY`), and log SFR from
   the conditional p(log SFR | log M, z) of the released Leja et al. (2022) flow (never the
   flow's own samples, whose (z, log M) distribution is that of Leja's training sample;
   Leja et al. 2022, ApJ 936, 165). Mass errors 0.1 dex and SFR errors that grow from
@@ -33,6 +34,7 @@ import astropy.units as u
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
+from popmodel.cosmology import DEFAULT_COSMOLOGY, DEFAULT_IMF, cosmology_record
 from popmodel.flow.leja2022 import LEJA2022_COMPLETENESS_3DHST, Leja2022Flow
 from popmodel.flow.parametric import leja2022_log_sfr
 from popmodel.survey import Field, Survey
@@ -105,6 +107,8 @@ class MockTruth:
         true_z, true_log_mass, true_log_sfr: ``(N,)`` true values of the selected galaxies.
         n_drawn: Galaxies drawn before selection.
         settings: The generator's arguments.
+        conventions: ``{"cosmology": record, "imf": name}`` of the masses (as the catalogue's
+            ``meta``).
     """
 
     kind: str
@@ -115,6 +119,7 @@ class MockTruth:
     mean_log_sfr: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
     scatter: float | None = None
     settings: dict = field(default_factory=dict)
+    conventions: dict = field(default_factory=dict)
 
     def ridge(self, log_mass: np.ndarray, z: np.ndarray) -> np.ndarray:
         """True ridge (sequence mocks)."""
@@ -129,7 +134,9 @@ class MockTruth:
         n = self.true_z.size
         return PosteriorCatalog(
             ids=ids, fields=fields, offsets=np.arange(n + 1), log_mass=self.true_log_mass,
-            z=self.true_z, log_sfr=self.true_log_sfr, meta={"mock": self.kind, "noise_free": True},
+            z=self.true_z, log_sfr=self.true_log_sfr,
+            meta={"mock": self.kind, "noise_free": True,
+                  **(self.conventions or _conventions())},
         )
 
 
@@ -141,10 +148,17 @@ def _draw_from_grid(rng: np.random.Generator, grid: np.ndarray, log_pdf: np.ndar
 
 
 def _survey(name: str, z_range: tuple[float, float], comp_z: np.ndarray, comp_m: np.ndarray,
-            mass_error: float, area_arcmin2: float = 1.0) -> Survey:
+            mass_error: float, area_arcmin2: float = 1.0,
+            cosmology: apc.Cosmology | None = None) -> Survey:
     fld = Field(name=name, area=area_arcmin2, area_unit="arcmin2", z_min=z_range[0], z_max=z_range[1],
                 completeness_z=comp_z, completeness_log_mass=comp_m, mass_error_dex=mass_error)
-    return Survey(fields=(fld,), name=f"{name} mock")
+    return Survey(fields=(fld,), name=f"{name} mock", cosmology=cosmology, imf=DEFAULT_IMF)
+
+
+def _conventions(cosmology: apc.Cosmology | None = None) -> dict:
+    """``meta["cosmology"]`` and ``meta["imf"]`` of a mock (the package defaults unless given)."""
+    return {"cosmology": cosmology_record(DEFAULT_COSMOLOGY if cosmology is None else cosmology),
+            "imf": DEFAULT_IMF}
 
 
 def _posterior_catalog(rng: np.random.Generator, ids: np.ndarray, field_name: str, z: np.ndarray,
@@ -252,11 +266,12 @@ def sequence_mock(
     }
     cat = _posterior_catalog(
         rng, ids, "MOCK", z, m_obs, s_obs, np.full(n, mass_error), np.full(n, sfr_error),
-        n_samples, {"mock": "sequence", "settings": settings},
+        n_samples, {"mock": "sequence", "settings": settings, **_conventions()},
     )
     survey = _survey("MOCK", z_range, comp_z, comp_m, mass_error)
     truth = MockTruth(kind="sequence", true_z=z, true_log_mass=m, true_log_sfr=s, n_drawn=n_drawn,
-                      mean_log_sfr=mu, scatter=scatter, settings=settings)
+                      mean_log_sfr=mu, scatter=scatter, settings=settings,
+                      conventions=_conventions())
     return cat, survey, truth
 
 
@@ -342,7 +357,8 @@ def leja2022_flow_mock(
         seed: Seed.
         completeness: ``{"z": ..., "log_mass": ...}`` limit on the observed mass; default the
             3D-HST Prospector limits of Leja et al. 2022.
-        cosmology: For dV/dz; default WMAP9.
+        cosmology: For dV/dz (and the returned survey's and catalogue's cosmology); default
+            :data:`popmodel.cosmology.DEFAULT_COSMOLOGY` (WMAP9).
         z_step, m_step: Node spacing of the tabulated SFR conditional.
         n_dummy: Quadrature nodes of the flow's dummy coordinate (on [-4, 4]).
         max_galaxies: Keep at most this many selected galaxies (a random subset), e.g. to
@@ -352,7 +368,7 @@ def leja2022_flow_mock(
         ``(catalog, survey, truth)``.
     """
     rng = np.random.default_rng(seed)
-    cosmo = apc.WMAP9 if cosmology is None else cosmology
+    cosmo = DEFAULT_COSMOLOGY if cosmology is None else cosmology
     comp = completeness or LEJA2022_COMPLETENESS_3DHST
     comp_z, comp_m = np.asarray(comp["z"], float), np.asarray(comp["log_mass"], float)
     area_sr = (area_arcmin2 * u.arcmin**2).to_value(u.sr)
@@ -399,8 +415,9 @@ def leja2022_flow_mock(
         "max_galaxies": max_galaxies,
     }
     cat = _posterior_catalog(rng, ids, "LEJAMOCK", z, m_obs, s_obs, np.full(n, mass_error), sig_s,
-                             n_samples, {"mock": "leja2022_flow", "settings": settings})
-    survey = _survey("LEJAMOCK", z_range, comp_z, comp_m, mass_error, area_arcmin2)
+                             n_samples, {"mock": "leja2022_flow", "settings": settings,
+                                         **_conventions(cosmo)})
+    survey = _survey("LEJAMOCK", z_range, comp_z, comp_m, mass_error, area_arcmin2, cosmo)
     truth = MockTruth(kind="leja2022_flow", true_z=z, true_log_mass=m, true_log_sfr=s,
-                      n_drawn=int(n_draw), settings=settings)
+                      n_drawn=int(n_draw), settings=settings, conventions=_conventions(cosmo))
     return cat, survey, truth

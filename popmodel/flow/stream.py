@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["FlowStream"]
 
-_SAMPLE = ("log_mass", "z", "log_sfr", "log_prior", "weight")
+_SAMPLE = ("log_mass", "z", "log_sfr", "log_prior", "log_prior_sfr", "weight")
 
 
 def _text(a: np.ndarray) -> np.ndarray:

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
-from popmodel.datasets import THREEDHST_COSMOLOGY, load_3dhst_table, threedhst_survey
+from popmodel.cosmology import cosmology_record
+from popmodel.datasets import (
+    THREEDHST_COSMOLOGY,
+    THREEDHST_IMF,
+    load_3dhst_table,
+    threedhst_cosmology,
+    threedhst_survey,
+)
 from popmodel.percentiles import catalog_from_percentiles
 from popmodel.survey import Survey
 
@@ -55,10 +62,11 @@ def threedhst_sfs_catalog(
         max_galaxies: Keep a random subset of this size (for quick runs).
 
     Returns:
-        ``(catalog, survey, provenance)``.
+        ``(catalog, survey, provenance)``. ``catalog.meta["cosmology"]`` and
+        ``catalog.meta["imf"]`` record the conventions of the masses and SFRs (flat
+        Lambda-CDM, H0 = 70, Om0 = 0.3; Chabrier IMF: the 3D-HST catalogue README and
+        Skelton et al. 2014, ApJS 214, 24), the survey's too.
     """
-    from astropy.cosmology import FlatLambdaCDM
-
     survey = threedhst_survey(z_min=z_min, z_max=z_max, mass_error_dex=mass_error_dex)
     t = load_3dhst_table(sample)
     z = np.asarray(t["z_best"], float)
@@ -76,7 +84,7 @@ def threedhst_sfs_catalog(
     if max_galaxies is not None and rows.size > max_galaxies:
         rows = np.sort(rng.choice(rows, max_galaxies, replace=False))
     ids = np.char.add(np.char.add(fields[rows], "_"), np.asarray(t["phot_id"]).astype(str)[rows])
-    cosmo = FlatLambdaCDM(H0=THREEDHST_COSMOLOGY["H0"], Om0=THREEDHST_COSMOLOGY["Om0"], Tcmb0=0.0)
+    cosmo = threedhst_cosmology()
     col = {c: np.asarray(t[c], float)[rows] for c in ("z_best_l95", "z_best_l68", "z_best_u68", "z_best_u95")}
     catalog, report = catalog_from_percentiles(
         ids, fields[rows], z[rows], col["z_best_l68"], col["z_best_u68"], m[rows],
@@ -111,4 +119,6 @@ def threedhst_sfs_catalog(
     }
     catalog.meta["provenance"] = provenance
     catalog.meta["seed"] = seed
+    catalog.meta["cosmology"] = cosmology_record(cosmo)
+    catalog.meta["imf"] = THREEDHST_IMF
     return catalog, survey, provenance

@@ -43,7 +43,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
-from popmodel.compress import quadrature_galaxies
 from popmodel.smf.data import SMFData, point_estimates, prepare_smf_data
 from popmodel.smf.evolution import ContinuityParams
 from popmodel.smf.inference import MAPResult, laplace_draws
@@ -51,7 +50,17 @@ from popmodel.smf.likelihood import log_likelihood
 from popmodel.smf.model import SMFPrior
 from popmodel.survey import Survey
 
-__all__ = ["COMPRESSION_SD_THRESHOLD", "compression_check", "compression_summary", "random_halves"]
+__all__ = ["COMPRESSION_SD_THRESHOLD", "compression_check", "compression_summary",
+           "quadrature_error_check", "quadrature_error_summary", "random_halves"]
+
+
+def _kinds(catalog: PosteriorCatalog) -> np.ndarray:
+    """``(N,)`` representation of each galaxy (:mod:`popmodel.represent`); all "samples" for a
+    catalogue that was not prepared by it."""
+    comp = catalog.meta.get("compression") or {}
+    if "kind" in comp:
+        return np.asarray(comp["kind"], dtype=object)
+    return np.full(catalog.n_galaxies, "samples", dtype=object)
 
 #: sd, over posterior draws, of ln L_compressed - ln L_samples accepted outright.
 COMPRESSION_SD_THRESHOLD = 0.1
@@ -94,8 +103,14 @@ def compression_check(
     n_draws: int = 200,
     seed: int = 0,
     threshold: float = COMPRESSION_SD_THRESHOLD,
-) -> dict:
+    return_reference: bool = False,
+) -> dict | tuple[dict, SMFData | None]:
     """Compare the compressed likelihood with the samples' one over Laplace draws (module doc).
+
+    Only the galaxies whose rules were fitted to their samples (Gaussian or split normal) are
+    compared; galaxies with a closed-form posterior keep their exact rule on both sides (their
+    samples, if any, are random draws of it: their accuracy is the quadrature error's,
+    :func:`quadrature_error_check`).
 
     Args:
         catalog: the posterior samples that ``compressed`` was prepared from.
@@ -108,6 +123,8 @@ def compression_check(
         n_draws: Laplace draws.
         seed: seed of the draws and of the random halves.
         threshold: the sd of D below which the compression is accepted outright.
+        return_reference: also return the reference data (the samples of the compared
+            galaxies), so that a fit that falls back to them need not prepare them again.
 
     Returns:
         A dict: ``n_draws``, ``n_compressed`` (galaxies), ``n_galaxies``, ``sd_difference``
@@ -115,13 +132,16 @@ def compression_check(
     """
     t0 = time.perf_counter()
     kw = {k: v for k, v in (prepare_kwargs or {}).items() if k != "posterior"}
-    quad = quadrature_galaxies(compressed.catalog)
+    kinds = _kinds(compressed.catalog)
+    quad = np.isin(kinds, ("gaussian", "split-normal"))
     out = {"n_draws": int(n_draws), "n_compressed": int(quad.sum()),
            "n_galaxies": int(compressed.catalog.n_galaxies), "threshold": float(threshold)}
     if not quad.any():
-        return {**out, "sd_difference": 0.0, "sd_samples_noise": 0.0, "ok": True,
-                "seconds": time.perf_counter() - t0}
-    full = prepare_smf_data(catalog, survey, posterior="samples", **kw)
+        res = {**out, "sd_difference": None, "sd_samples_noise": None, "ok": True,
+               "status": "not applicable: no galaxy's rule was fitted to its samples",
+               "seconds": time.perf_counter() - t0}
+        return (res, None) if return_reference else res
+    full = prepare_smf_data(catalog, survey, posterior="reference", **kw)
     if not np.array_equal(full.catalog.ids, compressed.catalog.ids):
         raise ValueError("the compressed data were not prepared from this catalogue and survey "
                          "(their galaxies differ)")
@@ -143,14 +163,103 @@ def compression_check(
             vals[j, d] = float(lnl(pd, dd, arrays))
     sd_d = float(np.std(vals[0] - vals[1], ddof=1))
     noise = float(np.std(vals[2] - vals[3], ddof=1) / 2.0)
-    return {**out, "sd_difference": sd_d, "sd_samples_noise": noise,
-            "ok": bool(sd_d < threshold or sd_d < noise), "seconds": time.perf_counter() - t0}
+    res = {**out, "sd_difference": sd_d, "sd_samples_noise": noise, "status": "ok",
+           "ok": bool(sd_d < threshold or sd_d < noise), "seconds": time.perf_counter() - t0}
+    return (res, full) if return_reference else res
+
+
+#: The quadrature error is small when the sd of ln L(rule) - ln L(twice the nodes) is below this.
+QUADRATURE_SD_THRESHOLD = 0.1
+
+
+def quadrature_error_check(
+    catalog: PosteriorCatalog,
+    survey: Survey,
+    data: SMFData,
+    mp: MAPResult,
+    prior: SMFPrior,
+    *,
+    prepare_kwargs: dict | None = None,
+    posterior: str = "auto",
+    n_draws: int = 200,
+    seed: int = 0,
+    map_shift: bool = True,
+) -> dict:
+    """The error of the deterministic rules: ln L with the rules against ln L with twice their
+    nodes per piece, over ``n_draws`` Laplace draws, and the MAP's move between the two.
+
+    A rule's error is a quadrature error, not Monte Carlo noise; doubling the nodes of every
+    piece measures it (the error of the finer rule is far smaller). The rules are good when
+    the sd over the draws (``sd_log_l``) is below :data:`QUADRATURE_SD_THRESHOLD` and the MAP
+    moves by a small fraction of its Laplace sigma (``map_shift_sigma``, the largest over the
+    mass-function parameters).
+
+    Returns:
+        A dict: ``n_rule_galaxies``, ``n_draws``, ``sd_log_l``, ``mean_difference``,
+        ``map_shift_sigma`` (None without ``map_shift``), ``worst_parameter``, ``ok``,
+        ``threshold``, ``nodes`` (total, and with twice the nodes), ``seconds``.
+    """
+    from popmodel.smf.inference import find_map
+
+    t0 = time.perf_counter()
+    kinds = _kinds(data.catalog)
+    rule = kinds != "samples"
+    out = {"n_rule_galaxies": int(rule.sum()), "n_draws": int(n_draws),
+           "threshold": QUADRATURE_SD_THRESHOLD}
+    if not rule.any():
+        return {**out, "sd_log_l": None, "map_shift_sigma": None, "ok": True,
+                "status": "not applicable: no galaxy is on a rule",
+                "seconds": time.perf_counter() - t0}
+    kw = {k: v for k, v in (prepare_kwargs or {}).items() if k != "posterior"}
+    fine = prepare_smf_data(catalog, survey, posterior=posterior, node_factor=2, **kw)
+    if not np.array_equal(fine.catalog.ids, data.catalog.ids):
+        raise ValueError("the finer rule selected other galaxies")
+    p, delta = _as_draw_arrays(laplace_draws(mp, prior, n_draws, seed, data=data), prior)
+
+    @jax.jit
+    def lnl(pi: ContinuityParams, di: jax.Array | None, arrays: object) -> jax.Array:
+        return log_likelihood(pi, arrays, delta=di)
+
+    vals = np.empty((2, n_draws))
+    for d in range(n_draws):
+        pd = jax.tree_util.tree_map(lambda a, d=d: a[d], p)
+        dd = None if delta is None else delta[d]
+        vals[0, d] = float(lnl(pd, dd, data.arrays))
+        vals[1, d] = float(lnl(pd, dd, fine.arrays))
+    diff = vals[0] - vals[1]
+    sd = float(np.std(diff, ddof=1))
+    shift, worst = None, None
+    if map_shift:
+        mp2 = find_map(fine, prior, init=dict(mp.params))
+        rel = {n: abs(mp2.params[n] - mp.params[n]) / mp.sigma[n] for n in prior.names
+               if mp.sigma.get(n, 0) > 0}
+        worst = max(rel, key=rel.get)
+        shift = float(rel[worst])
+    ok = sd < QUADRATURE_SD_THRESHOLD and (shift is None or shift < 0.05)
+    return {**out, "sd_log_l": sd, "mean_difference": float(np.mean(diff)),
+            "map_shift_sigma": shift, "worst_parameter": worst, "ok": bool(ok), "status": "ok",
+            "nodes": {"rule": int(data.catalog.n_samples.sum()),
+                      "twice": int(fine.catalog.n_samples.sum())},
+            "seconds": time.perf_counter() - t0}
+
+
+def quadrature_error_summary(check: dict) -> str:
+    """One line for the fit's log."""
+    if check.get("sd_log_l") is None:
+        return f"quadrature error: {check.get('status')}"
+    shift = ("" if check.get("map_shift_sigma") is None else
+             f"; the MAP moves by {check['map_shift_sigma']:.3f} sigma ({check['worst_parameter']})")
+    return (f"quadrature error of the deterministic rules ({check['n_rule_galaxies']} galaxies, "
+            f"{check['n_draws']} Laplace draws): sd of ln L(rule) - ln L(twice the nodes) "
+            f"{check['sd_log_l']:.3f} (small below {check['threshold']}){shift}: "
+            + ("small" if check["ok"] else "NOT small: raise gh_nodes")
+            + f" ({check['seconds']:.0f} s)")
 
 
 def compression_summary(check: dict) -> str:
     """One line for the fit's log."""
     if check["n_compressed"] == 0:
-        return "compression check: no galaxy was compressed"
+        return "compression check: no galaxy's rule was fitted to its samples (not applicable)"
     verdict = "negligible" if check["ok"] else "NOT negligible"
     return (f"compression check ({check['n_compressed']} of {check['n_galaxies']} galaxies "
             f"compressed, {check['n_draws']} Laplace draws): sd of ln L_compressed - ln L_samples "

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from popmodel.catalog import PosteriorCatalog
-from popmodel.smf.compression import compression_check, compression_summary
+from popmodel.smf.compression import (
+    compression_check,
+    compression_summary,
+    quadrature_error_check,
+    quadrature_error_summary,
+)
 from popmodel.smf.data import SMFData, check_field_coverage, prepare_smf_data
 from popmodel.smf.density import DEFAULT_SLICE_DZ
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
@@ -62,7 +67,12 @@ class FitConfig:
             (:func:`popmodel.smf.compression.compression_check`) and otherwise falls back to
             the samples (reported in ``SMFFit.compression``).
         compression_draws: Laplace draws of that check (0 skips it, for "auto" and
-            "gauss-hermite").
+            "gauss-hermite"), and of the quadrature-error check of the rule galaxies (ln L
+            with the rules against ln L with twice their nodes per piece).
+        interim_prior: the SED fitter's interim prior, as :func:`popmodel.interim.resolve_interim_prior`
+            takes it: None (default: the catalogue's ``log_prior`` column, flat without one),
+            "flat", a named prior (``"prospector-beta-like@1"``) or a file of prior draws.
+            A Python callable or prior object goes to ``fit_smf(..., interim_prior=)``.
         gh_nodes: Gauss-Hermite nodes in (mass, redshift) for ``posterior="gauss-hermite"``.
         cosmic_variance: per-field, per-slice density terms for fields with a known geometry
             (:mod:`popmodel.smf.density`); their draws are named ``delta_<field>_z<lo>_<hi>``.
@@ -94,6 +104,7 @@ class FitConfig:
     n_bootstrap: int = 16
     anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
     progress_bar: bool = True
+    interim_prior: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,6 +130,8 @@ class SMFFit:
     timing: dict[str, float] = field(default_factory=dict)
     mcmc: object | None = None
     compression: dict = field(default_factory=dict)
+    #: the error of the deterministic rules (:func:`popmodel.smf.compression.quadrature_error_check`)
+    quadrature_error: dict = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -178,6 +191,8 @@ class SMFFit:
         if self.compression.get("n_compressed"):
             lines.append(compression_summary(self.compression)
                          + f"; representation used: {self.compression['representation']}")
+        if self.quadrature_error.get("sd_log_l") is not None:
+            lines.append(quadrature_error_summary(self.quadrature_error))
         return lines
 
 
@@ -238,23 +253,37 @@ def fit_smf(
     prior: SMFPrior | None = None,
     *,
     log: Callable[[str], None] | None = None,
+    interim_prior: object | None = None,
 ) -> SMFFit:
     """Fit the Leja et al. (2020) continuity model to a posterior catalogue.
 
     Args:
-        catalog: per-galaxy posterior samples (interim prior in ``log_prior``, flat if absent).
+        catalog: per-galaxy posterior samples (interim prior in ``log_prior``, flat if absent;
+            SFR samples, if any, are marginalised over), or closed-form posteriors.
         survey: fields, completeness and cosmology.
         config: fit settings.
         prior: priors (default :class:`SMFPrior` with ``config.anchor_z``).
         log: where progress messages go (default: the ``popmodel.smf.fit`` logger, at INFO,
             and at WARNING for the lines that start with ``WARNING:``).
+        interim_prior: the SED fitter's prior as a Python object (an
+            :class:`popmodel.catalog.InterimPrior` or a callable ``f(log_mass, z)``), or any
+            form ``config.interim_prior`` takes; overrides ``config.interim_prior``.
 
     Returns:
         An :class:`SMFFit` with draws, MAP, diagnostics and Monte Carlo error checks.
     """
     log = log or _log_line
+    from popmodel.conventions import conform_for_fit  # one cosmology and IMF per fit
+    catalog = conform_for_fit(catalog, survey, log)  # notes logged, kept in catalog.meta
     require_x64()
     cfg = config or FitConfig()
+    from popmodel.interim import describe_interim_prior, resolve_interim_prior
+
+    spec = interim_prior if interim_prior is not None else cfg.interim_prior
+    catalog, prior_obj, note = resolve_interim_prior(catalog, spec)
+    if interim_prior is not None and not isinstance(interim_prior, str):
+        cfg = dataclasses.replace(cfg, interim_prior=describe_interim_prior(interim_prior))
+    log(note)
     prior = prior or SMFPrior(anchor_z=cfg.anchor_z)
     if tuple(prior.anchor_z) != tuple(cfg.anchor_z):
         raise ValueError("prior.anchor_z and config.anchor_z differ")
@@ -262,10 +291,14 @@ def fit_smf(
     t0 = time.perf_counter()
     prep = {"selection": cfg.selection, "chunk_size": cfg.chunk_size,
             "dtype": np.dtype(cfg.dtype).type, "gh_nodes": cfg.gh_nodes,
-            "cosmic_variance": cfg.cosmic_variance, "slice_dz": cfg.slice_dz}
+            "cosmic_variance": cfg.cosmic_variance, "slice_dz": cfg.slice_dz,
+            "interim_prior": prior_obj}
     data = prepare_smf_data(catalog, survey, posterior=cfg.posterior, **prep)
     timing["prepare_s"] = time.perf_counter() - t0
     log(data.report.summary())
+    from popmodel.represent import RepresentationReport
+
+    log(RepresentationReport(**data.report.representation).summary())
     for line in data.report.count_lines():
         log(line)
     check_field_coverage(data.report)  # a field missing from the catalogue: before any fit
@@ -284,16 +317,19 @@ def fit_smf(
     log(f"MAP after {mp.n_evaluations} evaluations ({timing['map_s']:.1f} s): {mp.message}")
     warn = []
     compression = {}
+    quadrature = {}
     if cfg.posterior != "samples" and cfg.compression_draws > 0:
-        compression = compression_check(catalog, survey, data, mp, prior, prepare_kwargs=prep,
-                                        n_draws=cfg.compression_draws, seed=cfg.seed)
+        compression, reference = compression_check(
+            catalog, survey, data, mp, prior, prepare_kwargs=prep, n_draws=cfg.compression_draws,
+            seed=cfg.seed, return_reference=True)
         timing["compression_check_s"] = compression["seconds"]
         log(compression_summary(compression))
         compression["representation"] = cfg.posterior
         if not compression["ok"] and cfg.posterior == "auto":
-            log("falling back to the posterior samples for every galaxy; finding the MAP again ...")
+            log("falling back to the posterior samples for the galaxies whose rules were fitted "
+                "to them; finding the MAP again ...")
             compression["representation"] = "samples (fallback)"
-            data = prepare_smf_data(catalog, survey, posterior="samples", **prep)
+            data = reference  # prepared once, by the check
             t0 = time.perf_counter()
             # from the usual start: started at the compressed MAP, L-BFGS on the real 3D-HST
             # samples took 453 evaluations and stopped short (Newton decrement 6e-3)
@@ -304,6 +340,14 @@ def fit_smf(
             warn.append("the Gauss-Hermite compression moves ln L across the posterior by more "
                         f"than {compression['threshold']} (sd {compression['sd_difference']:.3f});"
                         " use posterior='auto' or 'samples'")
+    if cfg.posterior != "samples" and cfg.compression_draws > 0:
+        quadrature = quadrature_error_check(
+            catalog, survey, data, mp, prior, prepare_kwargs=prep, posterior=cfg.posterior,
+            n_draws=cfg.compression_draws, seed=cfg.seed)
+        timing["quadrature_check_s"] = quadrature["seconds"]
+        log(quadrature_error_summary(quadrature))
+        if quadrature.get("sd_log_l") is not None and not quadrature["ok"]:
+            warn.append(quadrature_error_summary(quadrature))
     if not mp.converged:
         warn.append(f"the MAP optimisation did not converge cleanly ({mp.message})")
     p_map = mp.continuity_params(prior.anchor_z)
@@ -365,7 +409,7 @@ def fit_smf(
     zlo, zhi = data.z_data_range
     extrap = [z for z in prior.anchor_z if z < zlo - 1e-9 or z > zhi + 1e-9]  # fields' z ranges
     fit = SMFFit(cfg, prior, data, mp, samples, diag, mc, boot, extrap, warn, timing, mcmc,
-                 compression)
+                 compression, quadrature)
     for line in fit.summary_lines():
         log(line)
     return fit
