@@ -88,6 +88,11 @@ _T_MAX = 12.0
 _N_DISCRETE = 600
 
 
+@functools.lru_cache(maxsize=1)
+def _legendre() -> tuple[np.ndarray, np.ndarray]:
+    return np.polynomial.legendre.leggauss(_N_DISCRETE)
+
+
 @functools.lru_cache(maxsize=64)
 def normal_interval_rule(lo: float, hi: float, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Gauss rule for the standard normal density restricted to ``[lo, hi]``.
@@ -105,7 +110,7 @@ def normal_interval_rule(lo: float, hi: float, n: int) -> tuple[np.ndarray, np.n
         mean = (np.exp(-0.5 * a * a) - np.exp(-0.5 * b * b)) / np.sqrt(2 * np.pi) / mass
         return np.array([mean]), np.array([1.0])
     # discretise the measure: Gauss-Legendre on [a, b] times the normal density
-    x, w = np.polynomial.legendre.leggauss(_N_DISCRETE)
+    x, w = _legendre()
     x = 0.5 * (b - a) * x + 0.5 * (b + a)
     w = 0.5 * (b - a) * w * np.exp(-0.5 * x * x)
     w = w / w.sum()
@@ -350,27 +355,31 @@ def _ragged_to_padded(values: np.ndarray, offsets: np.ndarray, fill: float) -> n
     return out
 
 
-def fit_split_normal(x: np.ndarray, w: np.ndarray, n_grid: int = 41
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fit_split_normal(x: np.ndarray, w: np.ndarray, n_grid: int = 41, *, return_edge: bool = False
+                     ) -> tuple[np.ndarray, ...]:
     r"""Maximum-likelihood split normal of weighted samples, one per row.
 
     For a mode :math:`\mu`, the widths that maximise the likelihood are
     :math:`\sigma_1^2 = A^{2/3}(A^{1/3} + B^{1/3})` and :math:`\sigma_2^2 = B^{2/3}(A^{1/3} +
     B^{1/3})` (per unit weight), with :math:`A, B` the weighted sums of squares below and above
     :math:`\mu`, and the profile likelihood falls as :math:`A^{1/3} + B^{1/3}` grows (John
-    1982); the mode is found on a grid between the rows' 10th and 90th weighted percentiles.
+    1982); the mode is found on a grid between the rows' 2nd and 98th weighted percentiles.
 
     Args:
         x: ``(N, S)`` samples (padding: any finite value with weight 0).
         w: ``(N, S)`` weights summing to 1 per row.
 
+        return_edge: also return ``(N,)`` True where the best mode is the first or last grid
+            point: the likelihood keeps rising towards the edge of the samples (a box, or a
+            half-normal), so the split normal does not describe them.
+
     Returns:
-        ``(mode, sigma_lo, sigma_hi)``, each ``(N,)``.
+        ``(mode, sigma_lo, sigma_hi)``, each ``(N,)`` (and the edge flags).
     """
     order = np.argsort(x, axis=1)
     xs = np.take_along_axis(x, order, 1)
     cw = np.cumsum(np.take_along_axis(w, order, 1), axis=1)
-    q = np.linspace(0.1, 0.9, n_grid)
+    q = np.linspace(0.02, 0.98, n_grid)
     idx = np.stack([np.argmax(cw >= qq - 1e-12, axis=1) for qq in q], 1)
     cand = np.take_along_axis(xs, idx, 1)  # (N, n_grid)
     d = x[:, None, :] - cand[:, :, None]  # (N, G, S)
@@ -382,13 +391,16 @@ def fit_split_normal(x: np.ndarray, w: np.ndarray, n_grid: int = 41
     r = np.arange(x.shape[0])
     a, b, mu = a[r, best], b[r, best], cand[r, best]
     s = np.cbrt(a) + np.cbrt(b)
-    return mu, np.sqrt(np.cbrt(a) ** 2 * s), np.sqrt(np.cbrt(b) ** 2 * s)
+    out = (mu, np.sqrt(np.cbrt(a) ** 2 * s), np.sqrt(np.cbrt(b) ** 2 * s))
+    if return_edge:
+        return (*out, (best == 0) | (best == n_grid - 1))
+    return out
 
 
 def split_normal_cdf(x: np.ndarray, mu: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
     """CDF of the split normal (rows broadcast against ``x`` of shape (N, S))."""
     mu, s1, s2 = (np.asarray(v)[:, None] for v in (mu, s1, s2))
-    tot = s1 + s2
+    tot = np.where(s1 + s2 > 0, s1 + s2, 1.0)  # a point mass (both 0): the step at mu
     lo = 2 * s1 / tot * ndtr((x - mu) / np.where(s1 > 0, s1, 1.0))
     hi = s1 / tot + 2 * s2 / tot * (ndtr((x - mu) / np.where(s2 > 0, s2, 1.0)) - 0.5)
     return np.where(x < mu, lo, hi)

@@ -136,23 +136,39 @@ def cmd_from_percentiles(a: argparse.Namespace) -> int:
     missing = [v for v in need.values() if v not in t.colnames]
     if missing:
         raise InputError(f"column(s) {missing} not in {a.table} (has {t.colnames})")
+    mass_pct = {"log_mass_p16": a.col_log_mass_p16, "log_mass_p84": a.col_log_mass_p84,
+                "log_mass_p2_5": a.col_log_mass_p2_5, "log_mass_p97_5": a.col_log_mass_p97_5}
+    if bool(a.col_log_mass_p16) != bool(a.col_log_mass_p84):
+        raise InputError("give both --col-log-mass-p16 and --col-log-mass-p84, or neither")
+    if not a.col_log_mass_p16 and (a.col_log_mass_p2_5 or a.col_log_mass_p97_5):
+        raise InputError("--col-log-mass-p2_5 / --col-log-mass-p97_5 need --col-log-mass-p16 "
+                         "and --col-log-mass-p84")
+    forms = [f for f, given in (("--col-log-mass-p16/p84", a.col_log_mass_p16),
+                                ("--col-mass-error-dex", a.col_mass_error_dex),
+                                ("--mass-error-dex", a.mass_error_dex is not None)) if given]
+    if len(forms) > 1:
+        raise InputError(f"give one mass uncertainty, not {' and '.join(forms)}")
     opt = {}
-    for key, col in (("z_p2_5", a.col_z_p2_5), ("z_p97_5", a.col_z_p97_5)):
+    for key, col in (("z_p2_5", a.col_z_p2_5), ("z_p97_5", a.col_z_p97_5), *mass_pct.items(),
+                     ("mass_error_dex", a.col_mass_error_dex)):
         if col:
             if col not in t.colnames:
                 raise InputError(f"column {col!r} not in {a.table} (has {t.colnames})")
             opt[key] = _float_column(t, col, a.table)
+    if a.mass_error_dex is not None:
+        opt["mass_error_dex"] = a.mass_error_dex
     cosmo = cosmology_from_config(
         {"H0": a.H0, "Om0": a.Om0} if a.H0 else (a.cosmology or "WMAP9"))
     cat, report = catalog_from_percentiles(
         np.asarray(t[a.col_id]).astype(str), np.asarray(t[a.col_field]).astype(str),
         _float_column(t, a.col_z, a.table), _float_column(t, a.col_z_p16, a.table),
         _float_column(t, a.col_z_p84, a.table), _float_column(t, a.col_log_mass, a.table),
-        mass_error_dex=a.mass_error_dex, n_samples=a.n_samples, seed=a.seed, cosmology=cosmo, **opt,
+        n_samples=a.n_samples, seed=a.seed, cosmology=cosmo, null_value=a.null_value, **opt,
     )
     _write_catalog_atomic(cat, a.out, a)
-    print(json.dumps(report.as_dict() | {"ids_median_outside_68": len(report.ids_median_outside_68),
-                                         "ids_exact_z": len(report.ids_exact_z)}))
+    print(json.dumps(report.as_dict() | {
+        key: len(getattr(report, key))
+        for key in ("ids_median_outside_68", "ids_exact_z", "ids_mass_sigma_floored")}))
     log.info(f"wrote {cat.n_galaxies} galaxies x {a.n_samples} samples to {a.out}")
     return 0
 
@@ -233,8 +249,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("table", help="table of percentiles (FITS, ECSV, HDF5, Parquet, ...)")
     p.add_argument("--out", required=True, help="catalogue file to write")
     _single_file_options(p)
-    p.add_argument("--mass-error-dex", type=positive_float, required=True,
-                   help="assumed mass uncertainty [dex]")
+    p.add_argument("--mass-error-dex", type=positive_float, default=None,
+                   help="assumed mass uncertainty [dex], Gaussian, conditional on z, for every "
+                   "galaxy (default: 0.1 when neither --col-log-mass-p16/p84 nor "
+                   "--col-mass-error-dex is given; the file's metadata says which was used)")
+    p.add_argument("--null-value", type=float, default=None,
+                   help="value that marks a missing entry in any column, e.g. -99 (default: "
+                   "none; NaN and masked entries are always missing)")
     p.add_argument("--n-samples", type=positive_int, default=64,
                    help="samples per galaxy (default 64)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
@@ -249,6 +270,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          ("z-p97_5", None)):
         p.add_argument(f"--col-{col}", default=default,
                        help=f"column name (default {default or 'none: not used'})")
+    for col, what in (("log-mass-p16", "16th mass percentile, marginal over z (with p84)"),
+                      ("log-mass-p84", "84th mass percentile, marginal over z (with p16)"),
+                      ("log-mass-p2_5", "2.5th mass percentile (with p16/p84)"),
+                      ("log-mass-p97_5", "97.5th mass percentile (with p16/p84)"),
+                      ("mass-error-dex", "per-galaxy mass uncertainty [dex], conditional on z")):
+        p.add_argument(f"--col-{col}", default=None,
+                       help=f"column of the {what} (default none: not used)")
     p.set_defaults(func=cmd_from_percentiles)
 
     p = subparsers.add_parser("survey-3dhst", help="write the 3D-HST survey description as TOML")

@@ -93,6 +93,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--leja-curves", default=None,
                    help="folder with the released Leja2022_z*.txt curves to overlay in the figure "
                    "(default: none)")
+    p.add_argument("--interim-prior", default=None, metavar="SPEC",
+                   help="the SED fitter's interim prior: 'flat', a named prior such as "
+                   "'prospector-beta-like@1', or a file of draws from the prior (columns "
+                   "log_mass, z, log_sfr) for a density estimate (default: the catalogue's "
+                   "log_prior_sfr column, flat without prior columns)")
     p.add_argument("--no-figures", action="store_true", help="write no figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_fit_sfs, needs_jax=False)
@@ -149,7 +154,8 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
     )
     out = Path(a.out)
     # --resume of an incomplete step: the members resume from their checkpoints
-    fit = fit_sfs(catalog, survey, config, workdir=out, resume=a.resume)
+    fit = fit_sfs(catalog, survey, config, workdir=out, resume=a.resume,
+                  interim_prior=a.interim_prior)
     figures = None
     if not a.no_figures:
         from functools import partial

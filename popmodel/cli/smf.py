@@ -46,12 +46,20 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500,
     p.add_argument("--selection", choices=("noisy", "hard"), default="noisy",
                    help="selection on noisy catalogue masses (default) or a hard cut on true mass")
     p.add_argument("--posterior", choices=("auto", "samples", "gauss-hermite"), default="auto",
-                   help="per-galaxy integrals: 'auto' (default) uses a Gauss-Hermite rule of each "
-                   "posterior's mean and covariance (no Monte Carlo error) for galaxies whose "
-                   "samples look Gaussian and the samples for the others, checks over 200 "
-                   "Laplace draws that this moves ln L by less than 0.1 or than the samples' own "
-                   "noise, and falls back to the samples otherwise; 'samples' (importance-sampled "
-                   "means) or 'gauss-hermite' (every galaxy) force one")
+                   help="per-galaxy integrals: 'auto' (default) integrates closed-form "
+                   "posteriors (catalogues built from percentiles) with a deterministic rule per "
+                   "piece, and galaxies whose prior-divided samples look Gaussian or split-normal "
+                   "with the rule of that fit (no Monte Carlo error), keeping the samples for the "
+                   "others; it checks over 200 Laplace draws that the rules fitted to samples "
+                   "move ln L by less than 0.1 or than the samples' own noise (falling back to "
+                   "the samples otherwise) and measures the rules' quadrature error; 'samples' "
+                   "(importance-sampled means) or 'gauss-hermite' (a Gaussian rule for every "
+                   "galaxy without a closed form) force one")
+    p.add_argument("--interim-prior", default=None, metavar="SPEC",
+                   help="the SED fitter's interim prior: 'flat', a named prior such as "
+                   "'prospector-beta-like@1', or a file of draws from the prior (columns "
+                   "log_mass, z and optionally log_sfr) for a density estimate (default: the "
+                   "catalogue's log_prior column, flat without one)")
     p.add_argument("--no-cosmic-variance", action="store_true",
                    help="no per-field density terms (default: on for fields with side lengths "
                    "or a sigma_dm override)")
@@ -84,6 +92,7 @@ def _fit_config(a: argparse.Namespace):
         seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype,
         cosmic_variance=not a.no_cosmic_variance, slice_dz=a.slice_dz, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,
+        interim_prior=getattr(a, "interim_prior", None),
     )
 
 

@@ -376,6 +376,7 @@ def fit_sfs(
     *,
     workdir: str | os.PathLike | None = None,
     resume: bool = False,
+    interim_prior: object | None = None,
 ) -> SFSFit:
     """Train the ensemble on a posterior catalogue and tabulate the star-forming sequence.
 
@@ -387,6 +388,10 @@ def fit_sfs(
         config: Settings.
         workdir: Directory for per-member checkpoints (``checkpoints/member_k.pt``).
         resume: Resume members from their checkpoints.
+        interim_prior: the SED fitter's prior, in any form
+            :func:`popmodel.interim.resolve_interim_prior` takes (default: the catalogue's
+            ``log_prior_sfr`` column, flat without prior columns; a varying ``log_prior``
+            without ``log_prior_sfr`` is refused).
 
     Returns:
         The fit.
@@ -397,6 +402,11 @@ def fit_sfs(
     msgs: list[str] = []
     from popmodel.conventions import conform_for_fit  # one cosmology and IMF per fit
     catalog = conform_for_fit(catalog, survey, msgs.append)  # notes go to fit.warnings
+    if interim_prior is not None:
+        from popmodel.interim import resolve_interim_prior
+
+        catalog, _, note = resolve_interim_prior(catalog, interim_prior)
+        msgs.append(note)
     cuts: dict = {"applied": False}
     if survey is not None and config.apply_cuts:
         catalog, cuts = apply_survey_cuts(catalog, survey)
