@@ -219,15 +219,18 @@ def _padded(catalog: PosteriorCatalog, values: np.ndarray, fill: float) -> np.nd
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _log10_dl_spline(cosmo_key: str, cosmology: Any) -> CubicSpline:
-    z = np.geomspace(1e-4, 13.0, 3000)
-    return CubicSpline(np.log10(z), np.log10(cosmology.luminosity_distance(z).to_value("Mpc")))
+_DL_SPLINES: dict[str, CubicSpline] = {}
 
 
 def log10_luminosity_distance(cosmology: Any) -> Any:
-    """A vectorised log10 D_L [Mpc](z) for ``z`` in (1e-4, 13], from a spline in log z."""
-    spline = _log10_dl_spline(repr(cosmology), cosmology)
+    """A vectorised log10 D_L [Mpc](z) for ``z`` in (1e-4, 13], from a spline in log z (cached
+    per cosmology; astropy cosmologies are not hashable, so the key is their repr)."""
+    key = repr(cosmology)
+    if key not in _DL_SPLINES:
+        z = np.geomspace(1e-4, 13.0, 3000)
+        _DL_SPLINES[key] = CubicSpline(
+            np.log10(z), np.log10(cosmology.luminosity_distance(z).to_value("Mpc")))
+    spline = _DL_SPLINES[key]
     return lambda z: spline(np.log10(np.clip(np.asarray(z, float), 1e-4, None)))
 
 
