@@ -24,10 +24,12 @@ __all__ = [
     "ARCMIN2_PER_SR",
     "DEG2_PER_SR",
     "IMF",
+    "IMF_LABELS",
     "LN10",
     "LOG10_E",
     "MASS_DEFINITION",
     "Z_GRID",
+    "imf_label",
 ]
 
 LN10 = math.log(10.0)
@@ -38,6 +40,13 @@ DEG2_PER_SR = (180.0 / math.pi) ** 2
 ARCMIN2_PER_SR = DEG2_PER_SR * 3600.0
 #: Label of the default IMF in result files (:data:`popmodel.cosmology.DEFAULT_IMF`, "chabrier").
 IMF = "Chabrier2003"
+#: Result-file labels of the IMFs a survey may name (``imf`` in survey.toml).
+IMF_LABELS = {"chabrier": "Chabrier2003", "kroupa": "Kroupa2001", "salpeter": "Salpeter1955"}
+
+
+def imf_label(imf: str | None) -> str:
+    """The result-file label of a survey's IMF (the default's when None)."""
+    return IMF if imf is None else IMF_LABELS.get(str(imf).lower(), str(imf))
 MASS_DEFINITION = "surviving stellar mass, log10(M*/Msun)"
 #: The redshift grid of every tabulated function of redshift (rho_*, the census, their
 #: figures), 0.2 to 3.0 in steps of 0.05 (the span of the Leja et al. 2020 anchors), rounded

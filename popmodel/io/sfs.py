@@ -21,7 +21,7 @@ from popmodel.cosmology import describe_cosmology
 from popmodel.flow.parametric import EQ10_PARAMETERS, LEJA2022_TABLE1
 from popmodel.io.meta import input_records, with_units
 from popmodel.jsonutil import dumps, to_jsonable
-from popmodel.units import IMF, MASS_DEFINITION
+from popmodel.units import MASS_DEFINITION, imf_label
 
 if TYPE_CHECKING:  # torch is imported when a fit is written or its flows are loaded
     from popmodel.flow.fit import SFSFit
@@ -46,7 +46,7 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
         },
         "cosmology": describe_cosmology(cosmo) if cosmo is not None else
         "none given (survey-free fit); the sSFR cut uses WMAP9 ages",
-        "imf": IMF,
+        "imf": imf_label(getattr(getattr(fit, "survey", None), "imf", None)),
         "mass_definition": MASS_DEFINITION,
         "units": {"log_mass": "log10 Msun", "log_sfr": "log10 Msun/yr",
                   "density": "per unit z per dex^2 (joint) or per dex^2 (conditional on z)"},

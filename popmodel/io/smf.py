@@ -58,7 +58,7 @@ from popmodel._version import __version__
 from popmodel.errors import InputError
 from popmodel.io.meta import flatten_attrs, input_records, unflatten_attrs, with_units
 from popmodel.jsonutil import dumps, to_jsonable
-from popmodel.units import IMF, MASS_DEFINITION, Z_GRID
+from popmodel.units import MASS_DEFINITION, Z_GRID, imf_label
 
 if TYPE_CHECKING:  # jax is imported when a fit is written or draws are evaluated
     from astropy.table import QTable, Table
@@ -135,7 +135,7 @@ def provenance(fit: SMFFit, extra: dict | None = None) -> dict:
                   "catalog_seed": fit.data.catalog.meta.get("seed")},
         "cosmology": describe_cosmology(cosmo),
         "cosmology_config": cosmo_cfg,
-        "imf": IMF,
+        "imf": imf_label(getattr(fit.data.survey, "imf", None)),
         "mass_definition": MASS_DEFINITION,
         "units": {"phi": "Mpc-3 dex-1 (comoving, no h)", "rho_star": "Msun Mpc-3 (comoving)"},
         "priors": fit.prior.describe(),

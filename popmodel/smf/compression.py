@@ -200,14 +200,22 @@ def quadrature_error_check(
     piece measures it (the error of the finer rule is far smaller). The rules are good when
     the sd over the draws (``sd_log_l``) is below :data:`QUADRATURE_SD_THRESHOLD` and the MAP
     moves by a small fraction of its Laplace sigma (``map_shift_sigma``, the largest over the
-    mass-function parameters).
+    mass-function parameters; ``map_shift_sigma_density`` over the density terms).
+
+    The MAP's move is the Newton step from the MAP of the rules to that of the finer rules,
+    ``-Sigma (grad U_fine - grad U_rule)`` at the MAP (U the negative log posterior, Sigma the
+    Laplace covariance, all on the unconstrained scale, where a parameter's shift over its
+    sigma is the same as on its own scale to first order). Subtracting the rules' own gradient
+    removes the optimiser's stopping error; a second optimisation would instead measure that
+    error (on the real 3D-HST sample, L-BFGS stops with a Newton decrement of 0.05, a few
+    tenths of a sigma from the peak, far more than the rules move it).
 
     Returns:
         A dict: ``n_rule_galaxies``, ``n_draws``, ``sd_log_l``, ``mean_difference``,
         ``map_shift_sigma`` (None without ``map_shift``), ``worst_parameter``, ``ok``,
         ``threshold``, ``nodes`` (total, and with twice the nodes), ``seconds``.
     """
-    from popmodel.smf.inference import find_map
+    from popmodel.smf.inference import _Potential
 
     t0 = time.perf_counter()
     kinds = _kinds(data.catalog)
@@ -236,16 +244,24 @@ def quadrature_error_check(
         vals[1, d] = float(lnl(pd, dd, fine.arrays))
     diff = vals[0] - vals[1]
     sd = float(np.std(diff, ddof=1))
-    shift, worst = None, None
+    shift, worst, shift_density = None, None, None
     if map_shift:
-        mp2 = find_map(fine, prior, init=dict(mp.params))
-        rel = {n: abs(mp2.params[n] - mp.params[n]) / mp.sigma[n] for n in prior.names
-               if mp.sigma.get(n, 0) > 0}
-        worst = max(rel, key=rel.get)
-        shift = float(rel[worst])
+        pot = _Potential(prior, data.arrays)
+        u = jnp.asarray(mp.u)
+        dg = np.asarray(pot.grad(u, fine.arrays)) - np.asarray(pot.grad(u, data.arrays))
+        step = -np.asarray(mp.cov_u) @ dg
+        rel_u = np.abs(step) / np.sqrt(np.diag(np.asarray(mp.cov_u)))
+        where = pot.unravel(jnp.arange(u.size, dtype=u.dtype))  # site -> its positions in u
+        rel = {k: float(np.max(rel_u[np.asarray(v, int).reshape(-1)])) for k, v in where.items()}
+        mf = {k: v for k, v in rel.items() if k in prior.names}
+        worst = max(mf, key=mf.get)
+        shift = mf[worst]
+        other = [v for k, v in rel.items() if k not in prior.names]
+        shift_density = max(other) if other else None
     ok = sd < QUADRATURE_SD_THRESHOLD and (shift is None or shift < 0.05)
     return {**out, "sd_log_l": sd, "mean_difference": float(np.mean(diff)),
-            "map_shift_sigma": shift, "worst_parameter": worst, "ok": bool(ok), "status": "ok",
+            "map_shift_sigma": shift, "worst_parameter": worst,
+            "map_shift_sigma_density": shift_density, "ok": bool(ok), "status": "ok",
             "nodes": {"rule": int(data.catalog.n_samples.sum()),
                       "twice": int(fine.catalog.n_samples.sum())},
             "seconds": time.perf_counter() - t0}

@@ -8,11 +8,17 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from popmodel.catalog import CatalogError, InterimPrior, PosteriorCatalog
-from popmodel.represent import RepresentationReport, likelihood_log_weights, represent
 from popmodel.cosmology import VolumeTable
+from popmodel.represent import likelihood_log_weights, represent
 from popmodel.smf.density import DEFAULT_SLICE_DZ, DensityTerms, build_density_terms
 from popmodel.smf.evolution import leja2020_params
-from popmodel.smf.likelihood import PAD, BlockIndex, LikelihoodData, build_blocks, build_selection_grid
+from popmodel.smf.likelihood import (
+    PAD,
+    BlockIndex,
+    LikelihoodData,
+    build_blocks,
+    build_selection_grid,
+)
 from popmodel.smf.schechter import ln_phi
 from popmodel.survey import Survey
 
