@@ -83,6 +83,7 @@ _REASONS = {
     "gaussian": "samples consistent with a Gaussian likelihood (Gauss-Hermite rule)",
     "split-normal": "skewed samples consistent with a split-normal likelihood (rule per half)",
     "samples": "",
+    "given-rule": "nodes of a rule built before (by this module or popmodel.compress), used as given",
 }
 
 
@@ -101,7 +102,7 @@ class RepresentationReport:
     n_with_prior: int = 0
     #: nodes of analytic rules dropped outside the model's support (zero density there)
     n_nodes_dropped: int = 0
-    #: samples outside the model's redshift support (zero density), and their galaxies
+    #: samples beyond the model's support (zero density), and their galaxies
     n_samples_outside: int = 0
     n_galaxies_with_samples_outside: int = 0
     nodes: dict[str, int] = field(default_factory=dict)
@@ -123,8 +124,8 @@ class RepresentationReport:
                     + ", ".join(self.low_ess_ids[:3]) + "): their likelihoods are poorly known")
         if self.n_samples_outside:
             out += (f"; {self.n_samples_outside} samples of {self.n_galaxies_with_samples_outside}"
-                    " galaxies lie beyond the model's redshift support and contribute zero "
-                    "density")
+                    " galaxies lie beyond the model's support (z > 12 or log M outside 4-14) and "
+                    "contribute zero density")
         if self.n_nodes_dropped:
             out += f"; {self.n_nodes_dropped} rule nodes outside the support dropped (zero density)"
         return out
@@ -292,7 +293,8 @@ def represent(
         return max(2, -(-total // pieces)) if pieces > 1 else total
 
     # the samples outside the redshift support contribute zero density
-    outside = (catalog.z > z_support[1])
+    outside = ((catalog.z > z_support[1]) | (catalog.log_mass < log_mass_support[0])
+               | (catalog.log_mass > log_mass_support[1]))
     gi = catalog.galaxy_index
     report.n_samples_outside = int(outside.sum())
     report.n_galaxies_with_samples_outside = int(np.unique(gi[outside]).size)
@@ -315,9 +317,19 @@ def represent(
         kind[:] = "analytic"
         pieces_z.append(("ragged", np.arange(n), off, zn, mn, wn, counts))
 
-    todo = (np.flatnonzero(~analytic_sel & ~has_outside) if posterior not in ("samples", "reference")
-            else np.zeros(0, int))
-    reason[has_outside & ~analytic_sel] = "samples beyond the model's redshift support"
+    # galaxies whose samples already are a rule's nodes (popmodel.compress.gauss_hermite)
+    comp = catalog.meta.get("compression") or {}
+    given = np.zeros(n, bool)
+    if comp.get("method") in ("gauss-hermite", "represent"):  # prepared once already
+        given = ~np.isin(catalog.ids, np.asarray(comp.get("kept_ids", []), dtype=str)) & ~analytic_sel
+        kind[given] = "given-rule"
+        for i in np.flatnonzero(given):
+            sl = slice(catalog.offsets[i], catalog.offsets[i + 1])
+            pieces_z.append(("rect", np.array([i]), catalog.z[None, sl], catalog.log_mass[None, sl],
+                             np.exp(catalog.normalized_log_weights()[sl])[None, :]))
+    todo = (np.flatnonzero(~analytic_sel & ~has_outside & ~given)
+            if posterior not in ("samples", "reference") else np.zeros(0, int))
+    reason[has_outside & ~analytic_sel] = "samples beyond the model's support"
     if todo.size:
         sub = catalog.subset(todo)
         slw = likelihood_log_weights(sub)

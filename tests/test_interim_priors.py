@@ -169,10 +169,9 @@ def test_fit_smf_defaults_recover_a_prospector_beta_mock_and_ignoring_the_prior_
 
 
 @pytest.mark.slow
-def test_cli_defaults_on_a_prior_mock_with_and_without_point_columns(tmp_path, capsys):
-    """`popmodel mock --interim-prior prospector-beta` then `popmodel fit-smf` with no other
-    flags: the truth within 4 sigma. The same catalogue without its log_mass_obs / z_obs
-    columns (the cuts then act on the likelihood's medians) too."""
+def test_cli_defaults_on_a_prior_mock_with_sfr_samples(tmp_path, capsys):
+    """`popmodel mock --interim-prior prospector-beta` (with SFR samples added) then
+    `popmodel fit-smf` with no other flags: the truth within 4 sigma."""
     import json
 
     from popmodel.io.smf import load_smf
@@ -182,6 +181,15 @@ def test_cli_defaults_on_a_prior_mock_with_and_without_point_columns(tmp_path, c
     survey.write(toml)
     assert main(["mock", "--survey", str(toml), "--out", str(cat_path), "--seed", "8",
                  "--interim-prior", "prospector-beta"]) == 0
+    # as an SED fitter's output would: SFR samples (and the prior's 3-D density) beside them,
+    # which the mass function marginalises over
+    from popmodel.catalog import PosteriorCatalog
+
+    cat = PosteriorCatalog.read(cat_path)
+    rng = np.random.default_rng(8)
+    sfr = rng.normal(0.8 * (cat.log_mass - 10.0), 0.3)
+    cat = dataclasses.replace(cat, log_sfr=sfr, log_prior_sfr=cat.log_prior - 0.5 * sfr**2)
+    cat.write(cat_path, overwrite=True)
     out = tmp_path / "fit"
     assert main(["fit-smf", str(cat_path), "--survey", str(toml), "--out", str(out)]) == 0
     res = load_smf(out)

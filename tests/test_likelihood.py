@@ -6,6 +6,8 @@ astropy's dV/dz at every sample, and nested adaptive quadrature (scipy.integrate
 Phi dV/dz Omega S_f for the expected number.
 """
 
+import dataclasses
+
 import astropy.units as u
 import jax
 import jax.numpy as jnp
@@ -354,29 +356,38 @@ def test_unknown_field_is_named(survey) -> None:
     ],
 )
 def test_sample_outside_support_is_named(survey, log_mass: float, z: float, col: str) -> None:
+    """z <= 0 is an error; a mass outside 4-14 is one when every sample of the galaxy lies
+    there (a galaxy with some samples inside gives the others zero density, tested below)."""
+    cat = _one("A", log_mass, z)
+    if col == "log_mass":
+        cat = dataclasses.replace(cat, log_mass=np.where(cat.galaxy_index == 1, log_mass,
+                                                         cat.log_mass))
     with pytest.raises(CatalogError, match=rf"bad7.*'{col}'"):
-        prepare_smf_data(_one("A", log_mass, z), survey)
+        prepare_smf_data(cat, survey)
 
 
 @pytest.mark.parametrize("posterior", ["samples", "auto"])
-def test_redshift_tail_beyond_support_has_zero_density(survey, posterior: str) -> None:
+@pytest.mark.parametrize(("tail_m", "tail_z"), [(10.0, 12.5), (3.5, 1.2), (14.5, 1.2)])
+def test_tail_beyond_support_has_zero_density(survey, posterior: str, tail_m: float,
+                                              tail_z: float) -> None:
     """A photometric-redshift sample beyond z = 12 (where the mass function is zero) adds
     nothing to its galaxy's sum but still counts in the normalisation: galaxy 'bad7' with
     samples (10.0, 1.2), (10.0, 12.5), (10.1, 1.2) has the term ln[(f1 + 0 + f3) / 3], that of
     its two other samples plus ln(2/3). The sample is counted in the report."""
-    cat = _one("A", 10.0, 12.5)
+    cat = _one("A", tail_m, tail_z)
     data = prepare_smf_data(cat, survey, posterior=posterior, cosmic_variance=False)
     rep = data.report.representation
     assert rep["n_samples_outside"] == 1 and rep["n_galaxies_with_samples_outside"] == 1
     assert data.catalog.n_samples[1] == 3  # kept as samples, the tail included
     if posterior == "auto":  # the galaxy keeps its samples: the same term as "samples"
-        assert rep["sample_reasons"] == {"samples beyond the model's redshift support": 1}
+        assert rep["sample_reasons"]["samples beyond the model's support"] == 1
         ref = prepare_smf_data(cat, survey, posterior="samples", cosmic_variance=False)
         p = leja2020_params()
         t = [d.index.gather_galaxies(list(galaxy_log_terms(p, d.arrays)), 2) for d in (data, ref)]
         np.testing.assert_allclose(t[0][1], t[1][1], rtol=0, atol=1e-12)
         return
-    two = prepare_smf_data(cat.take_samples(cat.z <= 12.0), survey, posterior=posterior,
+    inside = (cat.z <= 12.0) & (cat.log_mass >= 4.0) & (cat.log_mass <= 14.0)
+    two = prepare_smf_data(cat.take_samples(inside), survey, posterior=posterior,
                            cosmic_variance=False)
     p = leja2020_params()
     got = data.index.gather_galaxies(list(galaxy_log_terms(p, data.arrays)), 2)
@@ -390,7 +401,7 @@ def test_redshift_tail_beyond_support_has_zero_density(survey, posterior: str) -
 
 def test_error_messages_print_plain_names(survey) -> None:
     """Names appear as the user wrote them ('bad7'), not as numpy reprs (np.str_('bad7'))."""
-    for cat in (_one("GOODSN", 10.0, 1.2), _one("A", 15.0, 1.2)):
+    for cat in (_one("GOODSN", 10.0, 1.2), _one("A", 10.0, -0.5)):
         with pytest.raises(CatalogError) as err:
             prepare_smf_data(cat, survey)
         msg = str(err.value)
@@ -493,3 +504,32 @@ def test_jensen_correction_is_half_the_delta_method_variance(tiny_data):
     var = mc_error_diagnostics(tiny_data, p)["var_log_l_total"]
     assert var > 0
     np.testing.assert_allclose(d, 0.5 * var, rtol=1e-8)
+
+
+@pytest.mark.parametrize(("a", "s"), [(0.5, 4), (0.7, 4), (0.5, 8)])
+def test_jensen_correction_against_brute_force_resampling_and_the_flow(a: float, s: int) -> None:
+    """ln of an importance-sampled mean of f = exp(a x), x ~ N(0, 1), S samples: over 100,000
+    resampled sets its mean falls short of ln E f = a^2 / 2. The SMF's correction, with the
+    factor 1 / (1 - sum w^2), leaves less of that bias than without the factor (the old
+    correction), and equals the flow's correction (popmodel.flow.train) set for set."""
+    import torch
+
+    from popmodel.flow.train import galaxy_log_likelihood
+    from popmodel.smf.likelihood import jensen_term
+
+    rng = np.random.default_rng(int(10 * a) + s)
+    r = 100_000
+    v = a * rng.standard_normal((r, s))
+    w = np.full((r, s), 1.0 / s)
+    lse = special.logsumexp(v, axis=1) - np.log(s)
+    q = np.exp(v - special.logsumexp(v, axis=1, keepdims=True))
+    new = lse + np.asarray(jensen_term(jnp.asarray(q), jnp.asarray(w)))
+    old = lse + 0.5 * np.sum((q - w) ** 2, axis=1)
+    truth = 0.5 * a * a
+    se = new.std() / np.sqrt(r)
+    bias_new, bias_old = new.mean() - truth, old.mean() - truth
+    assert abs(bias_new) < abs(bias_old) - 2 * se, (bias_new, bias_old, se)
+    assert abs(lse.mean() - truth) > 3 * abs(bias_new)  # it is a correction worth having
+    flow = galaxy_log_likelihood(torch.tensor(v), torch.zeros((r, s), dtype=torch.float64),
+                                 torch.tensor(np.log(w))).numpy()
+    np.testing.assert_allclose(flow, new, rtol=0, atol=1e-6)

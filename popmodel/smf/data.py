@@ -172,6 +172,14 @@ def _support_text(col: str) -> str:
     return f"{'(' if col == 'z' else '['}{lo}, {hi}]"
 
 
+def tail_samples(catalog: PosteriorCatalog) -> np.ndarray:
+    """``(S,)`` True for samples beyond the model's support where the mass function is zero or
+    negligible: z above its top (a photometric-redshift tail) or log M outside its range (a
+    mass moved by a redshift tail's luminosity distance). They contribute zero density."""
+    lo, hi = LOG_MASS_SUPPORT
+    return (catalog.z > Z_SUPPORT[1]) | (catalog.log_mass < lo) | (catalog.log_mass > hi)
+
+
 def _check_support(catalog: PosteriorCatalog, *, point_estimates: bool = False,
                    among: np.ndarray | None = None, allow_z_above: bool = False) -> None:
     """Raise a CatalogError naming the column and galaxies with values outside the model's support.
@@ -210,11 +218,15 @@ def _check_support(catalog: PosteriorCatalog, *, point_estimates: bool = False,
                 )
         return
     gi = catalog.galaxy_index
+    allowed = np.zeros(gi.size, bool)
+    if allow_z_above:  # tails beyond the support: zero density, if the galaxy has samples inside
+        tail = tail_samples(catalog)
+        inside = ~tail & (catalog.z > Z_SUPPORT[0])
+        has_inside = np.bincount(gi[inside], minlength=catalog.n_galaxies) > 0
+        allowed = tail & has_inside[gi]
     for col in ("log_mass", "z"):
         x = getattr(catalog, col)
-        bad = _outside(x, col)
-        if col == "z" and allow_z_above:  # a photometric-redshift tail: zero density there
-            bad &= x <= Z_SUPPORT[1]
+        bad = _outside(x, col) & ~allowed
         if np.any(bad):
             k = int(np.flatnonzero(bad)[0])
             raise CatalogError(
@@ -501,9 +513,11 @@ def prepare_smf_data(
     report.n_samples_used = int(used.n_samples.sum())
     area = np.array([f.area_sr for f in survey.fields])
     gi = used.galaxy_index
-    beyond = used.z > Z_SUPPORT[1]  # zero density there (the mass function is zero)
+    beyond = tail_samples(used)  # zero density there (the mass function is zero)
     if beyond.any():
-        used = dataclasses.replace(used, z=np.where(beyond, Z_SUPPORT[1], used.z))
+        used = dataclasses.replace(used, z=np.where(beyond, np.clip(used.z, 0.01, Z_SUPPORT[1]), used.z),
+                                   log_mass=np.where(beyond, np.clip(used.log_mass, *LOG_MASS_SUPPORT),
+                                                     used.log_mass))
     offset = (
         vt.log_dvdz_at(used.z)
         + np.log(area[ugroup[gi]])

@@ -30,7 +30,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 from popmodel.compress import quadrature_galaxies
 from popmodel.smf.data import SMFData
 from popmodel.smf.evolution import LEJA2020_MEDIAN, ContinuityParams
-from popmodel.smf.likelihood import PAD, GalaxyBlock, LikelihoodData, _cast
+from popmodel.smf.likelihood import PAD, GalaxyBlock, LikelihoodData, _cast, jensen_factor
 from popmodel.smf.model import SMFPrior, smf_model
 from popmodel.smf.schechter import ln_phi
 
@@ -335,7 +335,8 @@ def _per_galaxy_mc(p: ContinuityParams, blocks: tuple[GalaxyBlock, ...], lw: tup
         lse = jax.nn.logsumexp(v, axis=-1, keepdims=True)
         q = jnp.exp(v - lse)
         ess = 1.0 / jnp.sum(q**2, axis=-1)
-        var = jnp.sum((q - jnp.exp(lwn)) ** 2, axis=-1)
+        w = jnp.exp(lwn)
+        var = jensen_factor(w) * jnp.sum((q - w) ** 2, axis=-1)  # unbiased (Bessel-like)
         out.append((ess, var))
     return tuple(out)
 
@@ -386,7 +387,8 @@ def mc_error_diagnostics(data: SMFData, p: ContinuityParams) -> dict:
 
     For galaxy i with normalised sample weights w~_j and importance ratios
     q_j = w~_j f_j / sum_k w~_k f_k (f = Phi dV/dz Omega / pi), the effective sample size is
-    1 / sum_j q_j^2 and the delta-method variance of ln L-hat_i is sum_j (q_j - w~_j)^2
+    1 / sum_j q_j^2 and the delta-method variance of ln L-hat_i is
+    sum_j (q_j - w~_j)^2 / (1 - sum_j w~_j^2) (:func:`popmodel.smf.likelihood.jensen_factor`)
     (= 1/ESS - 1/S for equal weights). Galaxy terms are independent, so the variances add.
 
     Only Monte Carlo galaxies with at least two samples enter (:func:`mc_galaxies`): for a

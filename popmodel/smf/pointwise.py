@@ -24,7 +24,7 @@ import numpy as np
 
 from popmodel.smf.data import SMFData, field_slices
 from popmodel.smf.evolution import ContinuityParams
-from popmodel.smf.likelihood import _cast, _cv_log_factor, _sample_log_terms
+from popmodel.smf.likelihood import _cast, _cv_log_factor, _sample_log_terms, jensen_term
 from popmodel.smf.schechter import ln_phi
 
 __all__ = ["pointwise_log_likelihood"]
@@ -43,7 +43,7 @@ def _galaxy_terms(p: ContinuityParams, data: SMFData, delta: jax.Array | None
             v = _sample_log_terms(pc, lm, z, off, idx, bias, delta, sigma)
             lg = jax.nn.logsumexp(v, axis=-1)
             q = jnp.exp(v - lg[..., None])
-            return lg + jnp.where(mc, 0.5 * jnp.sum((q - wt) ** 2, axis=-1), 0.0)
+            return lg + jnp.where(mc, jensen_term(q, wt), 0.0)
 
         lg = jax.lax.map(chunk, (blk.log_mass, blk.z, blk.offset, blk.weight, blk.monte_carlo,
                                  blk.cv_index, blk.cv_bias))
