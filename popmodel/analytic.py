@@ -55,7 +55,11 @@ __all__ = [
     "Pieces",
     "fit_split_normal",
     "normal_interval_rule",
+    "product_nodes",
+    "quantile_sigmas",
     "rule_nodes",
+    "split_normal_cdf",
+    "split_pieces",
 ]
 
 #: Standard-normal score of the 84th percentile.

@@ -1041,7 +1041,7 @@ class PosteriorCatalog:
         two_d = prior.marginal() if isinstance(prior, KDEPrior) and prior.has_sfr else prior
         log_prior = full(two_d.log_density(self.log_mass, self.z))
         log_prior_sfr = None
-        if self.has_sfr:
+        if self.has_sfr and _has_sfr_density(prior):
             log_prior_sfr = full(prior.log_density(self.log_mass, self.z, self.log_sfr))
         return dataclasses.replace(self, log_prior=log_prior, log_prior_sfr=log_prior_sfr)
 
@@ -1179,6 +1179,25 @@ class PosteriorCatalog:
             ),
             meta=meta,
         )
+
+
+def _has_sfr_density(prior: Any) -> bool:
+    """Whether a prior gives a (log M, log SFR, z) density: a KDE fitted with SFR, a callable
+    that takes three arguments, or any other :class:`InterimPrior` (its ``log_density``
+    takes ``log_sfr``). A prior of (log M, z) only leaves ``log_prior_sfr`` unset: the mass
+    function needs no more, and the flow then refuses a prior that varies."""
+    if isinstance(prior, KDEPrior):
+        return prior.has_sfr
+    if isinstance(prior, CallablePrior):
+        import inspect
+
+        try:
+            params = inspect.signature(prior.fn).parameters.values()
+        except (TypeError, ValueError):
+            return True
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    return True
 
 
 # ---------------------------------------------------------------------- interim priors

@@ -10,9 +10,10 @@ and ``--interim-prior`` on the command line):
 * a named prior with a version, ``"prospector-beta-like@1"`` (``"prospector-beta"`` and
   ``"prospector-beta-like"`` name the current version): the Prospector-beta-like prior of
   :class:`popmodel.mock.ProspectorBetaLikePrior` (after Wang, Leja et al. 2023, ApJL 944, L58);
-* a file of draws from the SED fitter's prior (``.npz``, ``.npy`` with columns, or any table
-  astropy reads, with ``log_mass``, ``z`` and optionally ``log_sfr``): a Gaussian kernel
-  density estimate of them (:class:`popmodel.catalog.KDEPrior`);
+* a file of draws from the SED fitter's prior (``.npz``, or any table astropy reads, with
+  ``log_mass``, ``z`` and optionally ``log_sfr``): a Gaussian kernel density estimate of
+  them (:class:`popmodel.catalog.KDEPrior`); without ``log_sfr`` it serves the mass function
+  only (the flow then needs the catalogue's ``log_prior_sfr``);
 * in Python, a callable ``f(log_mass, z[, log_sfr])`` returning the natural-log density, or
   any :class:`popmodel.catalog.InterimPrior`.
 
@@ -77,7 +78,12 @@ def _draws_prior(path: str) -> KDEPrior:
     else:
         from astropy.table import Table
 
-        t = Table.read(path)
+        try:
+            t = Table.read(path)
+        except Exception as exc:  # astropy's registry errors name no format the user knows
+            raise CatalogError(f"interim-prior draws {path!r}: cannot read it as a table "
+                               f"({type(exc).__name__}: {exc}); give an .npz file or a table "
+                               "astropy reads (FITS, ECSV, HDF5, Parquet)") from exc
         cols = {c: np.asarray(t[c], float) for c in t.colnames}
     missing = [c for c in ("log_mass", "z") if c not in cols]
     if missing:

@@ -69,6 +69,7 @@ __all__ = [
     "MIN_EFFECTIVE_SAMPLES",
     "RepresentationReport",
     "likelihood_log_weights",
+    "log10_luminosity_distance",
     "normality_failures",
     "represent",
 ]

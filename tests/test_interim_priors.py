@@ -193,7 +193,7 @@ def test_cli_defaults_on_a_prior_mock_with_sfr_samples(tmp_path, capsys):
     out = tmp_path / "fit"
     assert main(["fit-smf", str(cat_path), "--survey", str(toml), "--out", str(out)]) == 0
     res = load_smf(out)
-    z, zr = _z_scores(res.posterior.flat(), res.draws())
+    z, zr = _z_scores(res.posterior.flat(), res.draws)
     print("CLI z-scores", {k: round(v, 2) for k, v in z.items()}, "rho_*", np.round(zr, 2))
     assert all(abs(v) < 4 for v in z.values()), z
     assert np.all(np.abs(zr) < 4), zr

@@ -54,8 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "log_sfr samples and write sfs.ecsv, Eq. 10 fits, the flows and figures.",
     )
     p.add_argument("catalog", nargs="?",
-                   help="posterior catalogue with log_sfr (HDF5, FITS, ECSV, Parquet); default: "
-                   "none, then --3dhst is required")
+                   help="posterior catalogue with log_sfr, in any layout fit-smf reads (long, "
+                   "wide, chains, PROVABGS-like; HDF5, FITS, ECSV, Parquet); default: none, "
+                   "then --3dhst is required")
     add_catalog_options(p)
     p.add_argument("--survey", help="survey TOML (completeness limits and mass errors of the "
                    "selection; default: none, no selection normalisation)")

@@ -196,8 +196,10 @@ def cmd_fit_3dhst(a: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``fit-smf`` and ``fit-3dhst`` to a ``popmodel`` sub-parser collection."""
     p = subparsers.add_parser("fit-smf", help="fit the continuity SMF to a posterior catalogue")
-    p.add_argument("catalog", help="posterior catalogue: a long table of samples per galaxy "
-                   "(HDF5, FITS, ECSV, Parquet)")
+    p.add_argument("catalog", help="posterior catalogue: a long table of samples per galaxy, a "
+                   "wide table of per-galaxy sample vectors, a collated chains file, a "
+                   "PROVABGS-like sample cube or a qp ensemble (HDF5, FITS, ECSV, Parquet; the "
+                   "layout is detected, or named with --format)")
     add_catalog_options(p)
     p.add_argument("--survey", required=True, help="survey TOML")
     _fit_args(p)
