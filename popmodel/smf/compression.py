@@ -244,7 +244,7 @@ def quadrature_error_check(
         vals[1, d] = float(lnl(pd, dd, fine.arrays))
     diff = vals[0] - vals[1]
     sd = float(np.std(diff, ddof=1))
-    shift, worst, shift_density = None, None, None
+    shift, worst, shift_density, mf = None, None, None, {}
     if map_shift:
         pot = _Potential(prior, data.arrays)
         u = jnp.asarray(mp.u)
@@ -261,6 +261,7 @@ def quadrature_error_check(
     ok = sd < QUADRATURE_SD_THRESHOLD and (shift is None or shift < 0.05)
     return {**out, "sd_log_l": sd, "mean_difference": float(np.mean(diff)),
             "map_shift_sigma": shift, "worst_parameter": worst,
+            "map_shift_sigma_by_parameter": mf if map_shift else None,
             "map_shift_sigma_density": shift_density, "ok": bool(ok), "status": "ok",
             "nodes": {"rule": int(data.catalog.n_samples.sum()),
                       "twice": int(fine.catalog.n_samples.sum())},
