@@ -9,10 +9,13 @@ this file and not by popmodel's writers, as
 * a survey-style table of redshift and mass percentiles (``ID, FIELD, ZBEST, Z16, ...``),
   turned into a catalogue by ``popmodel catalog-from-percentiles`` with its column flags,
 
-and each is fitted by ``popmodel fit-smf FILE --survey S.toml --out DIR`` with the defaults
-(only the long table's HDF5 path is given). Every parameter and rho_*(z = 0.5, 1, 2) must lie
-within 4 sigma of the truth; ``summary.json`` must record how the file was read and which
-representation each galaxy got.
+and each goes through ``popmodel fit-smf FILE --survey S.toml --out DIR`` with the defaults
+(only the long table's HDF5 path is given). The chains file and the percentile catalogue are
+fitted (slow tier): every parameter and rho_*(z = 0.5, 1, 2) must lie within 4 sigma of the
+truth, and ``summary.json`` must record how the file was read and which representation each
+galaxy got. The wide and long tables hold the same samples as the chains file: read as
+``fit-smf`` reads them (its parser and reader, default flags), they give bit-identical
+likelihood data, hence the same fit under the same seed (default tier).
 """
 
 import json
@@ -32,8 +35,6 @@ from popmodel.readers import read_posteriors
 from popmodel.smf.derived import log10_rho_star
 from popmodel.smf.evolution import leja2020_params
 from popmodel.testing import deep_survey
-
-pytestmark = pytest.mark.slow
 
 TRUTH = leja2020_params()
 TRUE = {k: float(v) for k, v in TRUTH.to_dict().items()}
@@ -90,7 +91,7 @@ def _fit(label: str, path, toml: str, out, *flags: str) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def _check_read(summary: dict, fmt: str, n: int) -> dict:
+def _check_read(summary: dict, fmt: str, n: int, label: str | None = None) -> dict:
     """The reader's report in catalog_provenance, and the representation counts in
     selection_report (every galaxy used has one)."""
     read = summary["catalog_provenance"]["read_report"]
@@ -100,7 +101,7 @@ def _check_read(summary: dict, fmt: str, n: int) -> dict:
     assert sel["n_input"] == n
     counts = sel["representation"]["counts"]
     assert sum(counts.values()) == sel["n_used"] > 0, (counts, sel["n_used"])
-    print(f"[{fmt}] representation counts {counts} of {sel['n_used']} galaxies used")
+    print(f"[{label or fmt}] representation counts {counts} of {sel['n_used']} galaxies used")
     return counts
 
 
@@ -112,11 +113,7 @@ def _check_sample_representation(counts: dict, n_used: int) -> None:
     assert counts.get("gaussian", 0) >= 0.5 * n_used, counts
 
 
-# ----------------------------------------------------------------------------- chains
-def test_chains_file(mock, tmp_path):
-    """Collated chains, (N, S, 3) with labels ["zred", "dust2", "logmass"] (dust2 ignored),
-    bytes labels and ids; detected without --format."""
-    path = tmp_path / "chains.h5"
+def _write_chains(mock, path) -> None:
     rng = np.random.default_rng(5)
     dust2 = rng.uniform(0.0, 2.0, mock["log_mass"].shape)
     with h5py.File(path, "w") as f:
@@ -126,6 +123,43 @@ def test_chains_file(mock, tmp_path):
         f.create_dataset("field", data=np.char.encode(mock["fields"], "ascii"))
         f.create_dataset("obs_log_mass", data=mock["log_mass_obs"])
         f.create_dataset("obs_z", data=mock["z_obs"])
+
+
+def _cli_data(mock, path, *flags: str):
+    """The likelihood data of ``popmodel fit-smf PATH --survey S --out X [flags]``: its own
+    parser and catalogue reader, the fit's default preparation."""
+    from popmodel.cli import build_parser
+    from popmodel.cli.common import read_catalog
+    from popmodel.smf.data import prepare_smf_data
+    from popmodel.survey import Survey
+
+    a = build_parser().parse_args(["fit-smf", str(path), "--survey", mock["toml"], "--out",
+                                   "unused", *flags])
+    cat = read_catalog(a)
+    return cat, prepare_smf_data(cat, Survey.read(mock["toml"]), posterior="auto")
+
+
+def _same_data(a, b) -> None:
+    import jax
+
+    for x, y in zip(jax.tree_util.tree_leaves(a.arrays), jax.tree_util.tree_leaves(b.arrays),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def chains_data(mock, tmp_path_factory):
+    path = tmp_path_factory.mktemp("chains") / "chains.h5"
+    _write_chains(mock, path)
+    return path, _cli_data(mock, path)[1]
+
+
+# ----------------------------------------------------------------------------- chains
+@pytest.mark.slow
+def test_chains_file(mock, chains_data, tmp_path):
+    """Collated chains, (N, S, 3) with labels ["zred", "dust2", "logmass"] (dust2 ignored),
+    bytes labels and ids; detected without --format."""
+    path = chains_data[0]
     summary = _fit("chains", path, mock["toml"], tmp_path / "fit")
     counts = _check_read(summary, "chains", mock["n"])
     _check_sample_representation(counts, summary["selection_report"]["n_used"])
@@ -135,9 +169,9 @@ def test_chains_file(mock, tmp_path):
 
 
 # ----------------------------------------------------------------------------- wide FITS
-def test_wide_fits(mock, tmp_path):
+def test_wide_fits(mock, chains_data, tmp_path):
     """One row per galaxy: vector columns log_mass, z of shape (N, S); scalars id, field,
-    log_mass_obs, z_obs."""
+    log_mass_obs, z_obs. Read as fit-smf reads it: the chains file's likelihood data."""
     path = tmp_path / "wide.fits"
     t = Table()
     t["id"] = mock["ids"]
@@ -147,9 +181,9 @@ def test_wide_fits(mock, tmp_path):
     t["log_mass_obs"] = mock["log_mass_obs"]
     t["z_obs"] = mock["z_obs"]
     t.write(path, format="fits")
-    summary = _fit("wide", path, mock["toml"], tmp_path / "fit")
-    counts = _check_read(summary, "wide", mock["n"])
-    _check_sample_representation(counts, summary["selection_report"]["n_used"])
+    cat, data = _cli_data(mock, path)
+    assert cat.meta["read_report"]["format"] == "wide" and cat.n_galaxies == mock["n"]
+    _same_data(data, chains_data[1])
 
 
 # ----------------------------------------------------------------------------- long HDF5
@@ -167,10 +201,10 @@ def _long_rows(mock, galaxies: np.ndarray, dm: float = 0.0) -> np.ndarray:
     return rows
 
 
-def test_long_table_at_a_non_default_hdf5_path(mock, tmp_path, capsys):
+def test_long_table_at_a_non_default_hdf5_path(mock, chains_data, tmp_path, capsys):
     """A long table at "posteriors/v1" beside an older version "posteriors/v0": fit-smf
-    without --hdf5-path refuses in one line naming both; with it, the fit recovers the truth.
-    A file holding only "posteriors/v1" is found without the flag."""
+    without --hdf5-path refuses in one line naming both; with it, the chains file's
+    likelihood data. A file holding only "posteriors/v1" is found without the flag."""
     path = tmp_path / "long.h5"
     every = np.arange(mock["n"])
     with h5py.File(path, "w") as f:
@@ -191,12 +225,13 @@ def test_long_table_at_a_non_default_hdf5_path(mock, tmp_path, capsys):
     assert found.n_galaxies == mock["n"]
     np.testing.assert_array_equal(found.log_mass, mock["log_mass"].ravel())
 
-    summary = _fit("long", path, mock["toml"], tmp_path / "fit", "--hdf5-path", "posteriors/v1")
-    counts = _check_read(summary, "long", mock["n"])
-    _check_sample_representation(counts, summary["selection_report"]["n_used"])
+    cat, data = _cli_data(mock, path, "--hdf5-path", "posteriors/v1")
+    assert cat.meta["read_report"]["format"] == "long" and cat.n_galaxies == mock["n"]
+    _same_data(data, chains_data[1])
 
 
 # ----------------------------------------------------------------------------- percentiles
+@pytest.mark.slow
 def test_percentile_columns(mock, tmp_path, capsys):
     """A survey-style table of the mock's exact Gaussian posteriors as percentiles (16th and
     84th = mean -/+ Phi^-1(0.84) sd, of redshift and of mass), made into a catalogue by
@@ -236,7 +271,7 @@ def test_percentile_columns(mock, tmp_path, capsys):
     np.testing.assert_allclose(cat.analytic.log_mass_ref, mock["m_mean"], rtol=0, atol=1e-12)
 
     summary = _fit("percentiles", cat_path, mock["toml"], tmp_path / "fit")
-    counts = _check_read(summary, "long", mock["n"])
+    counts = _check_read(summary, "long", mock["n"], "percentiles")
     n_used = summary["selection_report"]["n_used"]
     assert counts.get("analytic", 0) == n_used, counts
     quad = summary["quadrature_error"]
