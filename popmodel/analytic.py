@@ -417,14 +417,18 @@ def split_pieces(mu: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> Pieces:
                   np.stack([s1 / tot, s2 / tot], 1))
 
 
-def product_nodes(zpc: Pieces, mpc: Pieces, slope: np.ndarray, n_z: int, n_mass: int
+def product_nodes(zpc: Pieces, mpc: Pieces, slope: np.ndarray, n_z: int, n_mass: int, *,
+                  covariate: Any = None, anchor: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(z, log M, w)``, each ``(N, Kz * Km)``: z from ``zpc``; log M = mass piece node +
-    ``slope`` * (z - median of z pieces' anchor ``zpc.a[:, 0]``)."""
+    ``slope`` * (c(z) - ``anchor``), with c the ``covariate`` (default: z itself, and the
+    anchor ``zpc.a[:, 0]``)."""
     zx, zw = zpc.nodes(n_z)
     mx, mw = mpc.nodes(n_mass)
     zz = np.repeat(zx, mx.shape[1], axis=1)
-    mm = np.tile(mx, (1, zx.shape[1])) + slope[:, None] * (zz - zpc.a[:, :1])
+    cz = zz if covariate is None else covariate(np.where(zz > 0, zz, 1e-4))
+    a0 = zpc.a[:, :1] if anchor is None else np.asarray(anchor)[:, None]
+    mm = np.tile(mx, (1, zx.shape[1])) + slope[:, None] * (cz - a0)
     ww = np.repeat(zw, mx.shape[1], axis=1) * np.tile(mw, (1, zx.shape[1]))
     return zz, mm, ww
 

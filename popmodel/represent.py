@@ -14,7 +14,8 @@ order (``posterior="auto"``, the default):
     The posterior arrives as samples. Each sample is reweighted by weight / interim prior
     (normalised within the galaxy): the reweighted samples represent the *likelihood*, so the
     prior is never needed at a new point. A Gaussian in z and in log M given z (a linear
-    regression on z) is fitted to them and checked (:func:`normality_failures`); a galaxy that
+    regression on log10 D_L(z), the way a flux-derived mass moves with redshift) is fitted to
+    them and checked (:func:`normality_failures`); a galaxy that
     fails gets a split normal in each (:func:`popmodel.analytic.fit_split_normal`), checked on
     its normal scores and refused when its best mode is at the edge of the search range (the
     2nd or 98th percentile of the samples: the likelihood keeps rising towards the edge, as
@@ -340,9 +341,18 @@ def represent(
         ne = n_eff[todo]
         mz, vz = _weighted_moments(zp, wp)
         exact_z = vz <= _Z_VAR_EXACT
-        cov = np.sum(wp * (zp - mz[:, None]) * (mp - np.sum(wp * mp, 1)[:, None]), 1)
-        slope = np.where(exact_z, 0.0, cov / np.where(exact_z, 1.0, vz))
-        resid = mp - slope[:, None] * (zp - mz[:, None])
+        # the mass moves with the luminosity distance: regress it on log10 D_L(z), which a
+        # fitted mass follows (2 log10 D_L for a flux-derived mass), not on z, whose relation
+        # with it bends (most at low z, across a broad photometric-redshift posterior)
+        cosmo = cosmology
+        if cosmo is None:
+            from astropy.cosmology import WMAP9 as cosmo
+        ldl = log10_luminosity_distance(cosmo)
+        cp = np.where(wp > 0, ldl(np.where(zp > 0, zp, 1.0)), 0.0)
+        mc, vc = _weighted_moments(cp, wp)
+        cov = np.sum(wp * (cp - mc[:, None]) * (mp - np.sum(wp * mp, 1)[:, None]), 1)
+        slope = np.where(exact_z | (vc <= 0), 0.0, cov / np.where(exact_z | (vc <= 0), 1.0, vc))
+        resid = mp - slope[:, None] * (cp - mc[:, None])
         mr, vr = _weighted_moments(resid, wp)
         gauss_ok = np.ones(todo.size, bool)
         split_ok = np.zeros(todo.size, bool)
@@ -389,7 +399,8 @@ def represent(
                     continue
                 zpk = Pieces(("full",) if nzz > 1 else (), zpc.a[sel], zpc.b[sel], zpc.p[sel])
                 zz, mm, ww = product_nodes(zpk, Pieces(("full",), mpc.a[sel], mpc.b[sel], mpc.p[sel]),
-                                           slope[k], max(nzz, 1), nm)
+                                           slope[k], max(nzz, 1), nm, covariate=ldl,
+                                           anchor=mc[k])
                 groups.append(("gaussian", k, zz, mm, ww))
         s_idx = np.flatnonzero(split_ok)
         if s_idx.size:
@@ -404,9 +415,10 @@ def represent(
                     zpk = Pieces((), mz[k, None], np.zeros((k.size, 1)), np.ones((k.size, 1)))
                 else:
                     zpk = split_pieces(p[:, 0], p[:, 1], p[:, 2])
-                # residual = log M - slope (z - mean z); product_nodes adds slope (z - z anchor)
-                mpk = split_pieces(p[:, 3] + slope[k] * (zpk.a[:, 0] - mz[k]), p[:, 4], p[:, 5])
-                zz, mm, ww = product_nodes(zpk, mpk, slope[k], per_piece(nz, 2), per_piece(nm, 2))
+                # residual = log M - slope (log D_L(z) - its mean), as for the Gaussian
+                mpk = split_pieces(p[:, 3], p[:, 4], p[:, 5])
+                zz, mm, ww = product_nodes(zpk, mpk, slope[k], per_piece(nz, 2), per_piece(nm, 2),
+                                           covariate=ldl, anchor=mc[k])
                 groups.append(("split-normal", k, zz, mm, ww))
         for name, k, zz, mm, ww in groups:
             bad = np.any((zz <= z_support[0]) | (zz > z_support[1]) | (mm < log_mass_support[0])
