@@ -106,7 +106,11 @@ def test_likelihood_with_deltas_vs_numpy(data):
         v = v + b * delta[idx] - 0.5 * (b * sig[idx]) ** 2
         lg = logsumexp(v, axis=-1)
         q = np.exp(v - lg[..., None])
-        lg = lg + 0.5 * np.sum((q - np.asarray(blk.weight)) ** 2, axis=-1)
+        w = np.asarray(blk.weight)
+        sw2 = np.sum(w * w, axis=-1)  # the Bessel-like factor 1 / (1 - sum w^2)
+        kappa = np.where(sw2 < 1 - 1e-9, 1.0 / np.maximum(1.0 - sw2, 1e-12), 0.0)
+        jensen = 0.5 * kappa * np.sum((q - w) ** 2, axis=-1)
+        lg = lg + np.where(np.asarray(blk.monte_carlo), jensen, 0.0)
         lg = lg + np.asarray(blk.galaxy_offset)
         total += np.sum(np.where(np.asarray(blk.valid), lg, 0.0))
     gi, gb = np.asarray(a.grid_cv_index), np.asarray(a.grid_cv_bias)

@@ -111,7 +111,8 @@ def test_mc_error_diagnostics_vs_bootstrap(mock_setup) -> None:
 
 
 def test_mc_error_equal_weights_identity(mock_setup) -> None:
-    """Without weights var ln L-hat = 1/ESS - 1/S exactly (the docstring's identity)."""
+    """Without weights var ln L-hat = (1/ESS - 1/S) S / (S - 1) exactly (the docstring's
+    identity, with the Bessel-like factor 1 / (1 - sum w^2) = S / (S - 1))."""
     survey, cat, _ = mock_setup
     flat = PosteriorCatalog(
         ids=cat.ids,
@@ -124,7 +125,7 @@ def test_mc_error_equal_weights_identity(mock_setup) -> None:
     )
     diag = mc_error_diagnostics(prepare_smf_data(flat, survey), leja2020_params())
     np.testing.assert_allclose(
-        diag["var_log_l"], 1.0 / diag["ess"] - 1.0 / 16, rtol=1e-8, atol=1e-14
+        diag["var_log_l"], (1.0 / diag["ess"] - 1.0 / 16) * 16 / 15, rtol=1e-8, atol=1e-14
     )
     assert np.all(diag["ess"] <= 16 + 1e-9) and np.all(diag["ess"] >= 1 - 1e-9)
 

@@ -389,7 +389,7 @@ def mc_error_diagnostics(data: SMFData, p: ContinuityParams) -> dict:
     q_j = w~_j f_j / sum_k w~_k f_k (f = Phi dV/dz Omega / pi), the effective sample size is
     1 / sum_j q_j^2 and the delta-method variance of ln L-hat_i is
     sum_j (q_j - w~_j)^2 / (1 - sum_j w~_j^2) (:func:`popmodel.smf.likelihood.jensen_factor`)
-    (= 1/ESS - 1/S for equal weights). Galaxy terms are independent, so the variances add.
+    (= (1/ESS - 1/S) S / (S - 1) for equal weights). Galaxy terms are independent, so the variances add.
 
     Only Monte Carlo galaxies with at least two samples enter (:func:`mc_galaxies`): for a
     galaxy on a Gauss-Hermite rule the numbers are not applicable, and for a galaxy with one
