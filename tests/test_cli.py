@@ -222,6 +222,24 @@ def test_strict_failures_name_the_parameters():
     clean = {"r_hat": {"a": 1.001}, "ess_bulk": {"a": 900.0}, "divergences": 0, "ok": True}
     assert strict_failures("nuts", clean) == []
     assert strict_failures("laplace", diag) == []  # Laplace draws have no sampler diagnostics
+    more = {**clean, "ess_tail": {"a": 60.0}, "e_bfmi": [0.8, 0.21], "tree_depth_saturated": 4}
+    assert strict_failures("nuts", more) == [
+        "tail ESS < 100 for a (60)", "E-BFMI <= 0.3 for chain 1 (0.21)",
+        "4 transitions at the maximum tree depth"]
+
+
+def test_sampler_stats_e_bfmi_against_its_definition():
+    """E-BFMI per chain = sum (E_n - E_{n-1})^2 / sum (E_n - mean E)^2 (Betancourt 2016), and
+    transitions of 2^10 - 1 leapfrog steps count as saturated."""
+    from popmodel.smf.fit import _sampler_stats
+
+    rng = np.random.default_rng(0)
+    energy = np.cumsum(rng.normal(size=(2, 300)), axis=1)  # a random walk: low E-BFMI
+    steps = np.array([[3, 1023, 7], [1023, 1023, 15]])
+    got = _sampler_stats({"energy": energy, "num_steps": steps}, 2)
+    want = [np.sum(np.diff(e) ** 2) / np.sum((e - e.mean()) ** 2) for e in energy]
+    np.testing.assert_allclose(got["e_bfmi"], want, rtol=1e-10)
+    assert max(got["e_bfmi"]) < 0.3 and got["tree_depth_saturated"] == 3
 
 
 def test_strict_wiring_exit_1_with_strict_0_without(survey_file, tmp_path, capsys, monkeypatch):

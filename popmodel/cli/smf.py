@@ -126,8 +126,9 @@ def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) 
 def strict_failures(method: str, diagnostics: dict, *, max_rhat: float = 1.01,
                     min_ess: float = 100.0) -> list[str]:
     """What ``--strict`` objects to in a fit's sampler diagnostics, naming the parameters:
-    R-hat of ``max_rhat`` or more (or not finite), bulk ESS below ``min_ess``, divergent
-    transitions. Empty for a clean NUTS run and for Laplace draws (no sampler diagnostics)."""
+    R-hat of ``max_rhat`` or more (or not finite), bulk or tail ESS below ``min_ess``,
+    divergent transitions, E-BFMI of 0.3 or less in a chain, transitions at the maximum tree
+    depth. Empty for a clean NUTS run and for Laplace draws (no sampler diagnostics)."""
     import math
 
     if method != "nuts":
@@ -141,9 +142,20 @@ def strict_failures(method: str, diagnostics: dict, *, max_rhat: float = 1.01,
     low = {k: v for k, v in ess.items() if not (math.isfinite(v) and v >= min_ess)}
     if low:
         out.append(f"bulk ESS < {min_ess:g} for " + ", ".join(f"{k} ({v:.0f})" for k, v in low.items()))
+    tail = {k: v for k, v in diagnostics.get("ess_tail", {}).items()
+            if not (math.isfinite(v) and v >= min_ess)}
+    if tail:
+        out.append(f"tail ESS < {min_ess:g} for " + ", ".join(f"{k} ({v:.0f})" for k, v in tail.items()))
     n_div = int(diagnostics.get("divergences", 0))
     if n_div:
         out.append(f"{n_div} divergent transitions")
+    bfmi = diagnostics.get("e_bfmi") or []
+    low_bfmi = [f"chain {i} ({v:.2f})" for i, v in enumerate(bfmi) if not v > 0.3]
+    if low_bfmi:
+        out.append("E-BFMI <= 0.3 for " + ", ".join(low_bfmi))
+    sat = int(diagnostics.get("tree_depth_saturated") or 0)
+    if sat:
+        out.append(f"{sat} transitions at the maximum tree depth")
     if not out and diagnostics.get("ok") is False:
         out.append("the fit reports them as not clean")
     return out

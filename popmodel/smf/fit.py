@@ -196,7 +196,27 @@ class SMFFit:
         return lines
 
 
-def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws: int) -> dict:
+#: NUTS's default maximum tree depth (numpyro): a transition of 2^10 - 1 steps hit it.
+MAX_TREE_DEPTH = 10
+
+
+def _sampler_stats(extra: dict, n_chains: int) -> dict:
+    """E-BFMI per chain (Betancourt 2016, arXiv:1604.00695; arviz.bfmi) and the number of
+    transitions that hit the maximum tree depth, from NUMPyro's extra fields."""
+    import arviz as az
+
+    out: dict = {}
+    if "energy" in extra:
+        energy = np.asarray(extra["energy"], float).reshape(n_chains, -1)
+        out["e_bfmi"] = [float(v) for v in az.bfmi(energy)]
+    if "num_steps" in extra:
+        steps = np.asarray(extra["num_steps"])
+        out["tree_depth_saturated"] = int(np.sum(steps >= 2**MAX_TREE_DEPTH - 1))
+    return out
+
+
+def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws: int,
+                       stats: dict | None = None) -> dict:
     import logging
 
     import arviz as az
@@ -213,6 +233,8 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
         arviz_log.setLevel(level)
     rhat = {k: float(summ.loc[k, "r_hat"]) for k in samples}
     ess = {k: float(summ.loc[k, "ess_bulk"]) for k in samples}
+    ess_tail = {k: float(summ.loc[k, "ess_tail"]) for k in samples}
+    stats = stats or {}
     n_chains = next(iter(samples.values())).shape[0]
     words = []
     max_rhat = max(rhat.values())
@@ -233,9 +255,23 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
         f"{divergences} divergent transitions"
         + ("" if divergences == 0 else " - the posterior may be biased; raise target_accept")
     )
-    ok = max_rhat < 1.01 and min_ess >= 100 and divergences == 0
-    return {"r_hat": rhat, "ess_bulk": ess, "divergences": int(divergences), "ok": bool(ok),
-            "plain_words": words}
+    min_tail = min(ess_tail.values())
+    words.append(f"effective sample size (tail): smallest {min_tail:.0f} "
+                 f"({min(ess_tail, key=ess_tail.get)})" + ("" if min_tail >= 100 else
+                                                          "; FEWER THAN 100: run longer"))
+    bfmi = stats.get("e_bfmi")
+    if bfmi:
+        words.append("E-BFMI per chain " + ", ".join(f"{v:.2f}" for v in bfmi)
+                     + ("" if min(bfmi) > 0.3 else
+                        " - BELOW 0.3: the momentum resampling explores the energy poorly"))
+    sat = stats.get("tree_depth_saturated")
+    if sat:
+        words.append(f"{sat} transitions hit the maximum tree depth ({MAX_TREE_DEPTH}): the "
+                     "sampler's trajectories were cut short")
+    ok = (max_rhat < 1.01 and min_ess >= 100 and min_tail >= 100 and divergences == 0
+          and (not bfmi or min(bfmi) > 0.3) and not sat)
+    return {"r_hat": rhat, "ess_bulk": ess, "ess_tail": ess_tail, "divergences": int(divergences),
+            "e_bfmi": bfmi, "tree_depth_saturated": sat, "ok": bool(ok), "plain_words": words}
 
 
 _logger = logging.getLogger(__name__)
@@ -377,7 +413,9 @@ def fit_smf(
         raw = mcmc.get_samples(group_by_chain=True)
         keep = prior.names + list(prior.density_terms)
         samples = {k: np.asarray(raw[k], dtype=np.float64) for k in keep}
-        divergences = int(np.sum(np.asarray(mcmc.get_extra_fields()["diverging"])))
+        extra = mcmc.get_extra_fields()
+        divergences = int(np.sum(np.asarray(extra["diverging"])))
+        stats = _sampler_stats(extra, cfg.num_chains)
         n_grad = int(np.sum(np.asarray(mcmc.get_extra_fields()["num_steps"])))
         timing["nuts_sampling_gradients"] = n_grad
     elif cfg.method == "laplace":
@@ -387,7 +425,7 @@ def fit_smf(
         raise ValueError(f"method must be 'nuts' or 'laplace', got {cfg.method!r}")
     timing["sampling_s"] = time.perf_counter() - t0
     if cfg.method == "nuts":
-        diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains)
+        diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains, stats)
     else:
         diag = {"r_hat": {k: float("nan") for k in samples},
                 "ess_bulk": {k: float(v.size) for k, v in samples.items()},
