@@ -557,3 +557,21 @@ def test_files_written_by_posterior_catalog_write_read_the_same(truth, tmp_path,
     for name in ("ids", "fields", "offsets", "log_mass", "z", "log_sfr", "log_prior", "weight",
                  "obs_log_mass", "obs_z"):
         np.testing.assert_array_equal(getattr(new, name), getattr(old, name))
+
+
+def test_fit_log_says_that_failed_fits_change_the_completeness():
+    """The read report of a file with failed SED fits reaches the fit's log as a warning."""
+    from popmodel.mock import draw_mock
+    from popmodel.smf.fit import FitConfig, fit_smf
+    from popmodel.testing import deep_survey
+
+    survey = deep_survey(1, 10.0, mass_error_dex=0.2, z_error=0.0)
+    cat, _ = draw_mock(survey, seed=2, n_samples=8)
+    cat.meta["read_report"] = {"format": "chains", "n_rows": cat.n_galaxies + 1, "n_failed": 1,
+                               "failed_ids": ["broken"], "note": "changes the effective completeness"}
+    lines = []
+    fit_smf(cat, survey, FitConfig(method="laplace", n_bootstrap=0, compression_draws=0,
+                                   num_samples=10, progress_bar=False), log=lines.append)
+    warned = [line for line in lines if "excluded" in line]
+    assert warned and warned[0].startswith("WARNING:") and "broken" in warned[0]
+    assert "effective completeness" in warned[0]

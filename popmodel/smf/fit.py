@@ -320,6 +320,11 @@ def fit_smf(
     if interim_prior is not None and not isinstance(interim_prior, str):
         cfg = dataclasses.replace(cfg, interim_prior=describe_interim_prior(interim_prior))
     log(note)
+    read = catalog.meta.get("read_report") or {}
+    if read.get("n_failed"):
+        log(f"WARNING: {read['n_failed']} of {read.get('n_rows')} galaxies of the catalogue were "
+            "excluded when it was read, their SED fit having failed (e.g. "
+            + ", ".join(map(str, read.get("failed_ids", [])[:5])) + "): " + str(read.get("note")))
     prior = prior or SMFPrior(anchor_z=cfg.anchor_z)
     if tuple(prior.anchor_z) != tuple(cfg.anchor_z):
         raise ValueError("prior.anchor_z and config.anchor_z differ")
