@@ -55,14 +55,15 @@ from typing import Any
 
 import numpy as np
 from scipy.interpolate import CubicSpline
+from scipy.special import ndtr
 
 from popmodel.analytic import (
+    U68,
     Pieces,
     fit_split_normal,
     product_nodes,
     rule_nodes,
     split_normal_cdf,
-    split_pieces,
 )
 from popmodel.catalog import CatalogError, InterimPrior, PosteriorCatalog
 
@@ -80,6 +81,7 @@ MIN_EFFECTIVE_SAMPLES = 8.0
 #: Smallest redshift variance treated as a spread (below: an exact redshift, one z node).
 _Z_VAR_EXACT = 1e-12
 
+_FOUR = ("tail_lo", "lo", "hi", "tail_hi")
 _REASONS = {
     "analytic": "closed-form posterior from the catalogue (deterministic rule per piece)",
     "gaussian": "samples consistent with a Gaussian likelihood (Gauss-Hermite rule)",
@@ -212,6 +214,81 @@ def normality_failures(t: np.ndarray, w: np.ndarray, n_eff: np.ndarray, alpha: f
     ku = np.sum(w * u**4, 1) - 3.0
     sk_hi, klo, khi = _null_bounds(n_eff, alpha)
     return (var > 0) & ((np.abs(sk) > sk_hi) | (ku < klo) | (ku > khi))
+
+
+def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``(N, len(qs))`` weighted quantiles of each row (mid-point CDF, linear in between)."""
+    order = np.argsort(x, axis=1)
+    xs = np.take_along_axis(x, order, 1)
+    ws = np.take_along_axis(w, order, 1)
+    cdf = np.cumsum(ws, axis=1) - 0.5 * ws
+    out = np.empty((x.shape[0], len(qs)))
+    for i in range(x.shape[0]):
+        keep = ws[i] > 0
+        out[i] = np.interp(qs, cdf[i, keep], xs[i, keep])
+    return out
+
+
+def _to_four(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Two pieces ("neg", "pos") as the four (tail_lo, lo, hi, tail_hi): each half split at
+    its +-u68 with the normal's probabilities. Returns ``(N, 12)``: a, b, p of the four."""
+    f_tail = float(ndtr(-U68)) / 0.5
+    return np.concatenate([
+        np.stack([a[:, 0], a[:, 0], a[:, 1], a[:, 1]], 1),
+        np.stack([b[:, 0], b[:, 0], b[:, 1], b[:, 1]], 1),
+        np.stack([p[:, 0] * f_tail, p[:, 0] * (1 - f_tail), p[:, 1] * (1 - f_tail),
+                  p[:, 1] * f_tail], 1)], 1)
+
+
+def _piecewise(x: np.ndarray, w: np.ndarray, n_eff: np.ndarray, alpha: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Skewed models of weighted samples (rows), each checked on its normal scores, the first
+    that passes kept:
+
+    1. the split normal of John (1982), continuous at its mode (maximum likelihood,
+       :func:`popmodel.analytic.fit_split_normal`; refused when its mode sits at the edge of
+       the samples, as for a box);
+    2. the split normal that percentile catalogues describe: Gaussian halves of probability
+       1/2 either side of the median, widths from the 16th and 84th percentiles;
+    3. the same with its own tails beyond the 16th and 84th percentiles, from the 2.5th and
+       97.5th (:func:`popmodel.percentiles.sample_quantile_matched`'s form).
+
+    Returns:
+        ``(ok, params)``: ``(N,)`` True where one passes, and ``(N, 12)`` parameters a, b, p
+        of the four pieces (tail_lo, lo, hi, tail_hi).
+    """
+    from scipy.special import ndtri
+
+    eps = 1e-12
+    mu, s1, s2, edge = fit_split_normal(x, w, return_edge=True)
+    sc = ndtri(np.clip(split_normal_cdf(x, mu, s1, s2), eps, 1 - eps))
+    ok1 = (s1 > 0) & (s2 > 0) & ~edge & ~normality_failures(sc, w, n_eff, alpha)
+    tot = np.where(s1 + s2 > 0, s1 + s2, 1.0)
+    par = _to_four(np.stack([mu, mu], 1), np.stack([s1, s2], 1), np.stack([s1 / tot, s2 / tot], 1))
+    tail = float(ndtri(0.975)) - U68
+    q = _weighted_quantiles(x, w, (0.025, 0.16, 0.5, 0.84, 0.975))
+    m = q[:, 2:3]
+    lo, hi = (q[:, 2] - q[:, 1]) / U68, (q[:, 3] - q[:, 2]) / U68
+    tlo, thi = (q[:, 1] - q[:, 0]) / tail, (q[:, 4] - q[:, 3]) / tail
+    pos = (lo > 0) & (hi > 0)
+    lo_, hi_ = np.where(pos, lo, 1.0)[:, None], np.where(pos, hi, 1.0)[:, None]
+    u2 = np.where(x < m, (x - m) / lo_, (x - m) / hi_)
+    ok2 = ~ok1 & pos & ~normality_failures(u2, w, n_eff, alpha)
+    half = np.full_like(lo, 0.5)
+    par2 = _to_four(np.stack([q[:, 2], q[:, 2]], 1), np.stack([lo, hi], 1), np.stack([half, half], 1))
+    pos4 = pos & (tlo > 0) & (thi > 0)
+    tlo_, thi_ = np.where(pos4, tlo, 1.0)[:, None], np.where(pos4, thi, 1.0)[:, None]
+    u3 = np.where(x < q[:, 1:2], -U68 + (x - q[:, 1:2]) / tlo_,
+                  np.where(x > q[:, 3:4], U68 + (x - q[:, 3:4]) / thi_, u2))
+    ok3 = ~ok1 & ~ok2 & pos4 & ~normality_failures(u3, w, n_eff, alpha)
+    p_tail = float(ndtr(-U68))
+    par3 = np.concatenate([
+        np.stack([q[:, 2] - lo * U68 + tlo * U68, q[:, 2], q[:, 2], q[:, 2] + hi * U68 - thi * U68], 1),
+        np.stack([tlo, lo, hi, thi], 1),
+        np.tile([p_tail, 0.5 - p_tail, 0.5 - p_tail, p_tail], (x.shape[0], 1))], 1)
+    out = np.where(ok2[:, None], par2, par)
+    out = np.where(ok3[:, None], par3, out)
+    return ok1 | ok2 | ok3, out
 
 
 def _padded(catalog: PosteriorCatalog, values: np.ndarray, fill: float) -> np.ndarray:
@@ -367,23 +444,13 @@ def represent(
             # split normals for the others, checked on their normal scores
             cand = ~gauss_ok & ~few
             if cand.any():
-                from scipy.special import ndtri
 
                 c = np.flatnonzero(cand)
-                zmu, z1, z2, zedge = fit_split_normal(zp[c], wp[c], return_edge=True)
-                rmu, r1, r2, redge = fit_split_normal(resid[c], wp[c], return_edge=True)
-                eps = 1e-12
-                sz = ndtri(np.clip(split_normal_cdf(zp[c], zmu, z1, z2), eps, 1 - eps))
-                sr = ndtri(np.clip(split_normal_cdf(resid[c], rmu, r1, r2), eps, 1 - eps))
-                ok_z = exact_z[c] | ~normality_failures(sz, wp[c], ne[c], alpha)
-                ok_r = ~normality_failures(sr, wp[c], ne[c], alpha)
-                # a mode at the edge of the search range (the 2nd or 98th percentile): the
-                # samples look like a box or a half-normal, not a split normal
-                good = (ok_z & ok_r & (r1 > 0) & (r2 > 0) & ~redge
-                        & (exact_z[c] | ((z1 > 0) & (z2 > 0) & ~zedge)))
+                zfit = _piecewise(zp[c], wp[c], ne[c], alpha)
+                rfit = _piecewise(resid[c], wp[c], ne[c], alpha)
+                good = rfit[0] & (exact_z[c] | zfit[0])
                 split_ok[c[good]] = True
-                split_par = {int(k): (zmu[j], z1[j], z2[j], rmu[j], r1[j], r2[j])
-                             for j, k in enumerate(c) if good[j]}
+                split_par = {int(k): (zfit[1][j], rfit[1][j]) for j, k in enumerate(c) if good[j]}
         # build the Gaussian rules
         groups = []
         g_idx = np.flatnonzero(gauss_ok)
@@ -404,20 +471,22 @@ def represent(
                 groups.append(("gaussian", k, zz, mm, ww))
         s_idx = np.flatnonzero(split_ok)
         if s_idx.size:
-            par = np.array([split_par[int(k)] for k in s_idx])
+            zpar = np.array([split_par[int(k)][0] for k in s_idx])  # (n, 12): a, b, p x 4
+            rpar = np.array([split_par[int(k)][1] for k in s_idx])
             ez = exact_z[s_idx]
             for sel in (~ez, ez):
                 k = s_idx[sel]
                 if k.size == 0:
                     continue
-                p = par[sel]
                 if sel is ez or np.all(ez[sel]):
                     zpk = Pieces((), mz[k, None], np.zeros((k.size, 1)), np.ones((k.size, 1)))
                 else:
-                    zpk = split_pieces(p[:, 0], p[:, 1], p[:, 2])
+                    q = zpar[sel]
+                    zpk = Pieces(_FOUR, q[:, 0:4], q[:, 4:8], q[:, 8:12])
                 # residual = log M - slope (log D_L(z) - its mean), as for the Gaussian
-                mpk = split_pieces(p[:, 3], p[:, 4], p[:, 5])
-                zz, mm, ww = product_nodes(zpk, mpk, slope[k], per_piece(nz, 2), per_piece(nm, 2),
+                q = rpar[sel]
+                mpk = Pieces(_FOUR, q[:, 0:4], q[:, 4:8], q[:, 8:12])
+                zz, mm, ww = product_nodes(zpk, mpk, slope[k], per_piece(nz, 4), per_piece(nm, 4),
                                            covariate=ldl, anchor=mc[k])
                 groups.append(("split-normal", k, zz, mm, ww))
         for name, k, zz, mm, ww in groups:
