@@ -325,6 +325,7 @@ def represent(
     log_mass_support: tuple[float, float] = (4.0, 14.0),
     alpha: float = 0.1,
     node_factor: int = 1,
+    kinds: np.ndarray | None = None,
 ) -> tuple[PosteriorCatalog, np.ndarray, RepresentationReport]:
     """Choose each galaxy's representation (module doc) and build its nodes or samples.
 
@@ -345,6 +346,10 @@ def represent(
         z_support, log_mass_support: the model's support.
         alpha: false-alarm rate of the Gaussianity check.
         node_factor: multiply the nodes per piece (2: the quadrature-error check).
+        kinds: ``(N,)`` representations decided before (``meta["compression"]["kind"]`` of
+            an earlier call on the same galaxies): used as given, without the checks, and rule
+            nodes outside the support get zero weight instead of changing the representation
+            (the quadrature check compares like with like).
 
     Returns:
         ``(nodes, quadrature, report)``: a catalogue whose samples are the nodes of the rule
@@ -441,14 +446,20 @@ def represent(
             # low effective size from a prior that varies: the Gaussian of the moments, unchecked
             # (reported; the same samples would not do better)
             gauss_ok = ~few & (~testable | ~(bad_z | bad_m))
+            if kinds is not None:  # decided before (the coarser rule's choice): kept
+                gauss_ok = np.asarray(kinds)[todo] == "gaussian"
             # split normals for the others, checked on their normal scores
             cand = ~gauss_ok & ~few
+            if kinds is not None:
+                cand = np.asarray(kinds)[todo] == "split-normal"
             if cand.any():
 
                 c = np.flatnonzero(cand)
                 zfit = _piecewise(zp[c], wp[c], ne[c], alpha)
                 rfit = _piecewise(resid[c], wp[c], ne[c], alpha)
                 good = rfit[0] & (exact_z[c] | zfit[0])
+                if kinds is not None:
+                    good[:] = True
                 split_ok[c[good]] = True
                 split_par = {int(k): (zfit[1][j], rfit[1][j]) for j, k in enumerate(c) if good[j]}
         # build the Gaussian rules
@@ -490,8 +501,15 @@ def represent(
                                            covariate=ldl, anchor=mc[k])
                 groups.append(("split-normal", k, zz, mm, ww))
         for name, k, zz, mm, ww in groups:
-            bad = np.any((zz <= z_support[0]) | (zz > z_support[1]) | (mm < log_mass_support[0])
-                         | (mm > log_mass_support[1]), axis=1)
+            out_n = ((zz <= z_support[0]) | (zz > z_support[1]) | (mm < log_mass_support[0])
+                     | (mm > log_mass_support[1]))
+            if kinds is not None:  # same representation: nodes outside carry zero density
+                ww = np.where(out_n, 0.0, ww)
+                zz = np.clip(zz, 1e-3, z_support[1])
+                mm = np.clip(mm, *log_mass_support)
+                report.n_nodes_dropped += int(out_n.sum())
+                out_n = np.zeros_like(out_n)
+            bad = np.any(out_n, axis=1)
             if interim_prior is not None and posterior != "gauss-hermite":
                 lp = np.asarray(interim_prior.log_density(mm, zz), float)
                 prior_out = ~np.all(np.isfinite(np.broadcast_to(lp, mm.shape)), axis=1) & ~bad

@@ -240,7 +240,8 @@ def quadrature_error_check(
                 "status": "not applicable: no galaxy is on a rule",
                 "seconds": time.perf_counter() - t0}
     kw = {k: v for k, v in (prepare_kwargs or {}).items() if k != "posterior"}
-    fine = prepare_smf_data(catalog, survey, posterior=posterior, node_factor=2, **kw)
+    fine = prepare_smf_data(catalog, survey, posterior=posterior, node_factor=2,
+                            kinds=np.asarray(kinds), **kw)
     if not np.array_equal(fine.catalog.ids, data.catalog.ids):
         raise ValueError("the finer rule selected other galaxies")
     p, delta = _as_draw_arrays(laplace_draws(mp, prior, n_draws, seed, data=data), prior)

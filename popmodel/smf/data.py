@@ -443,6 +443,7 @@ def prepare_smf_data(
     slice_dz: float = DEFAULT_SLICE_DZ,
     count_fields: bool = True,
     node_factor: int = 1,
+    kinds: np.ndarray | None = None,
 ) -> SMFData:
     """Validate, apply the survey's cuts to the point estimates, and build the arrays.
 
@@ -473,6 +474,8 @@ def prepare_smf_data(
         slice_dz: redshift width of the density terms' slices, and of the slices in which
             the galaxies used are counted against the reference model's expectation.
         node_factor: multiply the rules' nodes per piece (2: the quadrature-error check).
+        kinds: the galaxies' representations decided before (the quadrature check passes the
+            fit's, :func:`popmodel.represent.represent`).
         count_fields: count the galaxies used per field and per redshift slice, and the
             number the reference model expects there (:func:`expected_counts`), into the
             report (``observed``, ``expected_reference``, ``slices``), for
@@ -503,7 +506,7 @@ def prepare_smf_data(
     used, quad, rep_report = represent(
         used, posterior=posterior, interim_prior=interim_prior, gh_nodes=gh_nodes,
         cosmology=survey.cosmology, z_support=Z_SUPPORT, log_mass_support=LOG_MASS_SUPPORT,
-        node_factor=node_factor)
+        node_factor=node_factor, kinds=kinds)
     report.representation = rep_report.as_dict()
     report.n_kept_as_samples = int((~quad).sum())
     report.n_non_gaussian = int(rep_report.sample_reasons.get(
