@@ -58,6 +58,7 @@ from scipy.interpolate import CubicSpline
 from scipy.special import ndtr
 
 from popmodel.analytic import (
+    PIECE_INTERVALS,
     U68,
     Pieces,
     fit_split_normal,
@@ -76,6 +77,8 @@ __all__ = [
     "represent",
 ]
 
+#: A rule fitted to samples is refused when its model puts more probability than this at z <= 0.
+MAX_PROB_BELOW_Z0 = 1e-3
 #: Galaxies with fewer reweighted effective samples than this are reported.
 MIN_EFFECTIVE_SAMPLES = 8.0
 #: Smallest redshift variance treated as a spread (below: an exact redshift, one z node).
@@ -291,6 +294,22 @@ def _piecewise(x: np.ndarray, w: np.ndarray, n_eff: np.ndarray, alpha: float
     return ok1 | ok2 | ok3, out
 
 
+def _prob_below(pieces: Pieces, x0: float) -> np.ndarray:
+    """``(N,)`` probability that the distribution of ``pieces`` puts below ``x0``."""
+    if not pieces.kinds:
+        return (pieces.a[:, 0] <= x0).astype(float)
+    out = np.zeros(pieces.a.shape[0])
+    for k, kind in enumerate(pieces.kinds):
+        lo, hi = PIECE_INTERVALS[kind]
+        b = pieces.b[:, k]
+        t0 = np.where(b > 0, (x0 - pieces.a[:, k]) / np.where(b > 0, b, 1.0),
+                      np.where(pieces.a[:, k] <= x0, np.inf, -np.inf))
+        mass = ndtr(hi) - ndtr(lo)
+        frac = (ndtr(np.clip(t0, lo, hi)) - ndtr(lo)) / mass
+        out += pieces.p[:, k] * frac
+    return out
+
+
 def _padded(catalog: PosteriorCatalog, values: np.ndarray, fill: float) -> np.ndarray:
     counts = catalog.n_samples
     out = np.full((catalog.n_galaxies, int(counts.max())), fill)
@@ -479,7 +498,7 @@ def represent(
                 zz, mm, ww = product_nodes(zpk, Pieces(("full",), mpc.a[sel], mpc.b[sel], mpc.p[sel]),
                                            slope[k], max(nzz, 1), nm, covariate=ldl,
                                            anchor=mc[k])
-                groups.append(("gaussian", k, zz, mm, ww))
+                groups.append(("gaussian", k, zz, mm, ww, _prob_below(zpk, z_support[0])))
         s_idx = np.flatnonzero(split_ok)
         if s_idx.size:
             zpar = np.array([split_par[int(k)][0] for k in s_idx])  # (n, 12): a, b, p x 4
@@ -499,8 +518,8 @@ def represent(
                 mpk = Pieces(_FOUR, q[:, 0:4], q[:, 4:8], q[:, 8:12])
                 zz, mm, ww = product_nodes(zpk, mpk, slope[k], per_piece(nz, 4), per_piece(nm, 4),
                                            covariate=ldl, anchor=mc[k])
-                groups.append(("split-normal", k, zz, mm, ww))
-        for name, k, zz, mm, ww in groups:
+                groups.append(("split-normal", k, zz, mm, ww, _prob_below(zpk, z_support[0])))
+        for name, k, zz, mm, ww, below in groups:
             out_n = ((zz <= z_support[0]) | (zz > z_support[1]) | (mm < log_mass_support[0])
                      | (mm > log_mass_support[1]))
             if kinds is not None:  # same representation: nodes outside carry zero density
@@ -510,6 +529,12 @@ def represent(
                 report.n_nodes_dropped += int(out_n.sum())
                 out_n = np.zeros_like(out_n)
             bad = np.any(out_n, axis=1)
+            # a model with real probability at z <= 0 misdescribes a likelihood that has none
+            # there, whether or not the rule's few nodes reach it (twice the nodes would)
+            low = (below > MAX_PROB_BELOW_Z0) & ~bad
+            if kinds is None:
+                reason[todo[k[low]]] = "the fitted model puts probability at z <= 0"
+                bad |= low
             if interim_prior is not None and posterior != "gauss-hermite":
                 lp = np.asarray(interim_prior.log_density(mm, zz), float)
                 prior_out = ~np.all(np.isfinite(np.broadcast_to(lp, mm.shape)), axis=1) & ~bad
