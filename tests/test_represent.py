@@ -127,7 +127,7 @@ def test_box_likelihood_keeps_its_samples_and_skewed_ones_get_a_split_normal():
     with 64 samples mostly gets the split-normal rule; a Gaussian one mostly the Gaussian rule."""
     rng = np.random.default_rng(2)
     box = 10.0 + np.tile((np.arange(16) + 0.5) / 16 - 0.5, (20, 1))
-    nodes, quad, rep = represent(_catalog(box, np.full(box.shape, 1.0)))
+    nodes, _quad, rep = represent(_catalog(box, np.full(box.shape, 1.0)))
     assert rep.counts["gaussian"] == 0  # the Gaussianity check fails it
     # what it gets instead (a four-piece rule with short tails) integrates a steep function
     # over the box better than the Gaussian rule of the same moments does
