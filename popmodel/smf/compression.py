@@ -106,6 +106,23 @@ def _as_draw_arrays(draws: dict[str, np.ndarray], prior: SMFPrior) -> tuple[Cont
     return p, delta
 
 
+@jax.jit
+def _lnl(pi: ContinuityParams, di: jax.Array | None, arrays: object) -> jax.Array:
+    return log_likelihood(pi, arrays, delta=di)
+
+
+def _lnl_at_draws(p: ContinuityParams, delta: jax.Array | None, arrays: list, n_draws: int
+                  ) -> np.ndarray:
+    """``(len(arrays), n_draws)`` ln L of each data set at each parameter draw."""
+    vals = np.empty((len(arrays), n_draws))
+    for d in range(n_draws):
+        pd = jax.tree_util.tree_map(lambda a, d=d: a[d], p)
+        dd = None if delta is None else delta[d]
+        for j, arr in enumerate(arrays):
+            vals[j, d] = float(_lnl(pd, dd, arr))
+    return vals
+
+
 def compression_check(
     catalog: PosteriorCatalog,
     survey: Survey,
@@ -164,17 +181,7 @@ def compression_check(
             prepare_smf_data(half_a, survey, posterior="samples", **kw).arrays,
             prepare_smf_data(half_b, survey, posterior="samples", **kw).arrays]
     p, delta = _as_draw_arrays(laplace_draws(mp, prior, n_draws, seed, data=compressed), prior)
-
-    @jax.jit
-    def lnl(pi: ContinuityParams, di: jax.Array | None, arrays: object) -> jax.Array:
-        return log_likelihood(pi, arrays, delta=di)
-
-    vals = np.empty((4, n_draws))
-    for d in range(n_draws):
-        pd = jax.tree_util.tree_map(lambda a, d=d: a[d], p)
-        dd = None if delta is None else delta[d]
-        for j, arrays in enumerate(data):
-            vals[j, d] = float(lnl(pd, dd, arrays))
+    vals = _lnl_at_draws(p, delta, data, n_draws)
     sd_d = float(np.std(vals[0] - vals[1], ddof=1))
     noise = float(np.std(vals[2] - vals[3], ddof=1) / 2.0)
     # the samples' own error at the MAP, by the delta method, over the compared galaxies
@@ -245,17 +252,7 @@ def quadrature_error_check(
     if not np.array_equal(fine.catalog.ids, data.catalog.ids):
         raise ValueError("the finer rule selected other galaxies")
     p, delta = _as_draw_arrays(laplace_draws(mp, prior, n_draws, seed, data=data), prior)
-
-    @jax.jit
-    def lnl(pi: ContinuityParams, di: jax.Array | None, arrays: object) -> jax.Array:
-        return log_likelihood(pi, arrays, delta=di)
-
-    vals = np.empty((2, n_draws))
-    for d in range(n_draws):
-        pd = jax.tree_util.tree_map(lambda a, d=d: a[d], p)
-        dd = None if delta is None else delta[d]
-        vals[0, d] = float(lnl(pd, dd, data.arrays))
-        vals[1, d] = float(lnl(pd, dd, fine.arrays))
+    vals = _lnl_at_draws(p, delta, [data.arrays, fine.arrays], n_draws)
     diff = vals[0] - vals[1]
     sd = float(np.std(diff, ddof=1))
     shift, worst, shift_density, mf = None, None, None, {}
