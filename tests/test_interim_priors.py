@@ -169,10 +169,6 @@ def test_fit_smf_defaults_recover_a_prospector_beta_mock_and_ignoring_the_prior_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "open finding (issue 14): at b26ab87 this fit gave alpha1 4.3 sigma low (alpha2 -2.2, "
-    "log_mstar_z0.2 +2.2); the fit_smf-defaults test on a seed-7 mock of the same design passes. "
-    "Not yet diagnosed: the prior's handling in the CLI path, or unconverged default NUTS"))
 def test_cli_defaults_on_a_prior_mock_with_sfr_samples(tmp_path, capsys):
     """`popmodel mock --interim-prior prospector-beta` (with SFR samples added) then
     `popmodel fit-smf` with no other flags: the truth within 4 sigma."""

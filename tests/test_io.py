@@ -224,8 +224,13 @@ def test_rho_star_table_unchanged_from_the_fit_object(nuts) -> None:
         d[n] = np.stack([flat[f"{n}_z{z:g}" if "." in f"{z:g}" else f"{n}_z{z:g}.0"] for z in za], -1)
     tab = Table.read(out / "rho_star.ecsv")
     ref = _q(np.stack([_log10_rho(d, zz, 8.0, 13.0) for zz in tab["z"]], axis=1))
+    live = fit.rho_star(tab["z"].value)  # the labelled table of the fit object, unsaved
+    zlo, zhi = fit.data.z_data_range
+    np.testing.assert_array_equal(live["extrapolated"], (tab["z"] < zlo) | (tab["z"] > zhi))
     for k, c in enumerate(("log_rho_star_p16", "log_rho_star_p50", "log_rho_star_p84")):
         np.testing.assert_allclose(tab[c].value, ref[k], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(live[c].value, ref[k], rtol=0, atol=1e-10)
+        assert live[c].unit == u.dex(u.Msun / u.Mpc**3)
     par = Table.read(out / "smf_parameters.ecsv")
     for row in par:
         np.testing.assert_allclose([row["p16"], row["p50"], row["p84"]], _q(flat[row["name"]]),

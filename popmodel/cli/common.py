@@ -37,13 +37,18 @@ __all__ = [
 
 
 def setup_jax(n_devices: int) -> None:
-    """Float64 and one CPU device per chain; must run before JAX is first imported."""
+    """Float64 and one CPU device per chain; must run before JAX is first imported.
+
+    One device per chain even where there are fewer cores: each chain then runs its own
+    trajectory lengths in its own thread (the threads share the cores), where a vectorised
+    batch would wait in each step for the longest tree of all chains.
+    """
     os.environ.setdefault("JAX_ENABLE_X64", "1")
     os.environ.setdefault("MPLBACKEND", "Agg")
     if "jax" not in sys.modules:
         import numpyro
 
-        numpyro.set_host_device_count(max(1, min(n_devices, os.cpu_count() or 1)))
+        numpyro.set_host_device_count(max(1, n_devices))
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -48,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (smf/, sfs/, census/, figures/)")
     p.add_argument("--full", action="store_true",
                    help="publication settings for the SMF (fit-3dhst --full) and the flows")
-    p.add_argument("--chains", type=positive_int, default=2,
-                   help="NUTS chains of the SMF fit (default 2)")
+    p.add_argument("--chains", type=positive_int, default=4,
+                   help="NUTS chains of the SMF fit (default 4)")
     p.add_argument("--members", type=positive_int, default=5, help="flow ensemble size (default 5)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="maximum epochs per flow member (default: fit-sfs's)")

@@ -28,7 +28,7 @@ __all__ = ["cmd_fit_3dhst", "cmd_fit_smf", "register", "strict_failures"]
 log = logging.getLogger(__name__)
 
 
-def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500,
+def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
               dtype: str = "float64", target_accept: float = 0.8) -> None:
     p.add_argument("--out", required=True, help="output directory")
     add_output_options(p)
@@ -38,7 +38,9 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 500,
                    help=f"NUTS warm-up iterations per chain (default {warmup})")
     p.add_argument("--samples", type=positive_int, default=samples,
                    help=f"NUTS draws per chain, or Laplace draws (default {samples})")
-    p.add_argument("--chains", type=positive_int, default=2, help="NUTS chains (default 2)")
+    p.add_argument("--chains", type=positive_int, default=4,
+                   help="NUTS chains (default 4), each started from its own draw of the Laplace "
+                   "approximation and run in its own thread")
     p.add_argument("--target-accept", type=probability, default=target_accept,
                    help=f"NUTS target acceptance probability (default {target_accept}); raise it "
                    "if the fit reports divergent transitions")
@@ -218,9 +220,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fit_smf)
 
     p = subparsers.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=150, samples=250, dtype="float32")
+    _fit_args(p, warmup=150, samples=125, dtype="float32")
     p.add_argument("--full", action="store_true",
-                   help="64 samples per galaxy, 500 warm-up + 1000 draws (default: 16, 150 + 250)")
+                   help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 150 + 125)")
     p.add_argument("--n-samples", type=positive_int, default=None,
                    help="posterior samples per galaxy (default 16, or 64 with --full)")
     p.add_argument("--mass-error-dex", type=positive_float, default=0.1,

@@ -56,8 +56,9 @@ class FitConfig:
     Attributes:
         method: "nuts" (default) or "laplace" (draws from the MAP's Gaussian approximation;
             quick looks and smoke tests only).
-        num_warmup, num_samples, num_chains: NUTS settings (chains run in parallel when JAX
-            has that many devices).
+        num_warmup, num_samples, num_chains: NUTS settings per chain (default 4 chains, so
+            that R-hat compares chains that started apart; they run in parallel when JAX has
+            a device per chain, which the command line arranges).
         seed: seed of the NUTS / Laplace / bootstrap random keys.
         selection: "noisy" (selection on noisy catalogue masses; default) or "hard".
         posterior: "auto" (default), "samples" or "gauss-hermite": how each galaxy's integral
@@ -81,6 +82,13 @@ class FitConfig:
         dtype: "float64" or "float32" for the sample arrays (sums are float64 either way).
         dense_mass: NUTS with a dense mass matrix seeded by the Laplace covariance.
         target_accept: NUTS target acceptance probability.
+        init_spread: start each chain from its own draw of the Laplace approximation (default)
+            rather than all at the MAP (Gelman & Rubin 1992: chains that never had to find
+            each other make R-hat uninformative).
+        adapt_mass_matrix: re-estimate the dense mass matrix during warm-up (windowed, as
+            NumPyro does) instead of keeping the Laplace covariance.
+        chain_method: NumPyro's chain method, or "auto": "parallel" with a device per chain,
+            else "vectorized" (:func:`popmodel.smf.inference.run_nuts`).
         n_bootstrap: bootstrap replicates for the Monte Carlo shift of the MAP (0 = skip).
         anchor_z: anchor redshifts of the continuity model.
         progress_bar: show progress bars.
@@ -88,8 +96,8 @@ class FitConfig:
 
     method: str = "nuts"
     num_warmup: int = 300
-    num_samples: int = 500
-    num_chains: int = 2
+    num_samples: int = 250
+    num_chains: int = 4
     seed: int = 0
     selection: str = "noisy"
     posterior: str = "auto"
@@ -101,6 +109,9 @@ class FitConfig:
     dtype: str = "float64"
     dense_mass: bool = True
     target_accept: float = 0.8
+    init_spread: bool = True
+    adapt_mass_matrix: bool = False
+    chain_method: str = "auto"
     n_bootstrap: int = 16
     anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
     progress_bar: bool = True
@@ -149,6 +160,15 @@ class SMFFit:
         from popmodel.io.smf import load_smf
 
         return load_smf(path)
+
+    def rho_star(self, z: object, mass_range: tuple[float | None, float | None] = (8.0, 13.0)):
+        """Posterior percentiles of log10 rho_* [Msun Mpc^-3] at redshift(s) z: a labelled
+        astropy QTable (``z``, ``log_rho_star_p16/p50/p84``, ``extrapolated`` outside the
+        data's redshifts), as :meth:`popmodel.io.smf.SMFResult.rho_star` gives for a saved fit.
+        """
+        from popmodel.io.smf import rho_star_table
+
+        return rho_star_table(self.draws(), z, mass_range, self.data.z_data_range)
 
     def draws(self) -> ContinuityParams:
         """All posterior draws, chains concatenated, as a batched ContinuityParams."""
@@ -414,6 +434,8 @@ def fit_smf(
             data, prior, mp, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
             num_chains=cfg.num_chains, seed=cfg.seed, target_accept=cfg.target_accept,
             dense_mass=cfg.dense_mass, progress_bar=cfg.progress_bar,
+            init_spread=cfg.init_spread, adapt_mass_matrix=cfg.adapt_mass_matrix,
+            chain_method=cfg.chain_method,
         )
         raw = mcmc.get_samples(group_by_chain=True)
         keep = prior.names + list(prior.density_terms)
