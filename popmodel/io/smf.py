@@ -77,7 +77,6 @@ __all__ = [
     "load_smf",
     "provenance",
     "read_smf_posterior",
-    "rho_star_table",
     "write_smf_posterior",
     "write_smf_results",
 ]
@@ -767,37 +766,9 @@ class SMFResult:
         Returns:
             QTable with ``z``, ``log_rho_star_p16/p50/p84`` (dex) and ``extrapolated``.
         """
+        from popmodel.smf.derived import rho_star_table
+
         return rho_star_table(self.draws, z, mass_range, self.data_z_range)
-
-
-def rho_star_table(draws: Any, z: Any, mass_range: tuple[float | None, float | None] = (8.0, 13.0),
-                   data_z_range: tuple[float, float] | None = None) -> QTable:
-    """Posterior percentiles of log10 rho_* [Msun Mpc^-3] from continuity-model draws.
-
-    Args:
-        draws: batched :class:`popmodel.smf.evolution.ContinuityParams`.
-        z: Redshift(s).
-        mass_range: (low, high) log10 stellar mass [Msun]; None for 0 or infinity.
-        data_z_range: the redshifts the data cover; ``extrapolated`` flags the others.
-
-    Returns:
-        QTable with ``z``, ``log_rho_star_p16/p50/p84`` (dex) and ``extrapolated``.
-    """
-    from astropy.table import QTable
-
-    from popmodel.smf.derived import log10_rho_star, percentile_bands
-
-    zz = np.atleast_1d(np.asarray(z, float)).ravel()
-    b = percentile_bands(log10_rho_star(draws, zz, mass_range[0], mass_range[1]))
-    ext = (np.zeros(zz.shape, bool) if data_z_range is None
-           else (zz < data_z_range[0]) | (zz > data_z_range[1]))
-    t = QTable({"z": zz, "log_rho_star_p16": b[0] * LOG_RHO_UNIT,
-                "log_rho_star_p50": b[1] * LOG_RHO_UNIT, "log_rho_star_p84": b[2] * LOG_RHO_UNIT,
-                "extrapolated": ext})
-    for c in ("log_rho_star_p16", "log_rho_star_p50", "log_rho_star_p84"):
-        t[c].info.format = ".3f"  # printing only; the values keep full precision
-    t.meta["mass_range_log10_msun"] = list(mass_range)
-    return t
 
 
 def load_smf(path: str | Path) -> SMFResult:

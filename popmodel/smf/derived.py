@@ -30,6 +30,7 @@ __all__ = [
     "log10_rho_star",
     "percentile_bands",
     "rho_star",
+    "rho_star_table",
 ]
 
 _LN_LN10 = float(np.log(LN10))
@@ -208,3 +209,37 @@ def percentile_bands(x: np.ndarray, q: tuple[float, ...] = (16, 50, 84), axis: i
     if np.any(inf):
         out[:, inf] = np.percentile(flat[:, inf], q, axis=0, method="inverted_cdf")
     return out.reshape((len(q),) + x.shape[1:])
+
+
+def rho_star_table(
+    draws: ContinuityParams,
+    z: object,
+    mass_range: tuple[float | None, float | None] = (8.0, 13.0),
+    data_z_range: tuple[float, float] | None = None,
+) -> object:
+    """Posterior percentiles of log10 rho_* [Msun Mpc^-3] from continuity-model draws.
+
+    Args:
+        draws: batched :class:`popmodel.smf.evolution.ContinuityParams`.
+        z: Redshift(s).
+        mass_range: (low, high) log10 stellar mass [Msun]; None for 0 or infinity.
+        data_z_range: the redshifts the data cover; ``extrapolated`` flags the others.
+
+    Returns:
+        QTable with ``z``, ``log_rho_star_p16/p50/p84`` (dex) and ``extrapolated``.
+    """
+    import astropy.units as u
+    from astropy.table import QTable
+
+    unit = u.dex(u.Msun / u.Mpc**3)
+    zz = np.atleast_1d(np.asarray(z, float)).ravel()
+    b = percentile_bands(log10_rho_star(draws, zz, mass_range[0], mass_range[1]))
+    ext = (np.zeros(zz.shape, bool) if data_z_range is None
+           else (zz < data_z_range[0]) | (zz > data_z_range[1]))
+    t = QTable({"z": zz, "log_rho_star_p16": b[0] * unit,
+                "log_rho_star_p50": b[1] * unit, "log_rho_star_p84": b[2] * unit,
+                "extrapolated": ext})
+    for c in ("log_rho_star_p16", "log_rho_star_p50", "log_rho_star_p84"):
+        t[c].info.format = ".3f"  # printing only; the values keep full precision
+    t.meta["mass_range_log10_msun"] = list(mass_range)
+    return t

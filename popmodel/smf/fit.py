@@ -164,9 +164,9 @@ class SMFFit:
     def rho_star(self, z: object, mass_range: tuple[float | None, float | None] = (8.0, 13.0)):
         """Posterior percentiles of log10 rho_* [Msun Mpc^-3] at redshift(s) z: a labelled
         astropy QTable (``z``, ``log_rho_star_p16/p50/p84``, ``extrapolated`` outside the
-        data's redshifts), as :meth:`popmodel.io.smf.SMFResult.rho_star` gives for a saved fit.
+        data's redshifts), as ``SMFResult.rho_star`` gives for a saved fit.
         """
-        from popmodel.io.smf import rho_star_table
+        from popmodel.smf.derived import rho_star_table
 
         return rho_star_table(self.draws(), z, mass_range, self.data.z_data_range)
 
