@@ -93,7 +93,6 @@ DENSITY_DIM = "density_term"
 ANCHORED = ("log_phi1", "log_phi2", "log_mstar")
 LOG_PHI_UNIT = u.dex(u.Mpc**-3)  # per dex of stellar mass, as in smf_phi.ecsv
 LOG_MASS_UNIT = u.dex(u.Msun)
-LOG_RHO_UNIT = u.dex(u.Msun / u.Mpc**3)
 #: ``units`` and ``long_name`` of the posterior variables.
 VARIABLE_ATTRS = {
     "log_phi1": (LOG_PHI_UNIT, ("log10 phi1*, normalisation of the massive Schechter component "
@@ -561,7 +560,7 @@ def _write_smf_files(fit: SMFFit, out: Path, meta: dict, *, figures: Callable | 
                      check_figures: Callable | None = None) -> dict[str, list[str]]:
     from astropy.table import Table
 
-    from popmodel.smf.derived import log10_phi_draws, log10_rho_star, percentile_bands
+    from popmodel.smf.derived import log10_phi_draws, percentile_bands, rho_star_table
 
     written: dict[str, list[str]] = {}
     if _survey_ok(fit):
@@ -581,19 +580,11 @@ def _write_smf_files(fit: SMFFit, out: Path, meta: dict, *, figures: Callable | 
     # rho_*(z)
     draws = fit.draws()
     z = RHO_Z_GRID
-    lr = log10_rho_star(draws, z, 8.0, 13.0)  # (D, Z)
-    b = percentile_bands(lr)
     zlo, zhi = fit.data.z_data_range
-    rho = Table(
-        {
-            "z": z,
-            "log_rho_star_p16": b[0] * LOG_RHO_UNIT,
-            "log_rho_star_p50": b[1] * LOG_RHO_UNIT,
-            "log_rho_star_p84": b[2] * LOG_RHO_UNIT,
-            "extrapolated": (z < zlo) | (z > zhi),
-        },
-        meta=dict(meta, mass_range_log10_msun=[8.0, 13.0]),
-    )
+    rho = Table(rho_star_table(draws, z, (8.0, 13.0), (zlo, zhi), display_format=None),
+                meta=dict(meta, mass_range_log10_msun=[8.0, 13.0]))
+    b = np.stack([rho[c].value for c in ("log_rho_star_p16", "log_rho_star_p50",
+                                         "log_rho_star_p84")])
     with_units(rho).write(out / "rho_star.ecsv", format="ascii.ecsv", overwrite=True)
     written["rho_star"] = [str(out / "rho_star.ecsv")]
 

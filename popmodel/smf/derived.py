@@ -216,6 +216,7 @@ def rho_star_table(
     z: object,
     mass_range: tuple[float | None, float | None] = (8.0, 13.0),
     data_z_range: tuple[float, float] | None = None,
+    display_format: str | None = ".3f",
 ) -> object:
     """Posterior percentiles of log10 rho_* [Msun Mpc^-3] from continuity-model draws.
 
@@ -224,6 +225,8 @@ def rho_star_table(
         z: Redshift(s).
         mass_range: (low, high) log10 stellar mass [Msun]; None for 0 or infinity.
         data_z_range: the redshifts the data cover; ``extrapolated`` flags the others.
+        display_format: how the percentiles print (None: full precision, as a file needs:
+            ECSV writes values with the column format).
 
     Returns:
         QTable with ``z``, ``log_rho_star_p16/p50/p84`` (dex) and ``extrapolated``.
@@ -240,6 +243,6 @@ def rho_star_table(
                 "log_rho_star_p50": b[1] * unit, "log_rho_star_p84": b[2] * unit,
                 "extrapolated": ext})
     for c in ("log_rho_star_p16", "log_rho_star_p50", "log_rho_star_p84"):
-        t[c].info.format = ".3f"  # printing only; the values keep full precision
+        t[c].info.format = display_format  # printing; the values keep full precision
     t.meta["mass_range_log10_msun"] = list(mass_range)
     return t

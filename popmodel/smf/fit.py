@@ -88,7 +88,7 @@ class FitConfig:
         adapt_mass_matrix: re-estimate the dense mass matrix during warm-up (windowed, as
             NumPyro does) instead of keeping the Laplace covariance.
         chain_method: NumPyro's chain method, or "auto": "parallel" with a device per chain,
-            else "vectorized" (:func:`popmodel.smf.inference.run_nuts`).
+            else "sequential" (:func:`popmodel.smf.inference.run_nuts`).
         n_bootstrap: bootstrap replicates for the Monte Carlo shift of the MAP (0 = skip).
         anchor_z: anchor redshifts of the continuity model.
         progress_bar: show progress bars.
