@@ -9,9 +9,12 @@ this file and not by popmodel's writers, as
 * a survey-style table of redshift and mass percentiles (``ID, FIELD, ZBEST, Z16, ...``),
   turned into a catalogue by ``popmodel catalog-from-percentiles`` with its column flags,
 
-and each goes through ``popmodel fit-smf FILE --survey S.toml --out DIR`` with the defaults
-(only the long table's HDF5 path is given). The chains file and the percentile catalogue are
-fitted (slow tier): every parameter and rho_*(z = 0.5, 1, 2) must lie within 4 sigma of the
+and each is read by ``popmodel fit-smf FILE --survey S.toml --out DIR`` with the default reader
+flags (only the long table's HDF5 path is given). The chains file and the percentile catalogue
+are fitted (slow tier) with ``--method laplace``: what is under test is the reader and the
+representation each galaxy gets, which NUTS does not touch, and the default sampler is run
+end to end through ``fit-smf`` with no flags by ``tests/test_interim_priors.py`` (it cost 800 s
+per format here, on 2 cores). Every parameter and rho_*(z = 0.5, 1, 2) must lie within 4 sigma of the
 truth, and ``summary.json`` must record how the file was read and which representation each
 galaxy got. The wide and long tables hold the same samples as the chains file: read as
 ``fit-smf`` reads them (its parser and reader, default flags), they give bit-identical
@@ -41,6 +44,8 @@ TRUE = {k: float(v) for k, v in TRUTH.to_dict().items()}
 Z_RHO = np.array([0.5, 1.0, 2.0])
 #: Phi^-1(0.84): the 16th / 84th percentiles of a Gaussian are mean -/+ this many sd.
 U68 = float(ndtri(0.84))
+#: the fitting flags of the two fitted formats (see the module docstring)
+LAPLACE = ("--method", "laplace")
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +165,7 @@ def test_chains_file(mock, chains_data, tmp_path):
     """Collated chains, (N, S, 3) with labels ["zred", "dust2", "logmass"] (dust2 ignored),
     bytes labels and ids; detected without --format."""
     path = chains_data[0]
-    summary = _fit("chains", path, mock["toml"], tmp_path / "fit")
+    summary = _fit("chains", path, mock["toml"], tmp_path / "fit", *LAPLACE)
     counts = _check_read(summary, "chains", mock["n"])
     _check_sample_representation(counts, summary["selection_report"]["n_used"])
     prov = summary["catalog_provenance"]
@@ -270,7 +275,7 @@ def test_percentile_columns(mock, tmp_path, capsys):
     np.testing.assert_allclose(cat.analytic.z_median, mock["z_mean"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(cat.analytic.log_mass_ref, mock["m_mean"], rtol=0, atol=1e-12)
 
-    summary = _fit("percentiles", cat_path, mock["toml"], tmp_path / "fit")
+    summary = _fit("percentiles", cat_path, mock["toml"], tmp_path / "fit", *LAPLACE)
     counts = _check_read(summary, "long", mock["n"], "percentiles")
     n_used = summary["selection_report"]["n_used"]
     assert counts.get("analytic", 0) == n_used, counts
