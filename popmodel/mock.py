@@ -147,16 +147,18 @@ def draw_mock(
         terms = build_density_terms(survey, dz=slice_dz)
         if terms is None:
             raise ValueError("cosmic_variance=True, but no field has a known geometry")
-        delta_vec = terms.sigma_dm * rng.standard_normal(terms.n_terms)
+        eta = rng.standard_normal(terms.n_terms)
+        chol = terms.chol  # fields inside others: correlated contrasts
+        delta_vec = terms.sigma_dm * eta if chol is None else chol @ eta
         for k, v in (deltas or {}).items():
             if k not in terms.labels:
                 raise ValueError(f"unknown density term {k!r}; known: {list(terms.labels)}")
             delta_vec[terms.labels.index(k)] = float(v)
     elif deltas:
         raise ValueError("deltas given but cosmic_variance=False")
-    if survey.overlaps and terms is not None:
-        raise ValueError("cosmic_variance mocks of overlapping fields are not supported (the "
-                         "density terms of overlapping fields would have to be correlated)")
+    if terms is not None and any(o.inside is None for o in survey.overlaps):
+        raise ValueError("cosmic_variance mocks of partially overlapping fields are not "
+                         "supported (only fields inside others have correlated density terms)")
     cols = {k: [] for k in ("field", "m", "z", "mo", "zo", "sm", "sz", "szf", "src")}
     n_true = {f.name: 0 for f in survey.fields}
     expected = {f.name: 0.0 for f in survey.fields}
@@ -181,12 +183,17 @@ def draw_mock(
         rate = np.exp(ln_phi_draws(p, mc[None, :], zc[:, None])[0] + vt.log_dvdz_at(zc)[:, None])
         rate *= area_sr * np.diff(z_edges)[:, None] * dlogm
         rate[mc[None, :] < floor[:, None]] = 0.0
-        if terms is not None:  # no overlaps here: the region is one field
-            g = survey.field_names.index(fl[0].name)
+        if terms is not None:
+            # a region inside a nested field takes that field's contrast; the rest of a parent
+            # takes what makes the parent's area-weighted mean its own contrast
+            names = [n for n, _ in seen_by]
+            inner = [n for n in names if any(survey.field(n).inside)] or names
+            g = survey.field_names.index(inner[0])
             if g in terms.field_index:
                 gz, gm = np.meshgrid(zc, mc, indexing="ij")
                 idx, b = terms.assign(np.full(gz.shape, g), gm, gz)
-                rate *= np.exp(b * delta_vec[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
+                dv = _rest_of_parent_delta(survey, terms, delta_vec, inner[0], area_sr)
+                rate *= np.exp(b * dv[idx] - 0.5 * (b * terms.sigma_dm[idx]) ** 2)
         lam = float(rate.sum())
         if not (np.isfinite(lam) and lam > 0):
             # nothing to draw from: numpy's choice would fail with "Probabilities do not sum
@@ -283,6 +290,29 @@ def _no_galaxies_message(fl: list, lam: float) -> str:
         f"the masses the mock draws (log M up to {_LOG_M_TOP:g}, where the mass function vanishes) "
         "at every redshift of the field; is the table's log_mass in log10 Msun?"
     )
+
+
+def _rest_of_parent_delta(survey: Survey, terms, delta_vec: np.ndarray, name: str,
+                          area_sr: float) -> np.ndarray:
+    """The contrasts to apply in a region seen by field ``name`` only: a parent's region outside
+    its nested fields gets ``(A_P delta_P - sum A_c delta_c) / area`` (slice by slice), so that
+    the parent's area-weighted mean contrast is ``delta_P``; any other region, ``delta_vec``."""
+    children = [f for f in survey.fields if name in f.inside]
+    if not children:
+        return delta_vec
+    out = delta_vec.copy()
+    g = survey.field_names.index(name)
+    parent = survey.field(name)
+    for k in np.flatnonzero(terms.field_index == g):
+        total = parent.area_sr * delta_vec[k]
+        for c in children:
+            gc = survey.field_names.index(c.name)
+            zc = 0.5 * (terms.z_lo[k] + terms.z_hi[k])
+            ck = [j for j in np.flatnonzero(terms.field_index == gc)
+                  if terms.z_lo[j] - 1e-9 <= zc <= terms.z_hi[j] + 1e-9]
+            total -= c.area_sr * (delta_vec[ck[0]] if ck else delta_vec[k])
+        out[k] = total / area_sr
+    return out
 
 
 def _sky_regions(survey: Survey) -> list[tuple[float, list[tuple[str, str]]]]:

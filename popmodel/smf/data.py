@@ -550,10 +550,11 @@ def prepare_smf_data(
         list(survey.fields), vt.log_dvdz_at, hard=(selection == "hard"), area_pieces=pieces,
         z_breaks=breaks,
     )
-    gcv_i = gcv_b = cv_sigma = None
+    gcv_i = gcv_b = cv_sigma = cv_chol = None
     if density is not None:
         gcv_i, gcv_b = density.assign(gg, gm, gz)
         cv_sigma = np.asarray(density.sigma_dm)
+        cv_chol = density.chol  # nested fields: correlated terms
     arrays = LikelihoodData(
         blocks=blocks,
         grid_log_mass=np.asarray(gm),
@@ -563,6 +564,7 @@ def prepare_smf_data(
         grid_cv_index=gcv_i,
         grid_cv_bias=gcv_b,
         cv_sigma=cv_sigma,
+        cv_chol=cv_chol,
     )
     # the data's redshift range: the union of the ranges of the fields that hold galaxies
     zr = (min(f.z_min for f in used_fields), max(f.z_max for f in used_fields))

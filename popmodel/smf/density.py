@@ -21,6 +21,19 @@ fit attributes the excess to :math:`\delta_{fk}` rather than to the global mass 
 The sampler sees the non-centred variables ``delta_<field>_z<lo>_<hi>_eta ~ N(0, 1)``;
 ``delta_<field>_z<lo>_<hi> = sigma_DM * eta`` is recorded as a deterministic site.
 
+Nested fields. A field inside another (``inside = "COSMOS2015"``: CANDELS-COSMOS within
+COSMOS-2015) looks at part of the same volume, so its contrast is not independent of its
+parent's. With the parent's mean contrast over its own (larger) volume as the common part,
+:math:`\delta_A = \delta_B + \epsilon_A` with :math:`\epsilon_A` independent of
+:math:`\delta_B`, which gives :math:`{\rm Cov}(\delta_A, \delta_B) = \sigma_B^2` and
+:math:`{\rm Var}(\epsilon_A) = \sigma_A^2 - \sigma_B^2` (the large-scale modes that fill the
+parent's volume are shared; e.g. Moster et al. 2011, Sec. 4, for the variance of a volume
+average). Two fields inside the same parent share :math:`\sigma_B^2` as well. Where slices of
+the two fields differ, the parent's slice enters in proportion to the redshift interval they
+share. The terms are then ``delta = L eta`` with ``L`` the Cholesky factor of that covariance
+(non-centred still); without nesting ``L`` is the diagonal ``sigma_DM``. Partially overlapping
+fields (``overlap_arcmin2``) keep independent terms: their shared volume is a fraction of each.
+
 Slices: each field's redshift range is cut into equal slices about ``dz`` wide (default 0.5:
 wide enough that neighbouring slices are nearly independent, Moster et al. 2011, and
 narrow enough to follow structures along the line of sight); samples outside the field's range
@@ -36,7 +49,7 @@ import numpy as np
 
 from popmodel.survey import Survey
 
-__all__ = ["DEFAULT_SLICE_DZ", "DensityTerms", "build_density_terms"]
+__all__ = ["DEFAULT_SLICE_DZ", "DensityTerms", "build_density_terms", "nested_covariance"]
 
 #: Default redshift-slice width of the density terms.
 DEFAULT_SLICE_DZ = 0.5
@@ -56,6 +69,8 @@ class DensityTerms:
         z_lo, z_hi: (G,) slice edges.
         sigma_dm: (G,) prior sd of the dark-matter contrast.
         dz: the requested slice width.
+        cov: (G, G) prior covariance of the contrasts; None: independent (diagonal
+            ``sigma_dm**2``). Off-diagonal only between nested fields (module docstring).
     """
 
     labels: tuple[str, ...]
@@ -64,6 +79,12 @@ class DensityTerms:
     z_hi: np.ndarray
     sigma_dm: np.ndarray
     dz: float
+    cov: np.ndarray | None = None
+
+    @property
+    def chol(self) -> np.ndarray | None:
+        """Lower Cholesky factor of :attr:`cov` (``delta = chol @ eta``); None if independent."""
+        return None if self.cov is None else np.linalg.cholesky(self.cov)
 
     @property
     def n_terms(self) -> int:
@@ -148,5 +169,68 @@ def build_density_terms(
             sig.append(sk)
     if not labels:
         return None
-    return DensityTerms(tuple(labels), np.array(fidx), np.array(lo), np.array(hi),
-                        np.array(sig), float(dz))
+    fidx, lo, hi, sig = np.array(fidx), np.array(lo), np.array(hi), np.array(sig)
+    cov = nested_covariance(survey, fidx, lo, hi, sig, labels)
+    return DensityTerms(tuple(labels), fidx, lo, hi, sig, float(dz), cov)
+
+
+def _overlap_fraction(lo_i: float, hi_i: float, lo_j: float, hi_j: float) -> float:
+    """The part of slice i's redshift interval that slice j covers."""
+    return max(0.0, min(hi_i, hi_j) - max(lo_i, lo_j)) / (hi_i - lo_i)
+
+
+def nested_covariance(survey: Survey, field_index: np.ndarray, z_lo: np.ndarray,
+                      z_hi: np.ndarray, sigma: np.ndarray, labels: list[str]) -> np.ndarray | None:
+    """Prior covariance of the density terms when some fields lie inside others.
+
+    ``delta_A = sum_k f_ik delta_{B,k} + eps_A`` for a field A inside B (``f_ik``: the part
+    of A's slice i that B's slice k covers): Cov(A_i, B_k) = f_ik sigma_{B,k}^2, two children
+    of B share sum_k f_ik f_jk sigma_{B,k}^2, and each term keeps its own variance
+    sigma_{A,i}^2 on the diagonal.
+
+    Returns:
+        The (G, G) covariance, or None when no field with terms lies inside another with terms.
+
+    Raises:
+        ValueError: a nested field's own variance is below what it shares with its parent
+            (its sigma_DM smaller than the parent's, e.g. by an override), which no volume
+            inside the parent can have; names both fields and the slice.
+    """
+    names = [f.name for f in survey.fields]
+    has = set(int(g) for g in field_index)
+    parent: dict[int, int] = {}
+    for g in has:
+        for outer in survey.fields[g].inside:
+            h = names.index(outer) if outer in names else -1
+            if h in has:
+                parent[g] = h  # the innermost listed parent with terms
+                break
+    if not parent:
+        return None
+    n = len(labels)
+    # loading of every term on its parent's terms (identity for a field without a parent)
+    load = np.zeros((n, n))
+    for i in range(n):
+        p = parent.get(int(field_index[i]))
+        if p is None:
+            continue
+        for k in np.flatnonzero(field_index == p):
+            load[i, k] = _overlap_fraction(z_lo[i], z_hi[i], z_lo[k], z_hi[k])
+    top = np.array([int(field_index[i]) not in parent for i in range(n)])
+    base = np.diag(np.where(top, sigma**2, 0.0))
+    shared = load @ np.diag(sigma**2) @ load.T  # children through their parent's terms
+    cov = np.where(top[:, None] & top[None, :], base, 0.0)
+    cross = load @ np.diag(sigma**2)  # Cov(child_i, parent_k)
+    ch = ~top
+    cov[np.ix_(ch, top)] = cross[np.ix_(ch, top)]
+    cov[np.ix_(top, ch)] = cross[np.ix_(ch, top)].T
+    cov[np.ix_(ch, ch)] = shared[np.ix_(ch, ch)]
+    for i in np.flatnonzero(ch):
+        if sigma[i] ** 2 < shared[i, i] - 1e-15:
+            p = names[parent[int(field_index[i])]]
+            raise ValueError(
+                f"density term {labels[i]}: sigma_DM {sigma[i]:.4f} of a field inside {p!r} is "
+                f"below the {np.sqrt(shared[i, i]):.4f} it shares with {p!r}; a volume inside "
+                "another cannot vary less (check the fields' sigma_dm overrides or side lengths)")
+        cov[i, i] = sigma[i] ** 2
+    return cov

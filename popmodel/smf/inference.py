@@ -238,7 +238,7 @@ def constrain_draws(u: np.ndarray, mp: MAPResult, prior: SMFPrior, *,
             raise ValueError(f"the prior names {len(prior.density_terms)} density terms, the "
                              f"data have {arrays.n_density_terms}")
         eta = jnp.stack([d[e] for e in prior.eta_names], axis=-1)
-        delta = np.asarray(eta * arrays.cv_sigma)
+        delta = np.asarray(arrays.delta_from_eta(eta))
         for i, t in enumerate(prior.density_terms):
             out[t] = delta[:, i]
     return out

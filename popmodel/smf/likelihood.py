@@ -151,7 +151,7 @@ class GalaxyBlock:
 @partial(
     jax.tree_util.register_dataclass,
     data_fields=["blocks", "grid_log_mass", "grid_z", "grid_log_weight", "grid_group",
-                 "grid_cv_index", "grid_cv_bias", "cv_sigma"],
+                 "grid_cv_index", "grid_cv_bias", "cv_sigma", "cv_chol"],
     meta_fields=[],
 )
 @dataclass(frozen=True)
@@ -166,10 +166,19 @@ class LikelihoodData:
     grid_cv_index: jax.Array | None = None
     grid_cv_bias: jax.Array | None = None
     cv_sigma: jax.Array | None = None
+    #: (T, T) lower Cholesky factor of the density terms' prior covariance when some fields lie
+    #: inside others (``delta = cv_chol @ eta``); None: independent, ``delta = cv_sigma * eta``
+    cv_chol: jax.Array | None = None
 
     @property
     def n_density_terms(self) -> int:
         return 0 if self.cv_sigma is None else int(self.cv_sigma.shape[0])
+
+    def delta_from_eta(self, eta: jax.Array) -> jax.Array:
+        """The density contrasts of standard-normal ``eta`` (last axis: the terms)."""
+        if self.cv_chol is None:
+            return eta * self.cv_sigma
+        return eta @ jnp.swapaxes(jnp.asarray(self.cv_chol), -1, -2)
 
 
 @dataclass(frozen=True)

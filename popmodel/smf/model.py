@@ -44,7 +44,8 @@ class SMFPrior:
         normal: name -> (mean, sigma): a normal prior truncated to ``bounds`` instead.
         density_terms: labels ``delta_<field>_z<lo>_<hi>`` of the cosmic-variance terms
             (:mod:`popmodel.smf.density`), in the data's order; each gets a non-centred
-            ``<label>_eta ~ N(0, 1)`` and ``<label> = sigma_DM * eta``. Empty: no terms.
+            ``<label>_eta ~ N(0, 1)`` and ``<label> = sigma_DM * eta`` (``L eta`` for nested
+            fields, :mod:`popmodel.smf.density`). Empty: no terms.
     """
 
     anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
@@ -109,7 +110,7 @@ def smf_model(data: LikelihoodData, prior: SMFPrior) -> None:
             raise ValueError(f"the prior names {len(prior.density_terms)} density terms, the "
                              f"data have {data.n_density_terms}")
         eta = jnp.stack([numpyro.sample(n, dist.Normal(0.0, 1.0)) for n in prior.eta_names])
-        delta = eta * data.cv_sigma
+        delta = data.delta_from_eta(eta)
         for i, t in enumerate(prior.density_terms):
             numpyro.deterministic(t, delta[i])
     numpyro.factor("log_likelihood", log_likelihood(p, data, delta=delta))
