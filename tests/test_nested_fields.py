@@ -98,7 +98,7 @@ def test_mock_gives_the_nested_field_its_own_contrast(survey):
     t = build_density_terms(survey)
     fixed = dict.fromkeys(t.labels, 0.0)
     fixed["delta_DEEP_z1_1.5"] = 0.5
-    cat, truth = draw_mock(survey, seed=6, n_samples=2, cosmic_variance=True, deltas=fixed)
+    cat, _ = draw_mock(survey, seed=6, n_samples=2, cosmic_variance=True, deltas=fixed)
     sl = (cat.obs_z >= 1.0) & (cat.obs_z < 1.5)
     n_deep, n_other = np.sum(sl & (cat.fields == "DEEP")), np.sum(sl & (cat.fields == "OTHER"))
     i_d, i_o = t.labels.index("delta_DEEP_z1_1.5"), t.labels.index("delta_OTHER_z1_1.5")

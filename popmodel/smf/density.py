@@ -197,7 +197,7 @@ def nested_covariance(survey: Survey, field_index: np.ndarray, z_lo: np.ndarray,
             inside the parent can have; names both fields and the slice.
     """
     names = [f.name for f in survey.fields]
-    has = set(int(g) for g in field_index)
+    has = {int(g) for g in field_index}
     parent: dict[int, int] = {}
     for g in has:
         for outer in survey.fields[g].inside:
