@@ -62,6 +62,13 @@ def test_covariance_of_a_nested_field(survey):
     # without the nesting: independent, as before
     plain = Survey([_field("WIDE", (24.0, 24.0)), _field("OTHER", (8.0, 10.0))])
     assert build_density_terms(plain).cov is None
+    # summary.json records the prior the fit used
+    from popmodel.io.smf import _density_term_prior
+
+    rec = _density_term_prior(t)
+    assert rec["form"].startswith("multivariate normal") and rec["labels"] == lab
+    np.testing.assert_array_equal(np.array(rec["covariance"]), t.cov)
+    assert _density_term_prior(build_density_terms(plain))["form"].startswith("independent")
 
 
 def test_a_child_varying_less_than_its_parent_is_refused():

@@ -17,9 +17,10 @@ extrapolations, the input files with their SHA-256 checksums and the result sche
   carries ``units`` and ``long_name``; the group's attributes hold the provenance, flattened
   (``config.method``, ``seeds.catalog_seed``, ...; see :func:`popmodel.io.meta.flatten_attrs`),
   ``result_schema_version`` and ``inference_method`` (``"nuts"`` or ``"laplace"``).
-- ``auxiliary``: the non-centred ``delta_eta = delta / sigma_dm`` (standard-normal) that NUTS
-  samples, kept out of ``posterior`` so that ``corner`` and ``az.summary`` show the physical
-  parameters.
+- ``auxiliary``: ``delta_eta = delta / sigma_dm`` (standard-normal a priori), kept out of
+  ``posterior`` so that ``corner`` and ``az.summary`` show the physical parameters; it is the
+  non-centred variable NUTS samples, except for fields inside others, whose terms NUTS samples
+  as ``delta = L eta`` (:mod:`popmodel.smf.density`).
 - ``sample_stats`` (NUTS only): ``energy``, ``diverging``, ``tree_depth``, ``n_steps``,
   ``lp``, ``acceptance_rate``, ``step_size``, so that ``az.bfmi`` works. Laplace draws are
   independent draws of a Gaussian approximation, stored as **one chain** with no
@@ -104,8 +105,8 @@ VARIABLE_ATTRS = {
     "alpha2": (u.dimensionless_unscaled, "low-mass slope of the low-mass component"),
     "delta": (u.dimensionless_unscaled, ("dark-matter density contrast of the field's volume "
               "in the redshift slice (cosmic variance)")),
-    "delta_eta": (u.dimensionless_unscaled, ("non-centred delta / sigma_dm, standard normal a "
-                  "priori (the variable NUTS samples)")),
+    "delta_eta": (u.dimensionless_unscaled, ("delta / sigma_dm, standard normal a priori (the "
+                  "variable NUTS samples, but for fields inside others: delta = L eta)")),
 }
 
 
@@ -138,6 +139,7 @@ def provenance(fit: SMFFit, extra: dict | None = None) -> dict:
         "mass_definition": MASS_DEFINITION,
         "units": {"phi": "Mpc-3 dex-1 (comoving, no h)", "rho_star": "Msun Mpc-3 (comoving)"},
         "priors": fit.prior.describe(),
+        "density_term_prior": _density_term_prior(getattr(fit.data, "density", None)),
         "survey": fit.data.survey.to_dict() if _survey_ok(fit) else fit.data.survey.name,
         "selection": fit.config.selection,
         "selection_report": fit.data.report.as_dict(),
@@ -162,6 +164,21 @@ def provenance(fit: SMFFit, extra: dict | None = None) -> dict:
         if "inputs" in extra:
             meta["input_files"] = input_records(extra["inputs"])
     return to_jsonable(meta)
+
+
+def _density_term_prior(density) -> dict | None:
+    """The density terms' prior: N(0, sigma_DM^2) each, or, where fields lie inside others,
+    one multivariate normal whose covariance is recorded (labels in order)."""
+    if density is None:
+        return None
+    out = {"labels": list(density.labels), "sigma_dm": [float(v) for v in density.sigma_dm]}
+    if density.cov is None:
+        out["form"] = "independent normals N(0, sigma_dm^2)"
+    else:
+        out["form"] = ("multivariate normal: fields inside others share their parent's "
+                       "variance (Cov(delta_child, delta_parent) = sigma_dm(parent)^2)")
+        out["covariance"] = np.asarray(density.cov, float).tolist()
+    return out
 
 
 def _survey_ok(fit: SMFFit) -> bool:
