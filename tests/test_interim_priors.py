@@ -176,7 +176,9 @@ def test_cli_defaults_on_a_prior_mock_with_sfr_samples(tmp_path, capsys):
 
     from popmodel.io.smf import load_smf
 
-    survey = deep_survey(1, 150.0, mass_error_dex=(0.2, 0.3), z_error=0.0)
+    # 80 arcmin^2 (about 2,900 galaxies): the 150 arcmin^2 of the fit_smf test took 963 s here
+    # under the default 4 chains; the negative control is that test's, not this one's
+    survey = deep_survey(1, 80.0, mass_error_dex=(0.2, 0.3), z_error=0.0)
     toml, cat_path = tmp_path / "s.toml", tmp_path / "mock.h5"
     survey.write(toml)
     assert main(["mock", "--survey", str(toml), "--out", str(cat_path), "--seed", "8",
