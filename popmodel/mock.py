@@ -305,9 +305,9 @@ def _rest_of_parent_delta(survey: Survey, terms, delta_vec: np.ndarray, name: st
     parent = survey.field(name)
     for k in np.flatnonzero(terms.field_index == g):
         total = parent.area_sr * delta_vec[k]
+        zc = 0.5 * (terms.z_lo[k] + terms.z_hi[k])
         for c in children:
             gc = survey.field_names.index(c.name)
-            zc = 0.5 * (terms.z_lo[k] + terms.z_hi[k])
             ck = [j for j in np.flatnonzero(terms.field_index == gc)
                   if terms.z_lo[j] - 1e-9 <= zc <= terms.z_hi[j] + 1e-9]
             total -= c.area_sr * (delta_vec[ck[0]] if ck else delta_vec[k])

@@ -208,29 +208,20 @@ def nested_covariance(survey: Survey, field_index: np.ndarray, z_lo: np.ndarray,
     if not parent:
         return None
     n = len(labels)
-    # loading of every term on its parent's terms (identity for a field without a parent)
-    load = np.zeros((n, n))
-    for i in range(n):
-        p = parent.get(int(field_index[i]))
-        if p is None:
-            continue
-        for k in np.flatnonzero(field_index == p):
-            load[i, k] = _overlap_fraction(z_lo[i], z_hi[i], z_lo[k], z_hi[k])
     top = np.array([int(field_index[i]) not in parent for i in range(n)])
-    base = np.diag(np.where(top, sigma**2, 0.0))
-    shared = load @ np.diag(sigma**2) @ load.T  # children through their parent's terms
-    cov = np.where(top[:, None] & top[None, :], base, 0.0)
-    cross = load @ np.diag(sigma**2)  # Cov(child_i, parent_k)
-    ch = ~top
-    cov[np.ix_(ch, top)] = cross[np.ix_(ch, top)]
-    cov[np.ix_(top, ch)] = cross[np.ix_(ch, top)].T
-    cov[np.ix_(ch, ch)] = shared[np.ix_(ch, ch)]
-    for i in np.flatnonzero(ch):
-        if sigma[i] ** 2 < shared[i, i] - 1e-15:
+    # delta = load @ delta_top + eps: a field without a parent loads on itself, a child on its
+    # parent's slices by the redshift interval they share
+    load = np.diag(top.astype(float))
+    for i in np.flatnonzero(~top):
+        for k in np.flatnonzero(field_index == parent[int(field_index[i])]):
+            load[i, k] = _overlap_fraction(z_lo[i], z_hi[i], z_lo[k], z_hi[k])
+    cov = load @ np.diag(sigma**2) @ load.T
+    for i in np.flatnonzero(~top):  # eps_i: what the child's own variance adds
+        if sigma[i] ** 2 < cov[i, i] - 1e-15:
             p = names[parent[int(field_index[i])]]
             raise ValueError(
                 f"density term {labels[i]}: sigma_DM {sigma[i]:.4f} of a field inside {p!r} is "
-                f"below the {np.sqrt(shared[i, i]):.4f} it shares with {p!r}; a volume inside "
+                f"below the {np.sqrt(cov[i, i]):.4f} it shares with {p!r}; a volume inside "
                 "another cannot vary less (check the fields' sigma_dm overrides or side lengths)")
         cov[i, i] = sigma[i] ** 2
     return cov
