@@ -199,6 +199,17 @@ def compression_check(
 #: The quadrature error is small when the sd of ln L(rule) - ln L(twice the nodes) is below this.
 QUADRATURE_SD_THRESHOLD = 0.1
 
+#: What the fit's log says when the quadrature error is not small. More nodes per piece
+#: (``gh_nodes``) help only where the integrand is smooth over a galaxy's likelihood; measured on
+#: the 3D-HST sample written as 24 samples per galaxy (sd 1.09, MAP move 0.31 sigma), 8 redshift
+#: nodes instead of 3 left the sd at 0.91: the error came from broad fitted redshift likelihoods
+#: reaching far past the last anchor, where the quadratic evolution is extrapolated, and from
+#: the density terms' steps at the slice edges.
+QUADRATURE_ADVICE = (
+    "compare with a fit of more samples per galaxy (or posterior='samples' where they are "
+    "many); raising gh_nodes helps only where the integrand is smooth, not for redshift "
+    "likelihoods that reach beyond the last anchor or straddle a density-slice edge")
+
 
 def quadrature_error_check(
     catalog: PosteriorCatalog,
@@ -288,7 +299,7 @@ def quadrature_error_summary(check: dict) -> str:
     return (f"quadrature error of the deterministic rules ({check['n_rule_galaxies']} galaxies, "
             f"{check['n_draws']} Laplace draws): sd of ln L(rule) - ln L(twice the nodes) "
             f"{check['sd_log_l']:.3f} (small below {check['threshold']}){shift}: "
-            + ("small" if check["ok"] else "NOT small: raise gh_nodes")
+            + ("small" if check["ok"] else f"NOT small: {QUADRATURE_ADVICE}")
             + f" ({check['seconds']:.0f} s)")
 
 
