@@ -99,3 +99,23 @@ def test_run_step_measures_the_peak_memory_of_the_step(tmp_path):
             "a = np.ones(50_000_000); _report_peak_rss(sys.argv[1])")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "kb")], check=True)
     assert float((tmp_path / "kb").read_text()) / 1024 > 400
+
+
+def test_smf_chains_run_one_after_another_unless_asked(tmp_path, monkeypatch):
+    """The SMF commands give JAX one CPU device by default, so NumPyro's "auto" runs the
+    chains one after another (flat memory); --parallel-chains asks for a device per chain,
+    and run-3dhst passes it on to its SMF step."""
+    steps = {name: argv for name, argv, _ in steps_3dhst(_args(tmp_path))}
+    assert "--parallel-chains" not in steps["smf"]
+    steps = {name: argv for name, argv, _ in steps_3dhst(_args(tmp_path, "--parallel-chains"))}
+    assert "--parallel-chains" in steps["smf"]
+
+    from popmodel.cli import smf
+
+    seen = []
+    monkeypatch.setattr(cli, "setup_jax", seen.append)
+    monkeypatch.setattr(smf, "cmd_fit_smf", lambda a: 0)  # the parser's handler: no fit
+    for extra in ([], ["--parallel-chains"]):
+        assert cli.main(["fit-smf", "cat.h5", "--survey", "s.toml", "--out", str(tmp_path / "o"),
+                         "--chains", "3", *extra]) == 0
+    assert seen == [1, 3]

@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         if getattr(a, "needs_jax", True):  # fit-sfs is torch only
-            setup_jax(getattr(a, "chains", 1))
+            # one CPU device (chains one after another) unless --parallel-chains: concurrent
+            # chains make the resident memory grow with the sampling time (smf.py's help)
+            setup_jax(a.chains if getattr(a, "parallel_chains", False) else 1)
         return a.func(a)
 
     with logging_to_stderr(a.verbose, a.quiet):

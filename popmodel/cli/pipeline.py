@@ -49,7 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true",
                    help="publication settings for the SMF (fit-3dhst --full) and the flows")
     p.add_argument("--chains", type=positive_int, default=4,
-                   help="NUTS chains of the SMF fit (default 4)")
+                   help="NUTS chains of the SMF fit (default 4, one after another)")
+    p.add_argument("--parallel-chains", action="store_true",
+                   help="run the SMF fit's chains side by side (fit-3dhst --parallel-chains: "
+                   "faster, but its memory grows with the sampling time)")
     p.add_argument("--members", type=positive_int, default=5, help="flow ensemble size (default 5)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="maximum epochs per flow member (default: fit-sfs's)")
@@ -70,6 +73,8 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     out = Path(a.out)
     smf, sfs, census = out / "smf", out / "sfs", out / "census"
     smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains)]
+    if getattr(a, "parallel_chains", False):
+        smf_argv.append("--parallel-chains")
     sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members),
                 "--workers", str(a.workers)]
     if a.full:
