@@ -37,6 +37,27 @@ def test_sequence_mock_truth_and_noise():
     assert (truth.true_z.min() > 0.3) and (truth.true_z.max() < 2.7)
 
 
+def test_sequence_mock_quiescent_and_error_range():
+    cat, _survey, truth = sequence_mock(20000, n_samples=8, scatter=0.3, sfr_error=(0.15, 0.35),
+                                        quiescent_fraction=0.2, quiescent_offset=(1.0, 2.5), seed=3)
+    resid = truth.true_log_sfr - leja2022_log_sfr(truth.true_log_mass, truth.true_z)
+    q = resid < -1.0 + 1e-12  # the quiescent galaxies; star-forming ones lie > 3.3 sigma above
+    assert abs(q.mean() - 0.2) < 0.01
+    assert resid[q].min() >= -2.5 and abs(resid[q].mean() + 1.75) < 0.02
+    assert abs(resid[~q].std() - 0.3) < 0.01 and abs(resid[~q].mean()) < 0.01
+    var = cat.log_sfr.reshape(-1, 8).var(1, ddof=1)  # per-galaxy posterior variances
+    # E[sigma^2] over sigma ~ U(0.15, 0.35), and the spread of sigma^2 beyond the samples' noise
+    assert abs(np.sqrt(var.mean()) - np.sqrt((0.35**3 - 0.15**3) / (3 * 0.2))) < 0.005
+    assert var.std() > 1.2 * np.sqrt(2 / 7) * var.mean()
+    # log10 <SFR> including the quiescent galaxies, against the draws
+    mean_lin = np.mean(10.0 ** resid)
+    assert abs(truth.log_mean_sfr(10.0, 1.0) - truth.ridge(10.0, 1.0) - np.log10(mean_lin)) < 0.01
+    # the same seed without the new options draws the same catalogue as before
+    a, _, _ = sequence_mock(500, n_samples=2, seed=9)
+    b, _, _ = sequence_mock(500, n_samples=2, seed=9, sfr_error=(0.4, 0.4), quiescent_fraction=0.0)
+    np.testing.assert_array_equal(a.log_sfr, b.log_sfr)
+
+
 def test_sequence_mock_selects_on_observed_mass():
     limit = (np.array([0.3, 2.7]), np.array([9.2, 9.8]))
     cat, survey, truth = sequence_mock(5000, n_samples=2, mass_error=0.2, log_mass_limit=limit,

@@ -126,7 +126,10 @@ def test_sfs_table_pooled_ridge_averages_member_wiggles(estimator):
     # each member's mode is off by up to several hundredths of a dex ...
     assert np.max(np.abs(members - truth)) > 0.02
     np.testing.assert_allclose(table["ridge_members_p50"], np.median(members, axis=0))
-    np.testing.assert_allclose(table["ridge_p16"], np.percentile(members, 16, axis=0))
+    t84 = stats.t.ppf(0.84, k - 1)
+    sd = np.std(members, axis=0, ddof=1)
+    np.testing.assert_allclose(table["ridge_p16"], table["ridge_p50"] - t84 * sd)
+    np.testing.assert_allclose(table["ridge_p84"], table["ridge_p50"] + t84 * sd)
     if estimator == "pooled":
         # ... but the average density is the Gaussian, whose mode is mu (parabolic refinement
         # of a 0.01 dex grid: well below 1e-3 dex)
@@ -140,3 +143,27 @@ def test_sfs_config_rejects_unknown_ridge_estimator():
 
     with pytest.raises(ValueError, match="ridge_estimator"):
         SFSConfig(ridge_estimator="mean")
+
+
+def test_ridge_band_covers_68_percent_where_member_percentiles_do_not():
+    """Members scattered about the central estimate as it scatters about the truth (the
+    bootstrap picture): the Student-t band covers 68%, the members' 16-84th percentiles less."""
+    from popmodel.flow.sfs import ridge_band
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    for k, pct_cover in ((3, 0.37), (5, 0.48)):
+        truth = np.zeros(n)
+        sigma = rng.uniform(0.01, 0.1, n)  # a different noise level at every node
+        center = truth + sigma * rng.standard_normal(n)
+        members = center + sigma * rng.standard_normal((k, n))
+        lo, hi = ridge_band(members, center)
+        cover = np.mean((lo <= truth) & (truth <= hi))
+        p16, p84 = np.percentile(members, [16, 84], axis=0)
+        old = np.mean((p16 <= truth) & (truth <= p84))
+        assert abs(cover - 0.68) < 0.015, (k, cover)
+        assert abs(old - pct_cover) < 0.03 and old < 0.55, (k, old)
+    # fewer than two members with a ridge: the members' percentiles; a NaN centre: the median
+    lo, hi = ridge_band(np.array([[1.0, np.nan, 2.0], [np.nan, np.nan, 2.2]]), np.array([0.9, np.nan, np.nan]))
+    assert lo[0] == hi[0] == 1.0 and np.isnan(lo[1]) and np.isnan(hi[1])
+    assert lo[2] < 2.1 < hi[2]

@@ -126,8 +126,15 @@ class MockTruth:
         return self.mean_log_sfr(np.asarray(log_mass, float), np.asarray(z, float))
 
     def log_mean_sfr(self, log_mass: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """True log10 <SFR> (sequence mocks): mu + ln(10) sigma^2 / 2."""
-        return self.ridge(log_mass, z) + 0.5 * _LN10 * self.scatter**2
+        """True log10 <SFR> (sequence mocks): mu + ln(10) sigma^2 / 2, with the quiescent
+        galaxies (offsets uniform in (a, b) dex below mu) when the mock has them."""
+        sf = 0.5 * _LN10 * self.scatter**2
+        fq = float(self.settings.get("quiescent_fraction", 0.0))
+        if fq == 0.0:
+            return self.ridge(log_mass, z) + sf
+        a, b = self.settings["quiescent_offset"]
+        mean_q = (10.0**-a - 10.0**-b) / ((b - a) * _LN10) if b > a else 10.0**-a
+        return self.ridge(log_mass, z) + np.log10((1.0 - fq) * 10.0**sf + fq * mean_q)
 
     def noise_free_catalog(self, ids: np.ndarray, fields: np.ndarray) -> PosteriorCatalog:
         """One sample per galaxy at its true values (for noise-free training)."""
@@ -179,11 +186,13 @@ def sequence_mock(
     n_galaxies: int,
     *,
     scatter: float = 0.3,
-    sfr_error: float = 0.4,
+    sfr_error: float | tuple[float, float] = 0.4,
     mass_error: float = 0.1,
     n_samples: int = 32,
     seed: int = 0,
     z_range: tuple[float, float] = (0.3, 2.7),
+    quiescent_fraction: float = 0.0,
+    quiescent_offset: tuple[float, float] = (1.0, 2.5),
     mean_log_sfr: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     log_mass_limit: float | tuple[np.ndarray, np.ndarray] | None = None,
     schechter: tuple[float, float] = (10.8, -1.3),
@@ -195,7 +204,8 @@ def sequence_mock(
     Args:
         n_galaxies: Galaxies in the catalogue (after selection).
         scatter: Intrinsic Gaussian scatter of log SFR at fixed (log M, z) [dex].
-        sfr_error: Gaussian SFR measurement error [dex].
+        sfr_error: Gaussian SFR measurement error [dex], or ``(lo, hi)``: each galaxy's error
+            drawn uniformly in that range (its posterior then has that width).
         mass_error: Gaussian mass measurement error [dex].
         n_samples: Posterior samples per galaxy.
         seed: Seed of all draws.
@@ -208,6 +218,12 @@ def sequence_mock(
         log_mass_rolloff: Centre of the smooth low-mass roll-off (a normal CDF of width
             0.3 dex) that keeps the mass distribution normalisable.
         log_mass_range: Range of the true-mass grid.
+        quiescent_fraction: Fraction of galaxies (at every mass and redshift) that are
+            quiescent: their log SFR is the mean relation minus an offset drawn uniformly in
+            ``quiescent_offset`` [dex]. As the offsets start 1 dex below, the quiescent
+            density is zero within 1 dex of the sequence, so the mode of p(log SFR | log M, z)
+            (the ridge) is still exactly ``mean_log_sfr``; the median and mean are not.
+        quiescent_offset: (min, max) offset of the quiescent galaxies below the mean [dex].
 
     Returns:
         ``(catalog, survey, truth)``; the survey has one field ``"MOCK"`` whose completeness
@@ -216,8 +232,11 @@ def sequence_mock(
     """
     if n_galaxies < 1 or n_samples < 1:
         raise ValueError("n_galaxies and n_samples must be positive")
-    if min(scatter, sfr_error, mass_error) < 0:
-        raise ValueError("scatter and errors must be >= 0")
+    sfr_err_range = (float(sfr_error), float(sfr_error)) if np.isscalar(sfr_error) else tuple(map(float, sfr_error))
+    if min(scatter, *sfr_err_range, mass_error) < 0 or sfr_err_range[1] < sfr_err_range[0]:
+        raise ValueError("scatter and errors must be >= 0 (an SFR error range as (lo, hi))")
+    if not 0.0 <= quiescent_fraction < 1.0 or quiescent_offset[1] < quiescent_offset[0]:
+        raise ValueError("quiescent_fraction must be in [0, 1) and quiescent_offset (min, max)")
     from scipy.special import ndtr
 
     rng = np.random.default_rng(seed)
@@ -240,6 +259,9 @@ def sequence_mock(
         z = z_range[0] + (z_range[1] - z_range[0]) * rng.beta(2.0, 2.0, k)
         m = _draw_from_grid(rng, grid, log_pdf, k)
         s = mu(m, z) + scatter * rng.standard_normal(k)
+        if quiescent_fraction > 0:
+            q = rng.uniform(size=k) < quiescent_fraction
+            s = np.where(q, mu(m, z) - rng.uniform(*quiescent_offset, k), s)
         m_obs = m + mass_error * rng.standard_normal(k)
         keep = m_obs > np.interp(z, comp_z, comp_m)
         n_drawn += k
@@ -256,16 +278,22 @@ def sequence_mock(
         need -= idx.size
     z, m, s, m_obs = (np.concatenate(a) for a in (zs, ms, ss, mo))
     n = z.size
-    s_obs = s + sfr_error * rng.standard_normal(n)
+    if sfr_err_range[0] == sfr_err_range[1]:
+        sig_s = np.full(n, sfr_err_range[0])
+    else:
+        sig_s = rng.uniform(*sfr_err_range, n)
+    s_obs = s + sig_s * rng.standard_normal(n)
     ids = np.array([f"mock{i:06d}" for i in range(n)])
     settings = {
-        "n_galaxies": n_galaxies, "scatter": scatter, "sfr_error": sfr_error,
+        "n_galaxies": n_galaxies, "scatter": scatter,
+        "sfr_error": sfr_err_range[0] if sfr_err_range[0] == sfr_err_range[1] else list(sfr_err_range),
         "mass_error": mass_error, "n_samples": n_samples, "seed": seed, "z_range": list(z_range),
+        "quiescent_fraction": quiescent_fraction, "quiescent_offset": list(quiescent_offset),
         "log_mass_limit": None if log_mass_limit is None else np.asarray(comp_m).tolist(),
         "schechter": list(schechter), "log_mass_rolloff": log_mass_rolloff,
     }
     cat = _posterior_catalog(
-        rng, ids, "MOCK", z, m_obs, s_obs, np.full(n, mass_error), np.full(n, sfr_error),
+        rng, ids, "MOCK", z, m_obs, s_obs, np.full(n, mass_error), sig_s,
         n_samples, {"mock": "sequence", "settings": settings, **_conventions()},
     )
     survey = _survey("MOCK", z_range, comp_z, comp_m, mass_error)

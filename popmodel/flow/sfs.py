@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_DOUBLING_CUT",
     "SequenceStatistics",
     "log_ssfr_cut",
+    "ridge_band",
     "sequence_statistics",
 ]
 
@@ -100,6 +101,48 @@ class SequenceStatistics:
     def scatter(self) -> np.ndarray:
         """Half the 16-84 width [dex]."""
         return 0.5 * (self.q84 - self.q16)
+
+
+def ridge_band(member_ridges: np.ndarray, center: np.ndarray, level: float = 0.68) -> tuple[np.ndarray, np.ndarray]:
+    r"""The ``level`` band of the central ridge from the K members' ridges (Student-t).
+
+    Each member is trained on a bootstrap resample, so the members scatter about the central
+    estimate as the estimate scatters about the truth (bootstrap principle); with K members the
+    standard deviation s of that scatter is known only to K - 1 degrees of freedom, and
+    :math:`(\hat r - r_{\rm true}) / s` follows Student's t with K - 1 degrees of freedom.
+    The band is therefore :math:`\hat r \pm t_{K-1}((1 + \mathrm{level})/2)\, s`.
+
+    The 16th-84th percentiles of the members (the band before this) are too narrow for small
+    K: for K = 5 members drawn from the estimator's own Gaussian sampling distribution they
+    cover the truth at 48% of the nodes instead of 68% (K = 3: 37%), and they are not centred
+    on the central ridge. This band covers 68% under those assumptions. It does not contain
+    biases the members share (model misfit common to all of them).
+
+    Args:
+        member_ridges: ``(K, n)`` members' ridges (NaN where a member has none).
+        center: ``(n,)`` central ridge (where NaN, the members' median is used).
+        level: Coverage of the band.
+
+    Returns:
+        ``(lo, hi)``, each ``(n,)``; at nodes with fewer than two finite member ridges, the
+        members' 16th/84th percentiles (NaN without any).
+    """
+    import warnings
+
+    from scipy.stats import t as student_t
+
+    arr = np.atleast_2d(np.asarray(member_ridges, dtype=np.float64))
+    c = np.asarray(center, dtype=np.float64)
+    k = np.sum(np.isfinite(arr), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(arr, axis=0)
+        sd = np.nanstd(arr, axis=0, ddof=1)
+        pct = np.nanpercentile(arr, [100 * (1 - level) / 2, 100 * (1 + level) / 2], axis=0)
+    c = np.where(np.isfinite(c), c, med)
+    half = student_t.ppf(0.5 * (1.0 + level), np.maximum(k - 1, 1)) * sd
+    ok = k >= 2
+    return np.where(ok, c - half, pct[0]), np.where(ok, c + half, pct[1])
 
 
 def _local_maxima(p: np.ndarray) -> np.ndarray:

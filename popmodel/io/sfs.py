@@ -54,7 +54,8 @@ def provenance(fit: SFSFit, extra: dict | None = None) -> dict:
             "ridge": "mode of p(log SFR | log M, z), smoothed with a Gaussian of ridge_smoothing "
                      "dex, above the star-forming-branch cut log sSFR > log10(doubling_cut / t_age(z)); "
                      "ridge_p50 is the mode of the ensemble-averaged density (ridge_estimator 'pooled') "
-                     "or the members' median ('median'); ridge_p16/p84 are the members' percentiles",
+                     "or the members' median ('median'); ridge_p16/p84 are ridge_p50 -+ t_{K-1}(0.84) x the "
+                     "members' standard deviation (popmodel.flow.sfs.ridge_band)",
             "log_mean_sfr": "log10 of the mean SFR over the whole population (not <log SFR>)",
             "log_sfr_q16/q50/q84": "percentiles of p(log SFR | log M, z), ensemble medians",
             "bands": "p16/p50/p84 over the ensemble members (bootstrap resamples of galaxies)"
@@ -278,8 +279,8 @@ class SFSResult:
             z: Redshift(s).
 
         Returns:
-            QTable with ``log_mass``, ``z``, ``ridge_p16/p50/p84`` (dex; p16/p84 over the
-            members, p50 as the fit's ``ridge_estimator``: the mode of the ensemble-averaged
+            QTable with ``log_mass``, ``z``, ``ridge_p16/p50/p84`` (dex; p16/p84 the
+            Student-t band of :func:`popmodel.flow.sfs.ridge_band` about p50, p50 as the fit's ``ridge_estimator``: the mode of the ensemble-averaged
             density, or the members' median) and ``ridge_n_members`` (members with a ridge
             above the star-forming cut).
         """
@@ -296,9 +297,12 @@ class SFSResult:
             r = np.nanpercentile(arr, [16, 50, 84], axis=0)
         mid = pooled.ridge if self.meta.get("config", {}).get("ridge_estimator", "pooled") == "pooled" \
             else r[1]
+        from popmodel.flow.sfs import ridge_band
+
+        lo, hi = ridge_band(arr, mid)
         unit = u.dex(u.Msun / u.yr)
-        return QTable({"log_mass": m * u.dex(u.Msun), "z": zz, "ridge_p16": r[0] * unit,
-                       "ridge_p50": mid * unit, "ridge_p84": r[2] * unit,
+        return QTable({"log_mass": m * u.dex(u.Msun), "z": zz, "ridge_p16": lo * unit,
+                       "ridge_p50": mid * unit, "ridge_p84": hi * unit,
                        "ridge_n_members": np.sum(np.isfinite(arr), 0)})
 
 
