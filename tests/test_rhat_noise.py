@@ -43,6 +43,6 @@ def test_diagnostics_say_what_an_rhat_above_the_bar_needs():
     samples["p0"][0] += 1.0  # one chain elsewhere: R-hat far above 1.01
     d = _plain_diagnostics(samples, 0, 240)
     line = d["plain_words"][0]
-    assert "ABOVE 1.01" in line and "needs a bulk ESS of about" in line
+    assert "ABOVE 1.01" in line and "in 9 of 10 runs only at a bulk ESS of about" in line
     need = round(ess_for_rhat(4, 6))
     assert f"about {need} each" in line and d["ok"] is False
