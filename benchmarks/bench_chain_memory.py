@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/bench_chain_memory.py                 # 2 chains x (80 + 20), ~5 min
+    python benchmarks/bench_chain_memory.py                 # 2 chains x (80 + 20), ~10 min
     python benchmarks/bench_chain_memory.py --warmup 150 --draws 50
 
 Each setting runs in its own process (JAX fixes its CPU device count at start-up): the data

@@ -1,13 +1,19 @@
 """Is the flow's gap-filling an optimum of the likelihood or an underfit? Compare the mean
 importance-sampled log-likelihood of all galaxies under the flow vs under the flow's p(z, M)
 times the TRUE p(log SFR | log M, z)."""
-import sys, numpy as np, torch
+import sys
+
+import numpy as np
+import torch
+
 torch.set_num_threads(1)
 from scipy.stats import norm
+
+from popmodel.flow.data import flow_data_from_catalog
 from popmodel.flow.fit import SFSConfig, fit_sfs
 from popmodel.flow.mock import sequence_mock
-from popmodel.flow.data import flow_data_from_catalog
 from popmodel.flow.train import TrainConfig, galaxy_log_likelihood
+
 seed = int(sys.argv[1]); n = int(sys.argv[2]); nf = len(sys.argv) > 3
 LIMIT = (np.array([0.3, 2.7]), np.array([9.25, 9.75]))
 cat, survey, truth = sequence_mock(n, n_samples=32, scatter=0.3, sfr_error=(0.15, 0.35), mass_error=0.1,

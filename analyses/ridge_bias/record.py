@@ -1,14 +1,24 @@
-import glob, json, sys, numpy as np
+"""Collect the run_mock_fit.py results (/tmp/exp/*.json, *.npz) into
+analyses/recorded/ridge_bias_experiments.json: ridge - truth per run and the coverage of the
+Student-t ridge band against the members' 16-84th percentiles."""
+import glob
+import json
+from pathlib import Path
 
-from popmodel.flow.sfs import sequence_statistics, ridge_band
+import numpy as np
 from scipy.special import logsumexp
+
+from popmodel.flow.sfs import ridge_band, sequence_statistics
+
 out = {"what": "ridge_p50 (pooled, 0.1 dex smoothing) - truth at (log M, z) nodes; band coverage of the Student-t band (ridge_band) and of the members' 16-84th percentiles (the band before 33fe827)",
        "mock": "sequence_mock(n, n_samples=32, scatter=0.3, sfr_error=(0.15, 0.35), mass_error=0.1 unless noted, log_mass_limit=((0.3, 2.7), (9.25, 9.75)), log_mass_rolloff=8.0, schechter=(10.8, -1.0), quiescent_fraction=0.2 unless noted, seed)",
        "fit": "fit_sfs defaults (4-bin x 2 SFR splines, bootstrap, sfs_tolerance 0.005, patience 6) with 3 members and the run's options; one torch thread on a shared 2-core machine",
        "commands": "RIDGE_BIAS_DIR=/tmp/exp python analyses/ridge_bias/run_mock_fit.py --tag <tag> <args> (args in each run)", "runs": {}}
 for f in sorted(glob.glob("/tmp/exp/*.json")):
     if f.endswith("record.json"): continue
-    d = json.load(open(f)); tag = d["args"]["tag"]
+    with open(f) as fh:
+        d = json.load(fh)
+    tag = d["args"]["tag"]
     z = np.load(f[:-5] + ".npz"); dens, M, Z, g, t = z["dens"], z["M"], z["Z"], z["grid"], z["truth"]
     r = {"args": d["args"], "wall_s": round(d["wall_s"]), "epochs": d["epochs"], "best_epoch": d["best_epoch"], "stop": d["stop"]}
     for h in (0.0, 0.1, 0.2, 0.3):
@@ -25,5 +35,7 @@ out["heldout_likelihood"] = {
                                            "independent_mock": {"flow": -2.5577, "true_conditional": -2.5514}},
     "reading": "the flow beats the true p(log SFR | log M, z) by 0.018 nats/galaxy on the mock it was trained on and loses by 0.0063 on an independent one: the shape it puts near the peak (gap between quiescent and star-forming filled, left flank depleted) is fitted noise, not the likelihood optimum in the population"}
 out["nodes"] = {"log_mass": M.tolist(), "z": Z.tolist()}
-json.dump(out, open("/tmp/wt_flow/analyses/recorded/ridge_bias_experiments.json", "w"), indent=1)
+rec = Path(__file__).resolve().parents[1] / "recorded" / "ridge_bias_experiments.json"
+with open(rec, "w") as fh:
+    json.dump(out, fh, indent=1)
 print(len(out["runs"]), "runs")

@@ -9,9 +9,15 @@ smoothing) and the members' densities saved to $RIDGE_BIAS_DIR/<tag>.npz for sum
 
     RIDGE_BIAS_DIR=/tmp/exp OMP_NUM_THREADS=1 python analyses/ridge_bias/run_mock_fit.py --tag base6k_s2 --n 6000 --seed 2
 """
-import argparse, json, os, time
+import argparse
+import json
+import os
+import time
+
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-import numpy as np, torch
+import numpy as np
+import torch
+
 OUT = os.environ.get("RIDGE_BIAS_DIR", "/tmp/exp")
 os.makedirs(OUT, exist_ok=True)
 torch.set_num_threads(1)
@@ -47,6 +53,7 @@ cat, survey, truth = sequence_mock(a.n, n_samples=32, scatter=0.3, sfr_error=tup
 if a.noise_free:
     cat = truth.noise_free_catalog(cat.ids, cat.fields)
 from popmodel.flow.model import FlowConfig
+
 cfg = SFSConfig(n_members=a.members, max_samples=1 if a.noise_free else 32,
                 flow=FlowConfig(sfr_bins=a.sfr_bins, sfr_transforms=a.sfr_transforms),
                 train=TrainConfig(max_epochs=a.epochs, progress=False, seed=a.seed * 100,
@@ -62,6 +69,7 @@ out = {"args": vars(a), "wall_s": time.time() - t0, "M": M.tolist(), "Z": Z.toli
        "stop": [r.stop_reason for r in fit.results], "best_val": [r.best_val_loss for r in fit.results],
        "hist": [[(h["epoch"], round(h["val_loss"], 4), h["lr"]) for h in r.history] for r in fit.results]}
 from scipy.special import logsumexp
+
 pooled = logsumexp(dens, 0) - np.log(len(dens))
 for h in (0.0, 0.1):
     st = [sequence_statistics(GRID, d, M, Z, ridge_smoothing=h) for d in dens]
@@ -72,7 +80,8 @@ for h in (0.0, 0.1):
                     "q50": (np.median([s.q50 for s in st], 0) - true).tolist(),
                     "scatter": np.median([s.scatter for s in st], 0).tolist()}
 np.savez(f"{OUT}/{a.tag}.npz", dens=dens, M=M, Z=Z, grid=GRID, truth=true)
-json.dump(out, open(f"{OUT}/{a.tag}.json", "w"), indent=1)
+with open(f"{OUT}/{a.tag}.json", "w") as fh:
+    json.dump(out, fh, indent=1)
 f = lambda x: " ".join(f"{v:+.3f}" for v in x)
 print(a.tag, "wall", round(out["wall_s"]), "epochs", out["epochs"], out["best_epoch"], out["stop"])
 print("best val", np.round(out["best_val"], 4))

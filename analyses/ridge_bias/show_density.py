@@ -1,5 +1,11 @@
-import numpy as np, sys
+"""Print the learned and the true p(log SFR | log M, z) of one run_mock_fit.py result
+(``python show_density.py RUN.npz NODE``): where the flow puts density between the quiescent
+and star-forming populations."""
+import sys
+
+import numpy as np
 from scipy.stats import norm
+
 d = np.load(sys.argv[1]); g = d["grid"]; mu = d["truth"]
 dens = np.exp(d["dens"])
 for i in [int(x) for x in sys.argv[2:]]:

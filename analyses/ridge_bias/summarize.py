@@ -1,14 +1,21 @@
 """Ridge - truth and band coverage per variant (tag prefix before _s<seed>) at 0-0.3 dex smoothing,
 from the .npz files of run_mock_fit.py in $RIDGE_BIAS_DIR."""
-import glob, os, numpy as np
+import glob
+import os
+
+import numpy as np
+
 OUT = os.environ.get("RIDGE_BIAS_DIR", "/tmp/exp")
 from collections import defaultdict
-from popmodel.flow.sfs import sequence_statistics, ridge_band
+
 from scipy.special import logsumexp
 from scipy.stats import norm
+
+from popmodel.flow.sfs import ridge_band, sequence_statistics
+
 H = (0.0, 0.1, 0.2, 0.3)
 # the truth's own smoothed ridge
-d = np.load(sorted(glob.glob(f"{OUT}/*.npz"))[0]); g = d["grid"]; mu = d["truth"]; M, Z = d["M"], d["Z"]
+d = np.load(min(glob.glob(f"{OUT}/*.npz"))); g = d["grid"]; mu = d["truth"]; M, Z = d["M"], d["Z"]
 tl = np.log(np.maximum(0.8 * norm.pdf(g[None], mu[:, None], 0.3) + 0.2 * ((g[None] > mu[:, None] - 2.5) & (g[None] < mu[:, None] - 1)) / 1.5, 1e-300))
 for h in H:
     print("truth smoothed h", h, "ridge - mu max abs", np.abs(sequence_statistics(g, tl, M, Z, ridge_smoothing=h).ridge - mu).max().round(4))
