@@ -73,7 +73,7 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     out = Path(a.out)
     smf, sfs, census = out / "smf", out / "sfs", out / "census"
     smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains)]
-    if getattr(a, "parallel_chains", False):
+    if a.parallel_chains:
         smf_argv.append("--parallel-chains")
     sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members),
                 "--workers", str(a.workers)]

@@ -40,7 +40,7 @@ from popmodel.flow.selection import NormalizationGrid, selection_grids
 from popmodel.flow.sfs import (
     DEFAULT_DOUBLING_CUT,
     SequenceStatistics,
-    ridge_band,
+    ridge_columns,
     sequence_statistics,
 )
 from popmodel.flow.train import TrainConfig, TrainResult, build_flow, train_flow
@@ -351,9 +351,10 @@ def sfs_table(
             warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanpercentile(arr, [16, 50, 84], axis=0)
 
-    r, mn = band("ridge"), band("log_mean_sfr")
-    ridge_mid = pooled.ridge if config.ridge_estimator == "pooled" else r[1]
-    r_lo, r_hi = ridge_band(np.stack([s.ridge for s in stats]), ridge_mid)
+    ridges = np.stack([s.ridge for s in stats])
+    r_lo, ridge_mid, r_hi, ridge_members = ridge_columns(ridges, pooled.ridge,
+                                                         config.ridge_estimator)
+    mn = band("log_mean_sfr")
     cols = {
         "z": z, "log_mass": log_mass,
         "ridge_p16": r_lo, "ridge_p50": ridge_mid, "ridge_p84": r_hi,
@@ -363,8 +364,8 @@ def sfs_table(
         "log_sfr_q84": np.median(np.stack([s.q84 for s in stats]), 0),
         "bimodal": np.mean(np.stack([s.bimodal for s in stats]), 0) >= 0.5,
         "scatter_p50": np.median(np.stack([s.scatter for s in stats]), 0),
-        "ridge_members_p50": r[1],
-        "ridge_n_members": np.sum(np.isfinite(np.stack([s.ridge for s in stats])), 0),
+        "ridge_members_p50": ridge_members,
+        "ridge_n_members": np.sum(np.isfinite(ridges), 0),
         "log_sfr_cut": stats[0].log_sfr_cut,
         "log_mass_limit": log_mass_limit,
     }

@@ -47,6 +47,7 @@ __all__ = [
     "SequenceStatistics",
     "log_ssfr_cut",
     "ridge_band",
+    "ridge_columns",
     "sequence_statistics",
 ]
 
@@ -103,7 +104,8 @@ class SequenceStatistics:
         return 0.5 * (self.q84 - self.q16)
 
 
-def ridge_band(member_ridges: np.ndarray, center: np.ndarray, level: float = 0.68) -> tuple[np.ndarray, np.ndarray]:
+def ridge_band(member_ridges: np.ndarray, center: np.ndarray,
+               level: float = 0.68) -> tuple[np.ndarray, np.ndarray]:
     r"""The ``level`` band of the central ridge from the K members' ridges (Student-t).
 
     Each member is trained on a bootstrap resample, so the members scatter about the central
@@ -143,6 +145,24 @@ def ridge_band(member_ridges: np.ndarray, center: np.ndarray, level: float = 0.6
     half = student_t.ppf(0.5 * (1.0 + level), np.maximum(k - 1, 1)) * sd
     ok = k >= 2
     return np.where(ok, c - half, pct[0]), np.where(ok, c + half, pct[1])
+
+
+def ridge_columns(member_ridges: np.ndarray, pooled_ridge: np.ndarray,
+                  estimator: str = "pooled") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ridge's ``(p16, p50, p84, members' median)`` as ``sfs.ecsv`` stores them.
+
+    p50 is the pooled ridge (``estimator="pooled"``, the mode of the ensemble-averaged
+    density) or the members' median (``"median"``); p16/p84 are :func:`ridge_band` about it.
+    """
+    import warnings
+
+    arr = np.atleast_2d(np.asarray(member_ridges, dtype=np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        members_median = np.nanpercentile(arr, 50, axis=0)
+    mid = np.asarray(pooled_ridge, dtype=np.float64) if estimator == "pooled" else members_median
+    lo, hi = ridge_band(arr, mid)
+    return lo, mid, hi, members_median
 
 
 def _local_maxima(p: np.ndarray) -> np.ndarray:

@@ -279,27 +279,22 @@ class SFSResult:
             z: Redshift(s).
 
         Returns:
-            QTable with ``log_mass``, ``z``, ``ridge_p16/p50/p84`` (dex; p16/p84 the
-            Student-t band of :func:`popmodel.flow.sfs.ridge_band` about p50, p50 as the fit's ``ridge_estimator``: the mode of the ensemble-averaged
-            density, or the members' median) and ``ridge_n_members`` (members with a ridge
+            QTable with ``log_mass``, ``z``, ``ridge_p16/p50/p84`` (dex, as
+            :func:`popmodel.flow.sfs.ridge_columns` gives them: p50 as the fit's
+            ``ridge_estimator``, the mode of the ensemble-averaged density or the members'
+            median; p16/p84 the Student-t band of :func:`popmodel.flow.sfs.ridge_band` about it) and ``ridge_n_members`` (members with a ridge
             above the star-forming cut).
         """
-        import warnings
-
         from astropy.table import QTable
+
+        from popmodel.flow.sfs import ridge_columns
 
         m, zz = (np.atleast_1d(a).astype(float).ravel() for a in
                  np.broadcast_arrays(np.asarray(log_mass, float), np.asarray(z, float)))
         stats, pooled = self.member_statistics(m, zz)
         arr = np.stack([s.ridge for s in stats])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r = np.nanpercentile(arr, [16, 50, 84], axis=0)
-        mid = pooled.ridge if self.meta.get("config", {}).get("ridge_estimator", "pooled") == "pooled" \
-            else r[1]
-        from popmodel.flow.sfs import ridge_band
-
-        lo, hi = ridge_band(arr, mid)
+        lo, mid, hi, _ = ridge_columns(arr, pooled.ridge,
+                                       self.meta.get("config", {}).get("ridge_estimator", "pooled"))
         unit = u.dex(u.Msun / u.yr)
         return QTable({"log_mass": m * u.dex(u.Msun), "z": zz, "ridge_p16": lo * unit,
                        "ridge_p50": mid * unit, "ridge_p84": hi * unit,
