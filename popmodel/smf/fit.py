@@ -29,6 +29,7 @@ from popmodel.smf.inference import (
     find_map,
     laplace_draws,
     mc_error_diagnostics,
+    release_memory,
     require_x64,
     run_nuts,
 )
@@ -411,6 +412,7 @@ def fit_smf(
     log("finding the MAP (L-BFGS) and its Laplace covariance ...")
     mp = find_map(data, prior)
     timing["map_s"] = time.perf_counter() - t0
+    release_memory()  # the Hessian's program: not needed again
     log(f"MAP after {mp.n_evaluations} evaluations ({timing['map_s']:.1f} s): {mp.message}")
     warn = []
     compression = {}
@@ -445,6 +447,7 @@ def fit_smf(
         log(quadrature_error_summary(quadrature))
         if quadrature.get("sd_log_l") is not None and not quadrature["ok"]:
             warn.append(quadrature_error_summary(quadrature))
+    release_memory()  # the checks' programs (twice the nodes) before the sampler's
     if not mp.converged:
         warn.append(f"the MAP optimisation did not converge cleanly ({mp.message})")
     p_map = mp.continuity_params(prior.anchor_z)
@@ -487,6 +490,7 @@ def fit_smf(
     else:
         raise ValueError(f"method must be 'nuts' or 'laplace', got {cfg.method!r}")
     timing["sampling_s"] = time.perf_counter() - t0
+    release_memory()  # the sampler's program, before the results are written
     if cfg.method == "nuts":
         diag = _plain_diagnostics(samples, divergences, cfg.num_samples * cfg.num_chains, stats)
     else:

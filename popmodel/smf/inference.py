@@ -42,9 +42,31 @@ __all__ = [
     "laplace_draws",
     "mc_error_diagnostics",
     "mc_galaxies",
+    "release_memory",
     "require_x64",
     "run_nuts",
 ]
+
+
+def release_memory() -> None:
+    """Drop JAX's compiled programs and hand freed heap pages back to the operating system.
+
+    Each compiled likelihood program (the gradient, the Hessian, the checks' twice-the-nodes
+    copy, the NUTS kernel) keeps a few hundred MB of code and scratch on CPU that stays
+    resident after its last use, so the fit's stages add up: on 3D-HST (1.1M nodes) the MAP's
+    Hessian alone left 0.4 GB. Called between the fit's stages, it costs one recompilation
+    of what runs next (seconds). It clears every JAX cache of the process, not only
+    popmodel's; ``malloc_trim`` is glibc's and is skipped elsewhere.
+    """
+    import ctypes
+    import gc
+
+    jax.clear_caches()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def require_x64() -> None:
@@ -113,8 +135,16 @@ class _Potential:
 
         self.value_and_grad = jax.jit(jax.value_and_grad(pot))
         self.grad = jax.jit(jax.grad(pot))
-        self.hessian = jax.jit(jax.jacrev(jax.grad(pot)))  # reverse over reverse: the
-        # fused likelihood is a custom_vjp (no forward mode)
+        grad = jax.grad(pot)
+
+        def hessian(u: jax.Array, data: LikelihoodData) -> jax.Array:
+            # reverse over reverse (the fused likelihood is a custom_vjp: no forward mode), one
+            # row at a time: jax.jacrev's vmap over the D basis vectors held D copies of the
+            # per-node intermediates (about 0.9 GB above the rest on 3D-HST's 1.1M nodes)
+            _, row = jax.vjp(lambda x: grad(x, data), u)
+            return jax.lax.map(lambda e: row(e)[0], jnp.eye(u.size, dtype=u.dtype))
+
+        self.hessian = jax.jit(hessian)
 
     def constrain(self, u: np.ndarray, template: LikelihoodData) -> dict[str, float]:
         c = constrain_fn(smf_model, (template, self.prior), {}, self.unravel(jnp.asarray(u)),
