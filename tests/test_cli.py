@@ -228,6 +228,24 @@ def test_strict_failures_name_the_parameters():
         "4 transitions at the maximum tree depth"]
 
 
+def test_ess_bar_is_100_per_chain_for_the_fit_and_strict():
+    """Independent normal draws: 4 chains x 80 (bulk ESS about 320) fall short of the 400 that
+    4 chains need (Vehtari et al. 2021), 4 x 1000 meet it; --strict applies the fit's own bar."""
+    from popmodel.cli.smf import strict_failures
+    from popmodel.smf.fit import _plain_diagnostics
+
+    rng = np.random.default_rng(3)
+    short = _plain_diagnostics({"a": rng.normal(size=(4, 80))}, 0, 320)
+    assert short["ess_required"] == 400 and not short["ok"]
+    assert 200 < short["ess_bulk"]["a"] < 400
+    assert any("FEWER THAN 400 (100 per chain)" in w for w in short["plain_words"])
+    assert any(f.startswith("bulk ESS < 400 for a") for f in strict_failures("nuts", short))
+    long = _plain_diagnostics({"a": rng.normal(size=(4, 1000))}, 0, 4000)
+    assert long["ok"] and long["ess_bulk"]["a"] > 400 and strict_failures("nuts", long) == []
+    one = _plain_diagnostics({"a": rng.normal(size=(1, 150))}, 0, 150)
+    assert one["ess_required"] == 100
+
+
 def test_sampler_stats_e_bfmi_against_its_definition():
     """E-BFMI per chain = sum (E_n - E_{n-1})^2 / sum (E_n - mean E)^2 (Betancourt 2016), and
     transitions of 2^10 - 1 leapfrog steps count as saturated."""

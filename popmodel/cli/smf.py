@@ -86,8 +86,9 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when the NUTS diagnostics are not clean (R-hat >= "
-                   "1.01, bulk ESS < 100 or divergent transitions), naming the parameters; the "
-                   "results are written all the same (default: a warning only)")
+                   "1.01, bulk or tail ESS below 100 per chain, divergent transitions, E-BFMI "
+                   "<= 0.3 or trees at the maximum depth), naming the parameters; the results "
+                   "are written all the same (default: a warning only)")
 
 
 def _fit_config(a: argparse.Namespace):
@@ -131,15 +132,18 @@ def _run_fit(catalog, survey, a: argparse.Namespace, extra: dict | None = None) 
 
 
 def strict_failures(method: str, diagnostics: dict, *, max_rhat: float = 1.01,
-                    min_ess: float = 100.0) -> list[str]:
+                    min_ess: float | None = None) -> list[str]:
     """What ``--strict`` objects to in a fit's sampler diagnostics, naming the parameters:
-    R-hat of ``max_rhat`` or more (or not finite), bulk or tail ESS below ``min_ess``,
+    R-hat of ``max_rhat`` or more (or not finite), bulk or tail ESS below ``min_ess`` (default:
+    the fit's ``ess_required``, 100 per chain after Vehtari et al. 2021; 100 if not recorded),
     divergent transitions, E-BFMI of 0.3 or less in a chain, transitions at the maximum tree
     depth. Empty for a clean NUTS run and for Laplace draws (no sampler diagnostics)."""
     import math
 
     if method != "nuts":
         return []
+    if min_ess is None:
+        min_ess = float(diagnostics.get("ess_required") or 100.0)
     rhat = diagnostics.get("r_hat", {})
     ess = diagnostics.get("ess_bulk", {})
     out = []

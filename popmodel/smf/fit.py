@@ -268,6 +268,11 @@ def ess_for_rhat(n_chains: int, n_params: int, threshold: float = 1.01,
                         10.0, 1e7))
 
 
+#: Bulk and tail ESS wanted per chain, 400 for 4 chains (Vehtari et al. 2021, Bayesian Analysis
+#: 16, 667: below it R-hat and the ESS estimates themselves are unreliable).
+ESS_PER_CHAIN = 100
+
+
 def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws: int,
                        stats: dict | None = None) -> dict:
     import logging
@@ -289,6 +294,7 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
     ess_tail = {k: float(summ.loc[k, "ess_tail"]) for k in samples}
     stats = stats or {}
     n_chains = next(iter(samples.values())).shape[0]
+    need_ess = ESS_PER_CHAIN * n_chains
     words = []
     max_rhat = max(rhat.values())
     min_ess = min(ess.values())
@@ -306,7 +312,8 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
         words.append("R-hat: not computed reliably from one chain; run several chains")
     words.append(
         f"effective sample size (bulk): smallest {min_ess:.0f} ({min(ess, key=ess.get)}) of "
-        f"{n_draws} draws" + ("" if min_ess >= 100 else "; FEWER THAN 100: run longer")
+        f"{n_draws} draws" + ("" if min_ess >= need_ess else
+                              f"; FEWER THAN {need_ess} ({ESS_PER_CHAIN} per chain): run longer")
     )
     words.append(
         f"{divergences} divergent transitions"
@@ -314,8 +321,8 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
     )
     min_tail = min(ess_tail.values())
     words.append(f"effective sample size (tail): smallest {min_tail:.0f} "
-                 f"({min(ess_tail, key=ess_tail.get)})" + ("" if min_tail >= 100 else
-                                                          "; FEWER THAN 100: run longer"))
+                 f"({min(ess_tail, key=ess_tail.get)})" + ("" if min_tail >= need_ess else
+                                                          f"; FEWER THAN {need_ess}: run longer"))
     bfmi = stats.get("e_bfmi")
     if bfmi:
         words.append("E-BFMI per chain " + ", ".join(f"{v:.2f}" for v in bfmi)
@@ -325,10 +332,11 @@ def _plain_diagnostics(samples: dict[str, np.ndarray], divergences: int, n_draws
     if sat:
         words.append(f"{sat} transitions hit the maximum tree depth ({MAX_TREE_DEPTH}): the "
                      "sampler's trajectories were cut short")
-    ok = (max_rhat < 1.01 and min_ess >= 100 and min_tail >= 100 and divergences == 0
+    ok = (max_rhat < 1.01 and min_ess >= need_ess and min_tail >= need_ess and divergences == 0
           and (not bfmi or min(bfmi) > 0.3) and not sat)
     return {"r_hat": rhat, "ess_bulk": ess, "ess_tail": ess_tail, "divergences": int(divergences),
-            "e_bfmi": bfmi, "tree_depth_saturated": sat, "ok": bool(ok), "plain_words": words}
+            "e_bfmi": bfmi, "tree_depth_saturated": sat, "ess_required": need_ess, "ok": bool(ok),
+            "plain_words": words}
 
 
 _logger = logging.getLogger(__name__)
