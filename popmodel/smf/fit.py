@@ -24,6 +24,7 @@ from popmodel.smf.data import SMFData, check_field_coverage, prepare_smf_data
 from popmodel.smf.density import DEFAULT_SLICE_DZ
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams
 from popmodel.smf.inference import (
+    RELEASE_MIN_NODES,
     MAPResult,
     bootstrap_map_shift,
     find_map,
@@ -267,11 +268,6 @@ def ess_for_rhat(n_chains: int, n_params: int, threshold: float = 1.01,
     return float(brentq(lambda e: rhat_noise(e, n_chains, n_params, threshold) - probability,
                         10.0, 1e7))
 
-
-#: Nodes/samples from which the fit frees JAX's compiled programs between its stages
-#: (:func:`popmodel.smf.inference.release_memory`): 3D-HST's 1.1M peaked at 2.07 GB with it,
-#: 2.7-3.0 GB without.
-RELEASE_MIN_NODES = 200_000
 
 #: Bulk and tail ESS wanted per chain, 400 for 4 chains (Vehtari et al. 2021, Bayesian Analysis
 #: 16, 667: below it R-hat and the ESS estimates themselves are unreliable).
