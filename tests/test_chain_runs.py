@@ -1,5 +1,6 @@
 """Chains one after another as separate NumPyro runs (``run_nuts(one_run_per_chain=True)``,
-what large fits use to bound memory) against one NumPyro run of the same chains."""
+what large fits use to bound memory) against one NumPyro run of the same chains: the same
+draws, since NumPyro splits the key per chain in the same way."""
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def small():
     return data, prior, find_map(data, prior)
 
 
-def test_one_run_per_chain_samples_the_same_posterior(small):
+def test_one_run_per_chain_gives_numpyros_sequential_chains(small):
     data, prior, mp = small
     assert n_nodes(data.arrays) < RELEASE_MIN_NODES  # small: the default keeps one NumPyro run
     kw = {"num_warmup": 100, "num_samples": 200, "num_chains": 2, "seed": 3, "init_spread": True,
@@ -38,6 +39,5 @@ def test_one_run_per_chain_samples_the_same_posterior(small):
         assert x.shape == y.shape == (2, 200)
         np.testing.assert_array_equal(np.asarray(flat[k]), x.reshape(-1))
         assert not np.array_equal(x[0], x[1])  # two chains, not one copied
-        # same posterior: means within 5 Monte Carlo errors (ESS ~ 100 per run, conservatively)
-        se = np.sqrt(x.var() / 100 + y.var() / 100)
-        assert abs(x.mean() - y.mean()) < 5 * se, (k, x.mean(), y.mean(), se)
+        # NumPyro's sequential method splits the key per chain in the same way: the same chains
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-12)
