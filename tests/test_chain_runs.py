@@ -24,7 +24,7 @@ def small():
 def test_one_run_per_chain_gives_numpyros_sequential_chains(small):
     data, prior, mp = small
     assert n_nodes(data.arrays) < RELEASE_MIN_NODES  # small: the default keeps one NumPyro run
-    kw = {"num_warmup": 100, "num_samples": 200, "num_chains": 2, "seed": 3, "init_spread": True,
+    kw = {"num_warmup": 50, "num_samples": 100, "num_chains": 2, "seed": 3, "init_spread": True,
           "chain_method": "sequential", "progress_bar": False}
     loop = run_nuts(data, prior, mp, one_run_per_chain=True, **kw)
     one = run_nuts(data, prior, mp, **kw)
@@ -32,11 +32,11 @@ def test_one_run_per_chain_gives_numpyros_sequential_chains(small):
     a, b = loop.get_samples(group_by_chain=True), one.get_samples(group_by_chain=True)
     assert set(a) == set(b)
     ea, eb = loop.get_extra_fields(group_by_chain=True), one.get_extra_fields(group_by_chain=True)
-    assert set(ea) == set(eb) and np.asarray(ea["energy"]).shape == (2, 200)
+    assert set(ea) == set(eb) and np.asarray(ea["energy"]).shape == (2, 100)
     flat = loop.get_samples()
     for k in prior.names:
         x, y = np.asarray(a[k]), np.asarray(b[k])
-        assert x.shape == y.shape == (2, 200)
+        assert x.shape == y.shape == (2, 100)
         np.testing.assert_array_equal(np.asarray(flat[k]), x.reshape(-1))
         assert not np.array_equal(x[0], x[1])  # two chains, not one copied
         # NumPyro's sequential method splits the key per chain in the same way: the same chains
