@@ -8,11 +8,13 @@ Run from the repository root::
 Each setting runs in its own process (JAX fixes its CPU device count at start-up): the data
 of ``popmodel fit-3dhst`` (exact rules, float32, 25 density terms), MAP + Laplace with the
 same ``fit_smf`` defaults, then ``run_nuts`` with ``chain_method="sequential"`` (one device)
-and ``"parallel"`` (a device per chain). A thread reads the resident set size every second.
+as one NumPyro run (``sequential``) and as one run per chain with JAX's programs freed between
+them (``sequential-runs``, what large fits do by default), and ``"parallel"`` (a device per
+chain). A thread reads the resident set size every second.
 Lines: ``RSS <setting>`` with the resident memory when the sampling starts, the peak, the
 growth rate over the sampling (a least-squares slope, MB per second) and the wall time and
-leapfrog steps, and ``RATIO`` (parallel over sequential: peak memory, slope, wall time per
-leapfrog step), with a speed probe beside them.
+leapfrog steps, and ``RATIO`` lines (parallel and sequential-runs over sequential: peak
+memory, wall time, slope), with a speed probe beside them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+
+MODES = ("sequential", "sequential-runs", "parallel")
 
 
 def _rss_gb() -> float:
@@ -63,7 +67,9 @@ def child(args: argparse.Namespace) -> None:
     th.start()
     mcmc = run_nuts(fit.data, fit.prior, fit.map, num_warmup=args.warmup,
                     num_samples=args.draws, num_chains=args.chains, seed=0,
-                    chain_method=args.mode, init_spread=True, progress_bar=False)
+                    chain_method="parallel" if args.mode == "parallel" else "sequential",
+                    one_run_per_chain=args.mode == "sequential-runs", init_spread=True,
+                    progress_bar=False)
     jax.block_until_ready(mcmc.get_samples())
     wall = time.perf_counter() - t0
     stop.set()
@@ -82,7 +88,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=80)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--chains", type=int, default=2)
-    ap.add_argument("--mode", choices=("sequential", "parallel"), help=argparse.SUPPRESS)
+    ap.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mode:
         child(args)
@@ -92,7 +98,7 @@ def main() -> None:
 
     print(f"speed probe before: {exp_log_probe():.2e} exp+log per second", flush=True)
     out = {}
-    for mode in ("sequential", "parallel"):
+    for mode in MODES:
         cmd = [sys.executable, __file__, "--mode", mode, "--warmup", str(args.warmup),
                "--draws", str(args.draws), "--chains", str(args.chains)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=True,
@@ -103,10 +109,12 @@ def main() -> None:
               f"{o['start_gb']:.2f} GB, peak {o['peak_gb']:.2f} GB, growth {o['slope_mb_s']:+.1f} "
               f"MB/s over the sampling; {o['wall_s']:.0f} s, {o['sampling_steps']} leapfrog "
               "steps in the draws", flush=True)
-    s, p = out["sequential"], out["parallel"]
-    print(f"RATIO parallel / sequential: peak memory {p['peak_gb'] / s['peak_gb']:.2f}, wall "
-          f"{p['wall_s'] / s['wall_s']:.2f}; growth {p['slope_mb_s']:+.1f} against "
-          f"{s['slope_mb_s']:+.1f} MB/s", flush=True)
+    s = out["sequential"]
+    for mode in ("parallel", "sequential-runs"):
+        p = out[mode]
+        print(f"RATIO {mode} / sequential: peak memory {p['peak_gb'] / s['peak_gb']:.2f}, wall "
+              f"{p['wall_s'] / s['wall_s']:.2f}; growth {p['slope_mb_s']:+.1f} against "
+              f"{s['slope_mb_s']:+.1f} MB/s", flush=True)
     print(f"speed probe after: {exp_log_probe():.2e} exp+log per second", flush=True)
 
 
