@@ -138,16 +138,10 @@ class _Potential:
 
         self.value_and_grad = jax.jit(jax.value_and_grad(pot))
         self.grad = jax.jit(jax.grad(pot))
-        grad = jax.grad(pot)
-
-        def hessian(u: jax.Array, data: LikelihoodData) -> jax.Array:
-            # reverse over reverse (the fused likelihood is a custom_vjp: no forward mode), one
-            # row at a time: jax.jacrev's vmap over the D basis vectors held D copies of the
-            # per-node intermediates (about 0.9 GB above the rest on 3D-HST's 1.1M nodes)
-            _, row = jax.vjp(lambda x: grad(x, data), u)
-            return jax.lax.map(lambda e: row(e)[0], jnp.eye(u.size, dtype=u.dtype))
-
-        self.hessian = jax.jit(hessian)
+        self.hessian = jax.jit(jax.jacrev(jax.grad(pot)))  # reverse over reverse: the
+        # fused likelihood is a custom_vjp (no forward mode). Row by row (lax.map over vjp
+        # rows) would hold less memory, but changes the Laplace mass matrix at the 1e-12 level,
+        # and NUTS's trajectories with it; large fits free the program after the MAP instead
 
     def constrain(self, u: np.ndarray, template: LikelihoodData) -> dict[str, float]:
         c = constrain_fn(smf_model, (template, self.prior), {}, self.unravel(jnp.asarray(u)),
