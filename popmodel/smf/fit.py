@@ -30,6 +30,7 @@ from popmodel.smf.inference import (
     find_map,
     laplace_draws,
     mc_error_diagnostics,
+    n_nodes,
     release_memory,
     require_x64,
     run_nuts,
@@ -417,8 +418,9 @@ def fit_smf(
     elif cfg.cosmic_variance:
         log("cosmic variance: no field has a known geometry (side lengths or sigma_dm); "
             "no density terms")
-    def release() -> None:  # large fits only: recompiling costs seconds that small fits
-        if data.report.n_samples_used >= RELEASE_MIN_NODES:  # (the tests) would feel
+
+    def release() -> None:  # large fits only, by run_nuts's measure: recompiling costs
+        if n_nodes(data.arrays) >= RELEASE_MIN_NODES:  # seconds small fits would feel
             release_memory()
 
     t0 = time.perf_counter()

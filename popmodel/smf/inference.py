@@ -372,7 +372,8 @@ def run_nuts(
 
 #: Nodes/samples from which a fit frees JAX's compiled programs between its stages and runs
 #: chains one after another as separate runs (:func:`release_memory`): the default 3D-HST fit
-#: (1.1M) peaked at 1.58 GB that way, 2.7-3.0 GB without. Small fits (the tests) skip the recompilations.
+#: (1.1M) peaked at 1.58 GB that way, 2.7-3.0 GB without. Small fits (the tests) skip the
+#: recompilations.
 RELEASE_MIN_NODES = 200_000
 
 
