@@ -116,8 +116,10 @@ class Lite:
         return out
 
 
-def run_fit(tag: str, catalog, survey, anchor_z=BASE_ANCHORS, *, refit: bool = False) -> Lite:
-    """Laplace fit (cached in ``CACHE/<tag>.pkl``), returned as a :class:`Lite`."""
+def run_fit(tag: str, catalog, survey, anchor_z=BASE_ANCHORS, *, refit: bool = False,
+            config=None) -> Lite:
+    """Laplace fit (cached in ``CACHE/<tag>.pkl``), returned as a :class:`Lite`; ``config``
+    replaces :func:`fit_config` of ``anchor_z``."""
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{tag}.pkl"
     if path.exists() and not refit:
@@ -128,7 +130,7 @@ def run_fit(tag: str, catalog, survey, anchor_z=BASE_ANCHORS, *, refit: bool = F
     from popmodel.smf.fit import fit_smf
 
     t0 = time.perf_counter()
-    fit = fit_smf(catalog, survey, fit_config(anchor_z), log=lambda s: None)
+    fit = fit_smf(catalog, survey, config or fit_config(anchor_z), log=lambda s: None)
     wall = time.perf_counter() - t0
     print(f"[{tag}] fit in {wall:.0f} s; MAP converged={fit.map.converged}", flush=True)
     d = {"survey": fit.data.survey, "density": fit.data.density,
@@ -296,6 +298,13 @@ def record(path_keys: list[str], value) -> None:
         cur = cur.setdefault(k, {})
     cur[path_keys[-1]] = value
     RECORD.write_text(json.dumps(d, indent=1, sort_keys=False) + "\n")
+
+
+def record_run(path_keys: list[str], res: dict, t0: float) -> None:
+    """Record a finished run: its total wall time since ``t0``, the code state, then ``res``."""
+    res["wall_s_total"] = time.perf_counter() - t0
+    res["code_state"] = code_state()
+    record(path_keys, res)
 
 
 def fit_info(fit: Lite) -> dict:

@@ -18,17 +18,14 @@ import dataclasses
 import sys
 import time
 
-import common
-from common import BASE_ANCHORS, code_state, fit_info, load_data, ppc, record, run_fit
+from common import BASE_ANCHORS, fit_config, fit_info, load_data, ppc, record_run, run_fit
 
 VARIANTS = {"sd025": (0.25, 0.5), "slice025": (None, 0.25), "slice025_sd025": (0.25, 0.25)}
 
 
 def main(tags):
-    from popmodel.smf.fit import FitConfig
     from popmodel.survey import Survey
 
-    base_config = common.fit_config
     for tag in tags:
         sd, dz = VARIANTS[tag]
         t0 = time.perf_counter()
@@ -37,16 +34,8 @@ def main(tags):
             survey = Survey(fields=tuple(dataclasses.replace(f, sigma_dm=sd) for f in survey.fields),
                             cosmology=survey.cosmology, name=f"{survey.name} (sigma_dm {sd})",
                             imf=survey.imf)
-
-        def cfg(anchor_z=BASE_ANCHORS, seed=0, _dz=dz):
-            return dataclasses.replace(base_config(anchor_z, seed), slice_dz=_dz)
-
-        common.fit_config = cfg  # run_fit builds its config from common.fit_config
-        try:
-            fit = run_fit(tag, cat, survey, BASE_ANCHORS)
-        finally:
-            common.fit_config = base_config
-        assert isinstance(cfg(), FitConfig)
+        config = dataclasses.replace(fit_config(BASE_ANCHORS), slice_dz=dz)
+        fit = run_fit(tag, cat, survey, BASE_ANCHORS, config=config)
         res = {"settings": {"sigma_dm_override": sd, "slice_dz": dz, "mass_error_dex": 0.1,
                             "anchor_z": list(BASE_ANCHORS),
                             "fit": "Laplace, 4 x 100 draws, seed 0, n_bootstrap 0", "ppc_seed": 0},
@@ -57,9 +46,7 @@ def main(tags):
               f"({res['ppc_own']['n_scored']} bins); lowest "
               f"{res['ppc_own']['by_class']['lowest']['coverage']}, rest "
               f"{res['ppc_own']['by_class']['not_lowest']['coverage']}", flush=True)
-        res["wall_s_total"] = time.perf_counter() - t0
-        res["code_state"] = code_state()
-        record(["fits", tag], res)
+        record_run(["fits", tag], res, t0)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from common import (
     ppc,
     raise_limits,
     record,
+    record_run,
     run_fit,
 )
 
@@ -92,9 +93,7 @@ def main(tags):
             print(f"[{tag}] held-out band log pred {hb['log_pred_total']:.2f}; obs "
                   f"{hb['obs_band_per_zbin']} pred {[round(x) for x in hb['pred_band_per_zbin_mean']]}",
                   flush=True)
-        res["wall_s_total"] = time.perf_counter() - t0
-        res["code_state"] = code_state()
-        record(["fits", tag], res)
+        record_run(["fits", tag], res, t0)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import sys
 import time
 
 import numpy as np
-from common import BASE_ANCHORS, code_state, fit_info, load_data, ppc, record, run_fit
+from common import BASE_ANCHORS, fit_info, load_data, ppc, record_run, run_fit
 
 MOCK_SEED = 11
 
@@ -136,9 +136,7 @@ def main(cases):
         print(f"[mock {case}] coverage {res['ppc']['coverage']:.3f}; lowest {b['lowest']['coverage']} "
               f"(resid {b['lowest']['mean_signed_resid']:.2f}); rest {b['not_lowest']['coverage']}",
               flush=True)
-        res["wall_s_total"] = time.perf_counter() - t0
-        res["code_state"] = code_state()
-        record(["mock", case], res)
+        record_run(["mock", case], res, t0)
 
 
 if __name__ == "__main__":
