@@ -49,11 +49,6 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
     p.add_argument("--target-accept", type=probability, default=target_accept,
                    help=f"NUTS target acceptance probability (default {target_accept}); raise it "
                    "if the fit reports divergent transitions")
-    p.add_argument("--metric", choices=("laplace", "pooled"), default="laplace",
-                   help="NUTS's dense mass matrix: the MAP's Laplace covariance (default), or "
-                   "'pooled': after a pilot of --warmup iterations, the covariance of all "
-                   "chains' pilot draws (for posteriors wider than the Laplace approximation; "
-                   "adds --warmup / 2 warm-up iterations per chain)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--selection", choices=("noisy", "hard"), default="noisy",
                    help="selection on noisy catalogue masses (default) or a hard cut on true mass")
@@ -101,7 +96,7 @@ def _fit_config(a: argparse.Namespace):
 
     return FitConfig(
         method=a.method, num_warmup=a.warmup, num_samples=a.samples, num_chains=a.chains,
-        target_accept=a.target_accept, metric=a.metric,
+        target_accept=a.target_accept,
         seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype,
         cosmic_variance=not a.no_cosmic_variance, slice_dz=a.slice_dz, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,

@@ -91,11 +91,6 @@ class FitConfig:
             each other make R-hat uninformative).
         adapt_mass_matrix: re-estimate the dense mass matrix during warm-up (windowed, as
             NumPyro does) instead of keeping the Laplace covariance.
-        metric: NUTS's dense inverse mass matrix: "laplace" (the MAP's Laplace covariance
-            throughout) or "pooled" (after a pilot of ``num_warmup`` iterations with the
-            Laplace matrix, the covariance of all chains' pilot draws together, then
-            ``num_warmup // 2`` warm-up iterations and the draws;
-            :func:`popmodel.smf.inference.run_nuts`).
         chain_method: NumPyro's chain method, or "auto": "parallel" with a device per chain,
             else "sequential" (:func:`popmodel.smf.inference.run_nuts`).
         n_bootstrap: bootstrap replicates for the Monte Carlo shift of the MAP (0 = skip).
@@ -120,7 +115,6 @@ class FitConfig:
     target_accept: float = 0.8
     init_spread: bool = True
     adapt_mass_matrix: bool = False
-    metric: str = "laplace"
     chain_method: str = "auto"
     n_bootstrap: int = 16
     anchor_z: tuple[float, ...] = DEFAULT_ANCHORS
@@ -488,28 +482,15 @@ def fit_smf(
             )
     t0 = time.perf_counter()
     mcmc = None
-    metric_report = None
     if cfg.method == "nuts":
-        if cfg.metric == "pooled":
-            w1 = cfg.num_warmup // 2
-            log(f"NUTS: {cfg.num_chains} chains x ({w1} warm-up + {cfg.num_warmup - w1} pilot draws "
-                f"with the Laplace metric, then {w1} warm-up + {cfg.num_samples} draws with the "
-                "pooled metric)")
-        else:
-            log(f"NUTS: {cfg.num_chains} chains x ({cfg.num_warmup} warm-up + {cfg.num_samples} draws)")
+        log(f"NUTS: {cfg.num_chains} chains x ({cfg.num_warmup} warm-up + {cfg.num_samples} draws)")
         mcmc = run_nuts(
             data, prior, mp, num_warmup=cfg.num_warmup, num_samples=cfg.num_samples,
             num_chains=cfg.num_chains, seed=cfg.seed, target_accept=cfg.target_accept,
             dense_mass=cfg.dense_mass, progress_bar=cfg.progress_bar,
             init_spread=cfg.init_spread, adapt_mass_matrix=cfg.adapt_mass_matrix,
-            chain_method=cfg.chain_method, metric=cfg.metric,
+            chain_method=cfg.chain_method,
         )
-        metric_report = mcmc.metric_report
-        if metric_report is not None:
-            rep = metric_report
-            log(f"pooled metric from {rep['pilot_draws']} pilot draws: the posterior's variance is "
-                f"{rep['variance_ratio_min']:.2f}-{rep['variance_ratio_max']:.2f} times the "
-                "Laplace variance along its principal directions")
         raw = mcmc.get_samples(group_by_chain=True)
         keep = prior.names + list(prior.density_terms)
         samples = {k: np.asarray(raw[k], dtype=np.float64) for k in keep}
@@ -533,8 +514,6 @@ def fit_smf(
                 "divergences": 0, "ok": True,
                 "plain_words": [("Laplace draws (Gaussian approximation at the MAP): independent, "
                                 "no sampler diagnostics apply; use method='nuts' for results")]}
-    if metric_report is not None:
-        diag["pooled_metric"] = metric_report
     if cfg.method == "nuts" and not diag["ok"]:
         warn.append("sampler diagnostics are not clean: " + "; ".join(diag["plain_words"]))
     weak = prior_dominated(samples, prior)

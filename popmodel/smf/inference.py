@@ -21,7 +21,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
 from numpyro.distributions.transforms import biject_to
@@ -36,7 +35,6 @@ from popmodel.smf.model import SMFPrior, smf_model
 from popmodel.smf.schechter import ln_phi
 
 __all__ = [
-    "POOLED_PRIOR_DRAWS",
     "RELEASE_MIN_NODES",
     "MAPResult",
     "SequentialChains",
@@ -47,11 +45,9 @@ __all__ = [
     "mc_error_diagnostics",
     "mc_galaxies",
     "n_nodes",
-    "pooled_metric",
     "release_memory",
     "require_x64",
     "run_nuts",
-    "unconstrained_draws",
 ]
 
 
@@ -296,7 +292,6 @@ def run_nuts(
     chain_method: str = "auto",
     init_spread: bool = False,
     one_run_per_chain: bool | None = None,
-    metric: str = "laplace",
 ) -> MCMC | SequentialChains:
     """NUTS from the MAP with its Laplace covariance as the initial dense inverse mass matrix.
 
@@ -305,17 +300,6 @@ def run_nuts(
     measured here to make it worse (step sizes collapse, trees hit depth 10);
     ``adapt_mass_matrix=True`` restores NumPyro's windowed adaptation. Without a MAP the
     matrix is adapted as usual.
-
-    ``metric="pooled"`` replaces the Laplace matrix after a pilot stage by the covariance of
-    all chains' pilot draws together (:func:`pooled_metric`): the chains first run
-    ``num_warmup // 2`` warm-up iterations and ``num_warmup - num_warmup // 2`` pilot draws
-    with the Laplace matrix, then, from where each pilot ended, ``num_warmup // 2`` warm-up
-    iterations (step size only) and the ``num_samples`` draws with the pooled matrix. Pooling
-    the chains gives the estimate num_chains times the draws of one chain's window (the
-    cross-chain adaptation of Hoffman & Sountsov 2022 pools them likewise). It is meant for
-    posteriors that are wider than the Laplace approximation in some directions: on 3D-HST
-    the posterior is 4-17 times the Laplace variance along the direction in which the second
-    Schechter component fades.
 
     Chains run in parallel when JAX has that many devices (``numpyro.set_host_device_count``
     before JAX starts; the CLI does this), otherwise one after another
@@ -333,140 +317,57 @@ def run_nuts(
             chains' (the key is split per chain in the same way). On 3D-HST, 3 chains x
             (100 + 100) peaked at 1.54 GB this way against 1.83 GB as one NumPyro run, whose
             resident memory grows with the sampling time, in 300 s against 342 s.
-        metric: "laplace" (default) or "pooled" (above; needs a MAP, ``dense_mass`` and no
-            ``adapt_mass_matrix``). The returned object carries ``.metric_report``: the
-            pilot's draws and the largest and smallest variance ratio of the pooled matrix
-            against the Laplace one (generalised eigenvalues); None for "laplace".
     """
     require_x64()
-    if metric not in ("laplace", "pooled"):
-        raise ValueError(f"metric must be 'laplace' or 'pooled', got {metric!r}")
     arrays = data.arrays if isinstance(data, SMFData) else data
-    pooled = metric == "pooled"
-    if pooled and (map_result is None or not dense_mass or adapt_mass_matrix):
-        raise ValueError("metric='pooled' needs a MAP, dense_mass=True and adapt_mass_matrix=False")
-    if pooled and num_warmup < 4:
-        raise ValueError(f"metric='pooled' needs num_warmup >= 4 (a pilot), got {num_warmup}")
-
-    def kernel_of(inverse_mass_matrix: np.ndarray | None) -> NUTS:
-        kw = {}
-        if map_result is not None:
-            kw["init_strategy"] = init_to_value(values=map_result.params)
-            if dense_mass:
-                kw["inverse_mass_matrix"] = jnp.asarray(inverse_mass_matrix)
-        return NUTS(
-            partial(smf_model, prior=prior),
-            dense_mass=dense_mass,
-            target_accept_prob=target_accept,
-            adapt_mass_matrix=adapt_mass_matrix or map_result is None or not dense_mass,
-            **kw,
-        )
-
+    kw = {}
+    if map_result is not None:
+        kw["init_strategy"] = init_to_value(values=map_result.params)
+        if dense_mass:
+            kw["inverse_mass_matrix"] = jnp.asarray(map_result.cov_u)
+    kernel = NUTS(
+        partial(smf_model, prior=prior),
+        dense_mass=dense_mass,
+        target_accept_prob=target_accept,
+        adapt_mass_matrix=adapt_mass_matrix or map_result is None or not dense_mass,
+        **kw,
+    )
     method = chain_method
     if method == "auto":
         method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
-    pot = _Potential(prior, arrays) if map_result is not None else None
     per_chain = None
     if init_spread and map_result is not None:
+        pot = _Potential(prior, arrays)
         rng = np.random.default_rng(seed)
         u = rng.multivariate_normal(map_result.u, map_result.cov_u, size=num_chains)
         per_chain = [pot.unravel(jnp.asarray(ui)) for ui in u]
     # energy, accept_prob, ... go into the posterior file's sample_stats (az.bfmi needs energy)
     extra = ("diverging", "num_steps", "energy", "potential_energy", "accept_prob",
              "adapt_state.step_size")
+
+    def mcmc_of(n: int, how: str) -> MCMC:
+        return MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=n,
+                    chain_method=how, progress_bar=progress_bar, jit_model_args=True)
+
     if one_run_per_chain is None:
         one_run_per_chain = n_nodes(arrays) >= RELEASE_MIN_NODES
-    separate = method == "sequential" and num_chains > 1 and one_run_per_chain
-
-    def run(kernel: NUTS, n_warmup: int, n_samples: int, inits: list | None,
-            key: jax.Array) -> MCMC | SequentialChains:
-        def mcmc_of(n: int, how: str) -> MCMC:
-            return MCMC(kernel, num_warmup=n_warmup, num_samples=n_samples, num_chains=n,
-                        chain_method=how, progress_bar=progress_bar, jit_model_args=True)
-
-        if separate:
-            runs = []
-            for c, k in enumerate(jax.random.split(key, num_chains)):
-                m = mcmc_of(1, "sequential")
-                m.run(k, arrays, extra_fields=extra,
-                      init_params=None if inits is None else inits[c])
-                jax.block_until_ready(m.get_samples())
-                runs.append(m)
-                release_memory()
-            return SequentialChains(runs)
-        init_params = None
-        if inits is not None:
-            init_params = (inits[0] if num_chains == 1 else
-                           jax.tree_util.tree_map(lambda *a: jnp.stack(a), *inits))
-        m = mcmc_of(num_chains, method)
-        m.run(key, arrays, extra_fields=extra, init_params=init_params)
-        return m
-
-    if not pooled:
-        out = run(kernel_of(None if map_result is None else map_result.cov_u), num_warmup,
-                  num_samples, per_chain, jax.random.key(seed))
-        out.metric_report = None
-        return out
-    key_pilot, key_main = jax.random.split(jax.random.key(seed))
-    w1 = num_warmup // 2
-    pilot = run(kernel_of(map_result.cov_u), w1, num_warmup - w1, per_chain, key_pilot)
-    u_pilot = unconstrained_draws(pilot.get_samples(group_by_chain=True), prior, arrays, pot)
-    del pilot
-    release_memory()
-    cov, report = pooled_metric(u_pilot, map_result.cov_u)
-    starts = [pot.unravel(jnp.asarray(u_pilot[c, -1])) for c in range(u_pilot.shape[0])]
-    out = run(kernel_of(cov), w1, num_samples, starts, key_main)
-    out.metric_report = report
-    return out
-
-
-def unconstrained_draws(samples: dict, prior: SMFPrior, arrays: LikelihoodData,
-                        pot: _Potential) -> np.ndarray:
-    """Draws grouped by chain (NumPyro's ``get_samples(group_by_chain=True)``) as flat
-    unconstrained vectors, (chains, draws, dimension), in the MAP's ``u_names`` order."""
-    sites = prior.latent_names
-
-    def to_u(d: dict) -> jax.Array:
-        return ravel_pytree(unconstrain_fn(smf_model, (arrays, prior), {},
-                                           {k: d[k] for k in sites}))[0]
-
-    flat = {k: jnp.reshape(samples[k], (-1,)) for k in sites}
-    n_chains, n_draws = np.shape(samples[sites[0]])[:2]
-    u = np.asarray(jax.vmap(to_u)(flat))
-    assert pot.u_names == sorted(sites)
-    return u.reshape(n_chains, n_draws, -1)
-
-
-#: Weight of the Laplace covariance in the pooled metric, in pilot draws (a shrinkage
-#: towards the Laplace matrix that keeps the estimate positive definite with few draws).
-POOLED_PRIOR_DRAWS = 10
-
-
-def pooled_metric(u: np.ndarray, laplace_cov: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The dense inverse mass matrix from all chains' pilot draws together.
-
-    The sample covariance S of the (chains x draws) unconstrained draws is compared with the
-    Laplace covariance L along the generalised eigenvectors of (S, L): where the pilot spread
-    wider than L (variance ratio > 1: a tail the Gaussian approximation at the MAP misses) the
-    metric takes the pilot's variance, where it spread narrower it keeps L's, since a short
-    pilot under-samples tails rather than the curvature at the mode being wrong. That matrix
-    is then shrunk towards L with the weight of :data:`POOLED_PRIOR_DRAWS` draws:
-    ``(n S' + n0 L) / (n + n0)``. Returns it and a report: the draws used and the extreme
-    variance ratios of S against L.
-    """
-    flat = np.asarray(u, dtype=np.float64).reshape(-1, np.shape(u)[-1])
-    n = flat.shape[0]
-    if n < 2:
-        raise ValueError("the pooled metric needs at least 2 pilot draws")
-    s = np.cov(flat, rowvar=False)
-    ratio, vecs = scipy.linalg.eigh(s, laplace_cov)  # vecs' L vecs = I, vecs' S vecs = diag
-    lv = laplace_cov @ vecs
-    wide = lv @ np.diag(np.maximum(ratio, 1.0)) @ lv.T  # S along directions where it is wider
-    n0 = POOLED_PRIOR_DRAWS
-    cov = (n * wide + n0 * laplace_cov) / (n + n0)
-    cov = 0.5 * (cov + cov.T)
-    return cov, {"pilot_draws": int(n), "variance_ratio_max": float(ratio[-1]),
-                 "variance_ratio_min": float(ratio[0])}
+    if method == "sequential" and num_chains > 1 and one_run_per_chain:
+        runs = []
+        for c, key in enumerate(jax.random.split(jax.random.key(seed), num_chains)):
+            m = mcmc_of(1, "sequential")
+            m.run(key, arrays, extra_fields=extra,
+                  init_params=None if per_chain is None else per_chain[c])
+            jax.block_until_ready(m.get_samples())
+            runs.append(m)
+            release_memory()
+        return SequentialChains(runs)
+    init_params = None
+    if per_chain is not None:
+        init_params = (per_chain[0] if num_chains == 1 else
+                       jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_chain))
+    mcmc = mcmc_of(num_chains, method)
+    mcmc.run(jax.random.key(seed), arrays, extra_fields=extra, init_params=init_params)
+    return mcmc
 
 
 #: Nodes/samples from which a fit frees JAX's compiled programs between its stages and runs
