@@ -66,3 +66,81 @@ def get(seed=0):
 
 if __name__ == "__main__":
     get(0)
+
+
+def diagnostics(samples, names, energy, diverging, num_steps):
+    """popmodel's own sampler report (:func:`popmodel.smf.fit._plain_diagnostics`, E-BFMI per
+    chain by :func:`popmodel.smf.fit._sampler_stats`) for draws grouped by chain, with the
+    worst parameter of each statistic. Returns (per-parameter report, one-line summary)."""
+    from popmodel.smf.fit import _plain_diagnostics, _sampler_stats
+
+    samp = {k: np.asarray(samples[k], dtype=float) for k in names}
+    n_chains, n_draws = samp[names[0]].shape
+    stats = _sampler_stats({"energy": energy, "num_steps": num_steps}, n_chains)
+    div = int(np.sum(diverging))
+    rep = _plain_diagnostics(samp, div, n_chains * n_draws, stats)
+    r, b, tl = rep["r_hat"], rep["ess_bulk"], rep["ess_tail"]
+    wr, wb, wt = max(r, key=r.get), min(b, key=b.get), min(tl, key=tl.get)
+    line = {
+        "rhat": (wr, round(r[wr], 4)),
+        "bulk": (wb, round(b[wb])),
+        "tail": (wt, round(tl[wt])),
+        "div": div,
+        "bfmi": np.round(stats["e_bfmi"], 2).tolist(),
+        "grads": int(np.sum(num_steps)),
+        "steps_mean": float(np.mean(num_steps)),
+    }
+    return rep, line
+
+
+def fit_and_report(data, prior, seed, num_warmup, num_samples, tag, show, map_keys=()):
+    """The default NUTS of these experiments (MAP, then 4 chains from Laplace draws with the
+    Laplace metric), its RESULT line and a line per parameter in ``show``; returns the draws
+    grouped by chain and the MAP."""
+    import arviz as az
+
+    from popmodel.smf.inference import run_nuts
+
+    t = time.time()
+    mp = find_map(data, prior)
+    print(
+        "MAP",
+        round(time.time() - t),
+        mp.message,
+        {k: round(v, 3) for k, v in mp.params.items() if k in map_keys},
+        flush=True,
+    )
+    release_memory()
+    t = time.time()
+    m = run_nuts(
+        data,
+        prior,
+        mp,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=4,
+        seed=seed,
+        init_spread=True,
+        progress_bar=False,
+    )
+    wall = time.time() - t
+    samp = {k: np.asarray(v) for k, v in m.get_samples(group_by_chain=True).items()}
+    ex = m.get_extra_fields(group_by_chain=True)
+    rep, line = diagnostics(
+        samp,
+        prior.names + list(prior.density_terms),
+        ex["energy"],
+        ex["diverging"],
+        ex["num_steps"],
+    )
+    print("RESULT", tag, line, f"{wall:.0f} s", flush=True)
+    for k in show:
+        x = samp[k]
+        r = rep["r_hat"].get(k, float(az.rhat(x)))
+        b = rep["ess_bulk"].get(k, float(az.ess(x)))
+        print(
+            f"  {k:15s} chain means {np.round(x.mean(1), 3)} sd {x.std():.3f} "
+            f"rhat {r:.3f} ess {b:.0f}",
+            flush=True,
+        )
+    return samp, mp

@@ -12,7 +12,6 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 
-import arviz as az
 import common as setup
 import jax
 import jax.numpy as jnp
@@ -105,37 +104,18 @@ c = jax.vmap(cons)(us)
 keep = prior.names + list(prior.density_terms)
 samp = {k: np.asarray(c[k]).reshape(4, S) for k in keep}
 ex = mc.get_extra_fields(group_by_chain=True)
-idata = az.from_dict(posterior=samp)
-rh = az.rhat(idata)
-eb = az.ess(idata, method="bulk")
-et = az.ess(idata, method="tail")
-r = {k: float(rh[k]) for k in keep}
-b = {k: float(eb[k]) for k in keep}
-tl = {k: float(et[k]) for k in keep}
-wr = max(r, key=r.get)
-wb = min(b, key=b.get)
-wt = min(tl, key=tl.get)
-e = np.asarray(ex["energy"])
-bfmi = [float(np.sum(np.diff(x) ** 2) / np.sum((x - x.mean()) ** 2)) for x in e]
+rep, line = setup.diagnostics(samp, keep, ex["energy"], ex["diverging"], ex["num_steps"])
+line["eps"] = np.round(np.asarray(ex["adapt_state.step_size"])[:, -1], 3).tolist()
 print(
     "RESULT",
     tag,
-    {
-        "rhat": (wr, round(r[wr], 4)),
-        "bulk": (wb, round(b[wb])),
-        "tail": (wt, round(tl[wt])),
-        "div": int(np.sum(ex["diverging"])),
-        "bfmi": np.round(bfmi, 2).tolist(),
-        "grads": int(np.sum(ex["num_steps"])),
-        "steps_mean": float(np.mean(ex["num_steps"])),
-        "eps": np.round(np.asarray(ex["adapt_state.step_size"])[:, -1], 3).tolist(),
-    },
+    line,
     f"NUTS {t2 - t1:.0f} s, total {t2 - t0:.0f} s",
     flush=True,
 )
 for k in ["alpha1", "alpha2", "log_phi2_z0.2", "log_phi2_z1.6", "log_phi2_z3.0", "log_phi1_z1.6"]:
     x = samp[k]
     print(
-        f"  {k:15s} chain means {np.round(x.mean(1), 3)} sd {x.std():.3f} MAP {mp.params[k]:.3f} rhat {r[k]:.3f} ess {b[k]:.0f}"
+        f"  {k:15s} chain means {np.round(x.mean(1), 3)} sd {x.std():.3f} MAP {mp.params[k]:.3f} rhat {rep['r_hat'][k]:.3f} ess {rep['ess_bulk'][k]:.0f}"
     )
 Path(os.path.join(OUT, f"neutra_{tag}.pkl")).write_bytes(pickle.dumps({"samp": samp}))

@@ -14,11 +14,10 @@ from pathlib import Path
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 from functools import partial
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import OUT, get
+from common import OUT, diagnostics, get
 from jax.flatten_util import ravel_pytree
 from numpyro.infer import MCMC, NUTS, init_to_value
 
@@ -107,27 +106,13 @@ t2 = time.time()
 
 def diag(runs):
     samp = {k: np.stack([o["samples"][k] for o in runs]) for k in runs[0]["samples"]}
-    keep = prior.names + list(prior.density_terms)
-    ds = az.from_dict(posterior={k: samp[k] for k in keep})
-    rh = az.rhat(ds)
-    eb = az.ess(ds, method="bulk")
-    et = az.ess(ds, method="tail")
-    r = {k: float(rh[k]) for k in keep}
-    b = {k: float(eb[k]) for k in keep}
-    tl = {k: float(et[k]) for k in keep}
-    energy = [o["energy"] for o in runs]
-    bfmi = [float(np.sum(np.diff(e) ** 2) / np.sum((e - e.mean()) ** 2)) for e in energy]
-    wr = max(r, key=r.get)
-    wb = min(b, key=b.get)
-    wt = min(tl, key=tl.get)
-    return {
-        "rhat": (wr, r[wr]),
-        "bulk": (wb, b[wb]),
-        "tail": (wt, tl[wt]),
-        "div": sum(o["div"] for o in runs),
-        "bfmi": np.round(bfmi, 2).tolist(),
-        "grads": int(sum(o["steps"].sum() for o in runs)),
-    }
+    return diagnostics(
+        samp,
+        prior.names + list(prior.density_terms),
+        np.stack([o["energy"] for o in runs]),
+        [o["div"] for o in runs],
+        np.stack([o["steps"] for o in runs]),
+    )[1]
 
 
 print("PILOT", diag(pil), f"{t1 - t0:.0f} s", flush=True)

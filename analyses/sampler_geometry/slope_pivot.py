@@ -11,10 +11,8 @@ derivatives), with the Jacobian that keeps alpha2's prior uniform.
 import os
 import pickle
 import sys
-import time
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +21,6 @@ import numpyro.distributions as dist
 
 import popmodel.smf.inference as I
 import popmodel.smf.model as M
-from popmodel.smf.evolution import ContinuityParams
 
 MP = float(os.environ.get("MP", "9.5"))
 ZI = 1  # anchor index of z = 1.6
@@ -77,14 +74,7 @@ def model(data, prior):
     # uniform prior on alpha2: p(alpha2) = p(t) |dt/dalpha2| must be constant
     numpyro.factor("alpha2_prior", jnp.log(s_hi - s_lo) - jnp.log(dslope(a2, *args)))
     vals["alpha2"] = a2
-    p = ContinuityParams.from_dict(vals, prior.anchor_z)
-    delta = None
-    if prior.density_terms:
-        eta = jnp.stack([numpyro.sample(n, dist.Normal(0.0, 1.0)) for n in prior.eta_names])
-        delta = data.delta_from_eta(eta)
-        for i, tt in enumerate(prior.density_terms):
-            numpyro.deterministic(tt, delta[i])
-    numpyro.factor("log_likelihood", M.log_likelihood(p, data, delta=delta))
+    M.likelihood_sites(vals, data, prior)
 
 
 I.smf_model = model
@@ -114,82 +104,28 @@ I._Potential.constrain = _cons
 import common as setup
 from common import OUT
 
-from popmodel.smf.inference import find_map, release_memory, run_nuts
-
 seed = int(sys.argv[1])
 W, S = int(sys.argv[2]), int(sys.argv[3])
 tag = sys.argv[4]
 ds = int(os.environ.get("DATA", "0"))
 data, prior = setup.build(0) if ds >= 0 else setup.build_readme()
-t = time.time()
-mp = find_map(data, prior)
-print(
-    "MAP",
-    round(time.time() - t),
-    mp.message,
-    {
-        k: round(v, 3)
-        for k, v in mp.params.items()
-        if k in ("alpha1", "alpha2", "alpha2_t", "slope")
-    },
-    flush=True,
-)
-release_memory()
-t = time.time()
-m = run_nuts(
+samp, mp = setup.fit_and_report(
     data,
     prior,
-    mp,
-    num_warmup=W,
-    num_samples=S,
-    num_chains=4,
-    seed=seed,
-    init_spread=True,
-    progress_bar=False,
-)
-wall = time.time() - t
-samp = m.get_samples(group_by_chain=True)
-ex = m.get_extra_fields(group_by_chain=True)
-keep = prior.names + list(prior.density_terms)
-idata = az.from_dict(posterior={k: np.asarray(samp[k]) for k in keep})
-rh = az.rhat(idata)
-eb = az.ess(idata, method="bulk")
-et = az.ess(idata, method="tail")
-r = {k: float(rh[k]) for k in keep}
-b = {k: float(eb[k]) for k in keep}
-tl = {k: float(et[k]) for k in keep}
-wr = max(r, key=r.get)
-wb = min(b, key=b.get)
-wt = min(tl, key=tl.get)
-e = np.asarray(ex["energy"])
-bfmi = [float(np.sum(np.diff(x) ** 2) / np.sum((x - x.mean()) ** 2)) for x in e]
-print(
-    "RESULT",
+    seed,
+    W,
+    S,
     tag,
-    {
-        "rhat": (wr, round(r[wr], 4)),
-        "bulk": (wb, round(b[wb])),
-        "tail": (wt, round(tl[wt])),
-        "div": int(np.sum(ex["diverging"])),
-        "bfmi": np.round(bfmi, 2).tolist(),
-        "grads": int(np.sum(ex["num_steps"])),
-        "steps_mean": float(np.mean(ex["num_steps"])),
-    },
-    f"{wall:.0f} s",
-    flush=True,
+    [
+        "alpha1",
+        "alpha2",
+        "slope",
+        "log_phi2_z0.2",
+        "log_phi2_z1.6",
+        "log_phi2_z3.0",
+        "log_phi1_z1.6",
+    ],
+    map_keys=("alpha1", "alpha2", "alpha2_t", "slope"),
 )
-for k in [
-    "alpha1",
-    "alpha2",
-    "slope",
-    "log_phi2_z0.2",
-    "log_phi2_z1.6",
-    "log_phi2_z3.0",
-    "log_phi1_z1.6",
-]:
-    x = np.asarray(samp[k])
-    print(
-        f"  {k:15s} chain means {np.round(x.mean(1), 3)} sd {x.std():.3f} rhat {r.get(k, float(az.rhat(x))):.3f} ess {b.get(k, float(az.ess(x))):.0f}"
-    )
 with open(os.path.join(OUT, f"slope_{tag}.pkl"), "wb") as fh:
-    pickle.dump({"samp": {k: np.asarray(v) for k, v in samp.items()}}, fh)
+    pickle.dump({"samp": samp}, fh)

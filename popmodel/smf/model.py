@@ -19,7 +19,7 @@ import numpyro.distributions as dist
 from popmodel.smf.evolution import DEFAULT_ANCHORS, ContinuityParams, parameter_names
 from popmodel.smf.likelihood import LikelihoodData, log_likelihood
 
-__all__ = ["SMFPrior", "smf_model"]
+__all__ = ["SMFPrior", "likelihood_sites", "smf_model"]
 
 
 def _default_bounds(anchor_z: tuple[float, ...]) -> dict[str, tuple[float, float]]:
@@ -100,9 +100,19 @@ class SMFPrior:
         return out
 
 
-def smf_model(data: LikelihoodData, prior: SMFPrior) -> None:
-    """NumPyro model: sample the 11 parameters (and the density terms), add ln L as a factor."""
+def smf_model(data: LikelihoodData, prior: SMFPrior) -> dict:
+    """NumPyro model: sample the 11 parameters (and the density terms), add ln L as a factor.
+
+    Returns the sampled mass-function parameters (name -> value).
+    """
     vals = {n: numpyro.sample(n, prior.distribution(n)) for n in prior.names}
+    likelihood_sites(vals, data, prior)
+    return vals
+
+
+def likelihood_sites(vals: dict, data: LikelihoodData, prior: SMFPrior) -> None:
+    """The model's sites after the mass-function parameters ``vals``: the non-centred density
+    terms (sampled ``<label>_eta``, deterministic ``<label>``) and ln L as a factor."""
     p = ContinuityParams.from_dict(vals, prior.anchor_z)
     delta = None
     if prior.density_terms:
