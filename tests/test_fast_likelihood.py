@@ -93,16 +93,14 @@ def test_hessian_reverse_over_reverse(mixed_data) -> None:
                                atol=1e-8 * np.abs(np.asarray(h_a)).max())
 
 
-def test_release_memory_keeps_the_potential() -> None:
+def test_release_memory_keeps_the_potential(mixed_data) -> None:
     """Freeing JAX's compiled programs between a large fit's stages
     (:func:`popmodel.smf.inference.release_memory`) leaves the potential, its gradient and its
     Hessian bit for bit as they were: the recompiled programs compute the same numbers."""
     from popmodel.smf.inference import _Potential, release_memory
     from popmodel.smf.model import SMFPrior
 
-    survey = cv_survey(2, (4.0, 5.0))
-    cat, _ = draw_mock(survey, seed=3, n_samples=10)
-    a = prepare_smf_data(cat, survey, chunk_size=96)
+    a = mixed_data
     prior = SMFPrior(density_terms=a.density.labels)
     pot = _Potential(prior, a.arrays)
     u = jnp.asarray(pot.u0 + 0.1 * np.random.default_rng(4).normal(size=pot.u0.size))
