@@ -88,7 +88,6 @@ def _init(prior):
 
 
 I._default_init = _init
-_orig_cons = I._Potential.constrain
 
 
 def _cons(self, u, template):
