@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from popmodel.cli.sfs import main, register
+from popmodel.cli.sfs import main, register, sfs_config
+from popmodel.flow.fit import SFSConfig
 from popmodel.flow.mock import sequence_mock
 
 COLUMNS = ["z", "log_mass", "ridge_p16", "ridge_p50", "ridge_p84", "log_mean_sfr_p16",
@@ -64,3 +65,15 @@ def test_arguments():
     assert a.needs_jax is False and a.members == 5 and a.max_samples == 32
     with pytest.raises(SystemExit, match="either a CATALOG"):
         main(["fit-sfs", "--out", "x"])
+
+
+def test_cli_defaults_are_the_configs():
+    """``popmodel fit-sfs`` with no options trains exactly as ``fit_sfs(catalog, survey)``."""
+    ap = argparse.ArgumentParser()
+    register(ap.add_subparsers(dest="cmd"))
+    cfg = sfs_config(ap.parse_args(["fit-sfs", "--3dhst", "--out", "x"]))
+    default = SFSConfig()
+    assert cfg.train == default.train.__class__(**{**default.train.to_dict(), "progress": True})
+    assert (cfg.n_members, cfg.max_samples, cfg.bootstrap, cfg.selection) == (
+        default.n_members, default.max_samples, default.bootstrap, default.selection)
+    assert cfg.flow == default.flow

@@ -88,3 +88,22 @@ def test_selection_on_observed_mass_recovered_above_the_cut():
     # the SFS table starts at the completeness limit of each redshift
     t = fit.table
     assert np.all(t["log_mass"] >= t["log_mass_limit"] - 1e-9)
+
+
+def test_default_settings_recover_the_sequence():
+    """``fit_sfs(catalog, survey)`` with every default (5 bootstrap members, 32 samples, the
+    cosine schedule over 12 epochs) on a mock like the issue's: 20% quiescent galaxies 1-2.5 dex
+    below the Leja et al. 2022 ridge, SFR errors of 0.15-0.35 dex, selection on observed mass."""
+    limit = (np.array([0.3, 2.7]), np.array([9.25, 9.75]))
+    cat, survey, truth = sequence_mock(15000, n_samples=32, scatter=0.3, sfr_error=(0.15, 0.35),
+                                       mass_error=0.1, log_mass_limit=limit, log_mass_rolloff=8.0,
+                                       schechter=(10.8, -1.0), quiescent_fraction=0.2, seed=31)
+    fit = fit_sfs(cat, survey)
+    assert all(len(r.history) <= 12 for r in fit.results) and len(fit.flows) == 5
+    t = fit.table
+    z, m = np.asarray(t["z"]), np.asarray(t["log_mass"])
+    rows = np.isin(z, [1.0, 1.5, 2.0]) & np.isin(m, [10.0, 10.5, 11.0])
+    assert rows.sum() == 9
+    d = np.asarray(t["ridge_p50"])[rows] - truth.ridge(m[rows], z[rows])
+    print("ridge - truth", np.round(d, 3))
+    assert np.mean(np.abs(d)) < 0.05 and np.max(np.abs(d)) < 0.12

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from popmodel.cli.common import (
     add_catalog_options,
@@ -33,9 +34,17 @@ from popmodel.cli.common import (
     require_files,
 )
 
-__all__ = ["cmd_fit_sfs", "main", "register"]
+if TYPE_CHECKING:
+    from popmodel.flow.fit import SFSConfig
+
+__all__ = ["cmd_fit_sfs", "main", "register", "sfs_config"]
 
 log = logging.getLogger(__name__)
+
+#: Training defaults of ``fit-sfs``: those of :class:`popmodel.flow.fit.SFSConfig`, written out
+#: here so that building the parser does not import torch (a test holds them equal).
+_TRAIN = argparse.Namespace(max_epochs=12, batch_size=256, learning_rate=1e-2, lr_schedule="cosine",
+                            patience=6, sfs_tolerance=0.005, sfs_patience=3)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -67,13 +76,22 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--members", type=positive_int, default=5, help="ensemble size (default 5)")
     p.add_argument("--no-bootstrap", action="store_true",
                    help="members differ by seed only (default: bootstrap resamples of galaxies)")
-    p.add_argument("--epochs", type=positive_int, default=60, help="maximum epochs per member (default 60)")
-    p.add_argument("--batch-size", type=positive_int, default=256, help="galaxies per minibatch (default 256)")
-    p.add_argument("--lr", type=positive_float, default=3e-3, help="initial learning rate (default 3e-3)")
-    p.add_argument("--patience", type=positive_int, default=6, help="early-stopping patience [epochs] (default 6)")
-    p.add_argument("--sfs-tolerance", type=nonneg_float, default=0.005,
+    p.add_argument("--epochs", type=positive_int, default=_TRAIN.max_epochs,
+                   help=f"epochs per member: the length of the learning-rate schedule and the most "
+                        f"that are run (default {_TRAIN.max_epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=_TRAIN.batch_size,
+                   help=f"galaxies per minibatch (default {_TRAIN.batch_size})")
+    p.add_argument("--lr", type=positive_float, default=_TRAIN.learning_rate,
+                   help=f"initial learning rate (default {_TRAIN.learning_rate:g})")
+    p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=_TRAIN.lr_schedule,
+                   help="'cosine': decay over --epochs; 'plateau': reduce when the validation loss "
+                        f"stalls (default {_TRAIN.lr_schedule})")
+    p.add_argument("--patience", type=positive_int, default=_TRAIN.patience,
+                   help=f"early-stopping patience [epochs] (default {_TRAIN.patience})")
+    p.add_argument("--sfs-tolerance", type=nonneg_float, default=_TRAIN.sfs_tolerance,
                    help="also stop a member once the SFS percentiles move < this [dex] per epoch "
-                        "for 3 epochs (0: validation loss only; default 0.005)")
+                        f"for {_TRAIN.sfs_patience} epochs (0: validation loss only; default "
+                        f"{_TRAIN.sfs_tolerance:g})")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch threads per worker (default: torch's choice)")
     p.add_argument("--workers", type=positive_int, default=1, help="train members in parallel processes (default 1)")
@@ -105,12 +123,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def sfs_config(a: argparse.Namespace) -> SFSConfig:
+    """The :class:`popmodel.flow.fit.SFSConfig` of parsed ``fit-sfs`` arguments."""
+    from popmodel.flow.fit import SFSConfig
+    from popmodel.flow.model import FlowConfig
+    from popmodel.flow.train import TrainConfig
+
+    return SFSConfig(
+        flow=FlowConfig(conditional_on_z=a.conditional_on_z),
+        train=TrainConfig(
+            bias_correction=not a.no_bias_correction, batch_size=a.batch_size, max_epochs=a.epochs,
+            learning_rate=a.lr, lr_schedule=a.lr_schedule, patience=a.patience, seed=a.seed,
+            threads=a.threads,
+            sfs_tolerance=a.sfs_tolerance,
+            progress=not a.no_progress,
+        ),
+        n_members=a.members, bootstrap=not a.no_bootstrap, max_samples=a.max_samples,
+        selection=a.selection, n_workers=a.workers,
+    )
+
+
 def cmd_fit_sfs(a: argparse.Namespace) -> int:
     """Handler of ``fit-sfs``."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    from popmodel.flow.fit import SFSConfig, fit_sfs
-    from popmodel.flow.model import FlowConfig
-    from popmodel.flow.train import TrainConfig
+    from popmodel.flow.fit import fit_sfs
     from popmodel.io.resultdir import prepare_output
     from popmodel.io.sfs import write_sfs_results
     from popmodel.survey import Survey
@@ -142,17 +178,7 @@ def cmd_fit_sfs(a: argparse.Namespace) -> int:
         if survey is None:
             log.info("NOTE: no --survey: no selection normalisation; the grid starts at the data's "
                   "1st mass percentile")
-    config = SFSConfig(
-        flow=FlowConfig(conditional_on_z=a.conditional_on_z),
-        train=TrainConfig(
-            bias_correction=not a.no_bias_correction, batch_size=a.batch_size, max_epochs=a.epochs,
-            learning_rate=a.lr, patience=a.patience, seed=a.seed, threads=a.threads,
-            sfs_tolerance=a.sfs_tolerance,
-            progress=not a.no_progress,
-        ),
-        n_members=a.members, bootstrap=not a.no_bootstrap, max_samples=a.max_samples,
-        selection=a.selection, n_workers=a.workers,
-    )
+    config = sfs_config(a)
     out = Path(a.out)
     # --resume of an incomplete step: the members resume from their checkpoints
     fit = fit_sfs(catalog, survey, config, workdir=out, resume=a.resume,

@@ -99,6 +99,12 @@ class TrainConfig:
         patience: Epochs without validation improvement before stopping.
         lr_patience: Epochs without improvement before the learning rate is reduced.
         lr_factor: Learning-rate reduction factor.
+        lr_schedule: ``"plateau"`` (reduce by ``lr_factor`` after ``lr_patience`` epochs without
+            validation improvement) or ``"cosine"`` (per step, from ``learning_rate`` down to
+            ``lr_final`` times it over ``max_epochs`` epochs; Loshchilov & Hutter 2017, ICLR,
+            "SGDR"): a fixed decay reaches a settled state in a known number of epochs, where
+            the plateau rule keeps the rate high while the validation loss creeps down.
+        lr_final: Final fraction of the learning rate under the cosine schedule.
         min_delta: Improvement in validation loss [nats/galaxy] that counts.
         ema_decay: Per-step decay of the exponential moving average of the weights (Polyak
             averaging; warmed up as min(decay, (1 + t) / (10 + t))). The averaged weights are
@@ -126,6 +132,8 @@ class TrainConfig:
     patience: int = 6
     lr_patience: int = 2
     lr_factor: float = 0.3
+    lr_schedule: str = "plateau"
+    lr_final: float = 0.02
     min_delta: float = 1e-4
     ema_decay: float = 0.995
     sfs_tolerance: float = 0.0
@@ -135,6 +143,10 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise ValueError(f"TrainConfig.lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ValueError(f"TrainConfig.lr_final must be in [0, 1], got {self.lr_final}")
         if self.method not in ("deconvolve", "naive"):
             raise ValueError(f"TrainConfig.method must be 'deconvolve' or 'naive', got {self.method!r}")
         for name in ("batch_size", "max_epochs", "patience"):
@@ -707,10 +719,20 @@ def train_flow(
     objective = _Objective(flow, data, config, normalization)
     source = _MemorySource(objective) if isinstance(data, FlowData) else data.source(objective)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=config.lr_factor, patience=config.lr_patience,
-        threshold=config.min_delta, threshold_mode="abs",
-    )
+    cosine = config.lr_schedule == "cosine"
+    if cosine:
+        horizon = config.max_epochs * max(1, math.ceil(train_idx.size / config.batch_size))
+
+        def factor(step: int) -> float:
+            t = min(step / horizon, 1.0)
+            return config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=config.lr_factor, patience=config.lr_patience,
+            threshold=config.min_delta, threshold_mode="abs",
+        )
     ema = _EMA(flow, config.ema_decay)
     result = TrainResult(n_train=int(train_idx.size), n_val=int(val_idx.size))
     best_state = copy.deepcopy(flow.state_dict())
@@ -771,6 +793,8 @@ def train_flow(
                 loss, gn, mine = _step(model, objective, opt, batch, rank, world, config.clip_norm,
                                        f"at epoch {epoch + 1}, step {step + 1}")
                 ema.update()
+                if cosine:
+                    sched.step()
                 total += float(loss.detach()) * batch.size / world
                 points += mine.x.shape[0] * mine.x.shape[1]
                 max_gn = max(max_gn, float(gn))
@@ -799,7 +823,8 @@ def train_flow(
                         sfs_calm = sfs_calm + 1 if sfs_shift < config.sfs_tolerance else 0
                     last_q = q
             lr = opt.param_groups[0]["lr"]
-            sched.step(val_loss)
+            if not cosine:
+                sched.step(val_loss)
             result.history.append({
                 "epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
                 "seconds": time.perf_counter() - t0, "max_grad_norm": max_gn, "sfs_shift": sfs_shift,
