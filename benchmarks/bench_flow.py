@@ -22,11 +22,12 @@ the selection normalisation, backward, clipping, AdamW, EMA):
   architecture with zuko's own spline transform, whose softmax is slower on CPU).
 * ``RATIO``: popmodel default over each reference (compare these across machines).
 * ``EPOCH``: wall time of one training epoch of one member on the real sample (1 thread).
-* ``ESTIMATE``: 5 members x (epochs per member) x epoch time, for 37k and 63k galaxies, with
-  the epochs per member from the recorded real-data fit if present
-  (``analyses/recorded/fit_sfs_3dhst.json``), else 20.
-* ``--full``: ``ENSEMBLE wall time`` of :func:`popmodel.flow.fit.fit_sfs` with 5 members on
-  the real sample (``--workers`` processes; each ``--threads`` threads).
+* ``ESTIMATE``: 5 members x epochs x epoch time, for 37k and 63k galaxies, for the default
+  (a cosine schedule over 12 epochs) and for the plateau schedule's 60 epochs (the default
+  before it, the reference).
+* ``--full``: ``ENSEMBLE wall time`` of :func:`popmodel.flow.fit.fit_sfs` with the default
+  settings on the real sample (``--workers`` processes; each ``--threads`` threads) and its
+  ``RATIO`` to the plateau-60 estimate from this run's ``EPOCH``.
 """
 
 from __future__ import annotations
@@ -146,27 +147,30 @@ def main(argv: list[str] | None = None) -> int:
     epoch_s = res.history[0]["seconds"]
     print(f"EPOCH 1 member, 1 thread, {res.n_train} training galaxies: {epoch_s:.1f} s "
           f"({res.sample_points_per_second:.3e} sample-points/s incl. validation)")
-    rec = ROOT / "analyses" / "recorded" / "fit_sfs_3dhst.json"
-    epochs, source = 20.0, "assumed"
-    if rec.exists():
-        r = json.loads(rec.read_text())
-        epochs = float(np.mean([m["epochs"] for m in r["training"]]))
-        source = f"mean of the recorded 3D-HST fit ({rec.name})"
-    for n_gal in (data.n_galaxies, 63430):
-        est = 5 * epochs * epoch_s * n_gal / data.n_galaxies
-        print(f"ESTIMATE 5 members x {epochs:.1f} epochs ({source}), {n_gal} galaxies x 32, 1 thread: "
-              f"{est / 60:.1f} min (target 15 min)")
+    default = SFSConfig()
+    plans = {"default": (default.train.max_epochs, f"the default's {default.train.max_epochs}-epoch cosine schedule, "
+                         "at most"),
+             "plateau-60": (60, "the plateau schedule's 60 epochs (the default before the cosine schedule: "
+                            "the validation loss kept improving, so 4 of 5 recorded members ran to 60)")}
+    for name, (epochs, why) in plans.items():
+        for n_gal in (data.n_galaxies, 63430):
+            est = 5 * epochs * epoch_s * n_gal / data.n_galaxies
+            print(f"ESTIMATE {name}: 5 members x {epochs} epochs ({why}), {n_gal} galaxies x 32, 1 thread: "
+                  f"{est / 60:.1f} min; on 2 workers about {np.ceil(5 / 2) * epochs * epoch_s * n_gal / data.n_galaxies / 60:.1f} min")
     if a.full:
-        cfg = SFSConfig(n_members=5, n_workers=a.workers,
-                        train=replace(TrainConfig(), threads=a.threads, progress=False, sfs_tolerance=0.005))
+        cfg = replace(default, n_workers=a.workers,
+                      train=replace(default.train, threads=a.threads, progress=False))
         torch.set_num_threads(a.threads)
         t0 = time.perf_counter()
         fit = fit_sfs(catalog, survey, cfg)
         wall = time.perf_counter() - t0
+        ref = 5 * 60 * epoch_s / a.workers
         print(f"ENSEMBLE wall time: {wall:.0f} s = {wall / 60:.1f} min (5 members, {data.n_galaxies} galaxies x 32, "
               f"{a.workers} worker(s) x {a.threads} thread(s); epochs per member "
               f"{[len(r.history) for r in fit.results]}; train {fit.timing['train_s']:.0f} s, "
               f"grid {fit.timing['grid_s']:.0f} s)")
+        print(f"RATIO ensemble / plateau-60 estimate on the same workers (5 x 60 x EPOCH / workers = {ref:.0f} s): "
+              f"{wall / ref:.3f}")
     print(f"TOTAL {time.perf_counter() - t_start:.0f} s")
     return 0
 

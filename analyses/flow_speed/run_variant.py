@@ -46,12 +46,14 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=None)
     p.add_argument("--tol", type=float, default=None)
     p.add_argument("--patience", type=int, default=None)
+    p.add_argument("--warmup", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     base = SFSConfig()
     tr = {"seed": a.seed, "threads": a.threads, "progress": False}
     for name, val in (("max_epochs", a.epochs), ("batch_size", a.batch_size), ("learning_rate", a.lr),
-                      ("lr_schedule", a.schedule), ("sfs_tolerance", a.tol), ("patience", a.patience)):
+                      ("lr_schedule", a.schedule), ("sfs_tolerance", a.tol), ("patience", a.patience),
+                      ("lr_warmup", a.warmup)):
         if val is not None:
             tr[name] = val
     cfg = replace(base, train=replace(base.train, **tr), n_members=a.members, n_workers=a.workers)

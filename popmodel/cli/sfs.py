@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: Training defaults of ``fit-sfs``: those of :class:`popmodel.flow.fit.SFSConfig`, written out
 #: here so that building the parser does not import torch (a test holds them equal).
-_TRAIN = argparse.Namespace(max_epochs=12, batch_size=256, learning_rate=1e-2, lr_schedule="cosine",
+_TRAIN = argparse.Namespace(max_epochs=12, batch_size=256, learning_rate=2e-2, lr_schedule="cosine", lr_warmup=1.0,
                             patience=6, sfs_tolerance=0.005, sfs_patience=3)
 
 
@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=("cosine", "plateau"), default=_TRAIN.lr_schedule,
                    help="'cosine': decay over --epochs; 'plateau': reduce when the validation loss "
                         f"stalls (default {_TRAIN.lr_schedule})")
+    p.add_argument("--lr-warmup", type=nonneg_float, default=_TRAIN.lr_warmup,
+                   help="epochs of linear warm-up at the start of the cosine schedule "
+                        f"(default {_TRAIN.lr_warmup:g})")
     p.add_argument("--patience", type=positive_int, default=_TRAIN.patience,
                    help=f"early-stopping patience [epochs] (default {_TRAIN.patience})")
     p.add_argument("--sfs-tolerance", type=nonneg_float, default=_TRAIN.sfs_tolerance,
@@ -133,7 +136,8 @@ def sfs_config(a: argparse.Namespace) -> SFSConfig:
         flow=FlowConfig(conditional_on_z=a.conditional_on_z),
         train=TrainConfig(
             bias_correction=not a.no_bias_correction, batch_size=a.batch_size, max_epochs=a.epochs,
-            learning_rate=a.lr, lr_schedule=a.lr_schedule, patience=a.patience, seed=a.seed,
+            learning_rate=a.lr, lr_schedule=a.lr_schedule,
+            lr_warmup=a.lr_warmup if a.lr_schedule == "cosine" else 0.0, patience=a.patience, seed=a.seed,
             threads=a.threads,
             sfs_tolerance=a.sfs_tolerance,
             progress=not a.no_progress,

@@ -71,8 +71,8 @@ class SFSConfig:
     Attributes:
         flow: Architecture of each member.
         train: Optimisation settings (its ``seed`` is the base seed of the ensemble). The
-            default decays the learning rate from 0.01 along a cosine over 12 epochs and stops a
-            member earlier when the validation loss stops improving or when the sequence's
+            default warms the learning rate up to 0.02 over the first epoch, decays it along a
+            cosine over the next 11 and stops a member earlier when the validation loss stops improving or when the sequence's
             percentiles on the SFS grid move by < 0.005 dex per epoch for 3 epochs. On the 3D-HST
             sample (3.7x10^4 galaxies, 32 samples each) this gives the sequence of 60 epochs of
             the plateau schedule (``TrainConfig``'s own default) within the ensemble's noise in
@@ -103,7 +103,7 @@ class SFSConfig:
 
     flow: FlowConfig = field(default_factory=FlowConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        max_epochs=12, learning_rate=1e-2, lr_schedule="cosine", sfs_tolerance=0.005))
+        max_epochs=12, learning_rate=2e-2, lr_schedule="cosine", lr_warmup=1.0, sfs_tolerance=0.005))
     n_members: int = 5
     bootstrap: bool = True
     max_samples: int | None = 32

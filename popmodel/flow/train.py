@@ -105,6 +105,11 @@ class TrainConfig:
             "SGDR"): a fixed decay reaches a settled state in a known number of epochs, where
             the plateau rule keeps the rate high while the validation loss creeps down.
         lr_final: Final fraction of the learning rate under the cosine schedule.
+        lr_warmup: Epochs of linear warm-up from zero at the start of the cosine schedule (a
+            fraction is allowed; at most half of ``max_epochs``), a margin against a large rate
+            acting on the random initialisation (on the 3D-HST sample a 12-epoch cosine from
+            0.03 without warm-up stalled at a validation loss 0.1 nats per galaxy above the
+            one from 0.02).
         min_delta: Improvement in validation loss [nats/galaxy] that counts.
         ema_decay: Per-step decay of the exponential moving average of the weights (Polyak
             averaging; warmed up as min(decay, (1 + t) / (10 + t))). The averaged weights are
@@ -134,6 +139,7 @@ class TrainConfig:
     lr_factor: float = 0.3
     lr_schedule: str = "plateau"
     lr_final: float = 0.02
+    lr_warmup: float = 0.0
     min_delta: float = 1e-4
     ema_decay: float = 0.995
     sfs_tolerance: float = 0.0
@@ -145,6 +151,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
+        if not self.lr_warmup >= 0.0:
+            raise ValueError(f"TrainConfig.lr_warmup must be >= 0, got {self.lr_warmup}")
         if not 0.0 <= self.lr_final <= 1.0:
             raise ValueError(f"TrainConfig.lr_final must be in [0, 1], got {self.lr_final}")
         if self.method not in ("deconvolve", "naive"):
@@ -721,10 +729,14 @@ def train_flow(
     opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     cosine = config.lr_schedule == "cosine"
     if cosine:
-        horizon = config.max_epochs * max(1, math.ceil(train_idx.size / config.batch_size))
+        per_epoch = max(1, math.ceil(train_idx.size / config.batch_size))
+        horizon = config.max_epochs * per_epoch
+        warm = min(config.lr_warmup * per_epoch, horizon / 2)
 
         def factor(step: int) -> float:
-            t = min(step / horizon, 1.0)
+            if step < warm:
+                return (step + 1) / warm
+            t = min((step - warm) / (horizon - warm), 1.0)
             return config.lr_final + (1.0 - config.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
