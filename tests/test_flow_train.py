@@ -296,3 +296,18 @@ def test_cosine_resume_round_trip(tmp_path, monkeypatch):
     assert np.allclose([h["val_loss"] for h in res_a.history], [h["val_loss"] for h in res_b.history], atol=1e-6)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_min_steps_raises_the_epochs():
+    """A small catalogue gets enough epochs for ``min_steps`` optimiser steps; a large one keeps
+    ``max_epochs``."""
+    _, _, _, data = _tiny(n=300, s=4)
+    cfg = TrainConfig(max_epochs=2, min_steps=20, batch_size=64, progress=False, patience=50,
+                      lr_schedule="cosine", learning_rate=1e-3)
+    res = train_flow(build_flow(SMALL, data, seed=0), data, cfg)
+    per_epoch = int(np.ceil(res.n_train / 64))
+    assert res.steps_per_epoch == per_epoch and res.n_epochs == int(np.ceil(20 / per_epoch)) > 2
+    assert len(res.history) == res.n_epochs and res.history[-1]["lr"] == pytest.approx(1e-3 * 0.02)
+    few = train_flow(build_flow(SMALL, data, seed=0), data,
+                     TrainConfig(**{**cfg.to_dict(), "min_steps": 2 * per_epoch}))
+    assert few.n_epochs == 2 and len(few.history) == 2

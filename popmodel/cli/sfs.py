@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: Training defaults of ``fit-sfs``: those of :class:`popmodel.flow.fit.SFSConfig`, written out
 #: here so that building the parser does not import torch (a test holds them equal).
-_TRAIN = argparse.Namespace(max_epochs=12, batch_size=256, learning_rate=2e-2, lr_schedule="cosine", lr_warmup=1.0,
+_TRAIN = argparse.Namespace(max_epochs=12, min_steps=1500, batch_size=256, learning_rate=2e-2, lr_schedule="cosine", lr_warmup=1.0,
                             patience=6, sfs_tolerance=0.005, sfs_patience=3)
 
 
@@ -76,9 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--members", type=positive_int, default=5, help="ensemble size (default 5)")
     p.add_argument("--no-bootstrap", action="store_true",
                    help="members differ by seed only (default: bootstrap resamples of galaxies)")
-    p.add_argument("--epochs", type=positive_int, default=_TRAIN.max_epochs,
-                   help=f"epochs per member: the length of the learning-rate schedule and the most "
-                        f"that are run (default {_TRAIN.max_epochs})")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="epochs per member: the length of the learning-rate schedule and the most "
+                        f"that are run (default {_TRAIN.max_epochs}, or as many as make "
+                        f"{_TRAIN.min_steps} optimiser steps where an epoch has fewer than "
+                        f"{_TRAIN.min_steps // _TRAIN.max_epochs}; a number given here is used as it is)")
     p.add_argument("--batch-size", type=positive_int, default=_TRAIN.batch_size,
                    help=f"galaxies per minibatch (default {_TRAIN.batch_size})")
     p.add_argument("--lr", type=positive_float, default=_TRAIN.learning_rate,
@@ -135,7 +137,9 @@ def sfs_config(a: argparse.Namespace) -> SFSConfig:
     return SFSConfig(
         flow=FlowConfig(conditional_on_z=a.conditional_on_z),
         train=TrainConfig(
-            bias_correction=not a.no_bias_correction, batch_size=a.batch_size, max_epochs=a.epochs,
+            bias_correction=not a.no_bias_correction, batch_size=a.batch_size,
+            max_epochs=_TRAIN.max_epochs if a.epochs is None else a.epochs,
+            min_steps=_TRAIN.min_steps if a.epochs is None else 0,
             learning_rate=a.lr, lr_schedule=a.lr_schedule,
             lr_warmup=a.lr_warmup if a.lr_schedule == "cosine" else 0.0, patience=a.patience, seed=a.seed,
             threads=a.threads,

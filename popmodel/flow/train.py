@@ -90,7 +90,12 @@ class TrainConfig:
             density of the posterior samples themselves; a foil for tests).
         bias_correction: Apply the delta-method small-S correction (module docstring).
         batch_size: Galaxies per minibatch.
-        max_epochs: Upper limit on epochs.
+        max_epochs: Upper limit on epochs (the cosine schedule's length), raised where needed
+            to reach ``min_steps``.
+        min_steps: Train for at least this many optimiser steps: a catalogue with few
+            galaxies has few steps per epoch, and the flow needs about a thousand steps
+            whatever the catalogue's size, so the number of epochs becomes
+            ``max(max_epochs, ceil(min_steps / steps per epoch))`` (0: exactly ``max_epochs``).
         learning_rate: Initial Adam learning rate.
         weight_decay: AdamW weight decay.
         clip_norm: Gradient-norm clipping threshold.
@@ -130,6 +135,7 @@ class TrainConfig:
     bias_correction: bool = True
     batch_size: int = 256
     max_epochs: int = 60
+    min_steps: int = 0
     learning_rate: float = 3e-3
     weight_decay: float = 0.0
     clip_norm: float = 10.0
@@ -149,6 +155,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if int(self.min_steps) < 0:
+            raise ValueError(f"TrainConfig.min_steps must be >= 0, got {self.min_steps}")
         if self.lr_schedule not in ("plateau", "cosine"):
             raise ValueError(f"TrainConfig.lr_schedule must be 'plateau' or 'cosine', got {self.lr_schedule!r}")
         if not self.lr_warmup >= 0.0:
@@ -183,6 +191,8 @@ class TrainResult:
         best_val_loss: Its validation loss [nats per galaxy].
         stopped_early: Whether early stopping ended training.
         stop_reason: ``"validation"``, ``"sfs_converged"`` or ``"max_epochs"``.
+        n_epochs: Epochs planned (``max_epochs``, or more to reach ``min_steps``).
+        steps_per_epoch: Optimiser steps per epoch.
         seconds: Wall time of this call.
         sample_points_per_second: Training throughput (samples through forward + backward).
         n_train, n_val: Galaxies in the training (with repeats) and validation sets.
@@ -197,6 +207,8 @@ class TrainResult:
     best_val_loss: float = math.inf
     stopped_early: bool = False
     stop_reason: str = "max_epochs"
+    n_epochs: int = 0
+    steps_per_epoch: int = 0
     seconds: float = 0.0
     sample_points_per_second: float = 0.0
     n_train: int = 0
@@ -727,10 +739,11 @@ def train_flow(
     objective = _Objective(flow, data, config, normalization)
     source = _MemorySource(objective) if isinstance(data, FlowData) else data.source(objective)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    per_epoch = max(1, math.ceil(train_idx.size / config.batch_size))
+    n_epochs = max(config.max_epochs, math.ceil(config.min_steps / per_epoch))
     cosine = config.lr_schedule == "cosine"
     if cosine:
-        per_epoch = max(1, math.ceil(train_idx.size / config.batch_size))
-        horizon = config.max_epochs * per_epoch
+        horizon = n_epochs * per_epoch
         warm = min(config.lr_warmup * per_epoch, horizon / 2)
 
         def factor(step: int) -> float:
@@ -746,7 +759,8 @@ def train_flow(
             threshold=config.min_delta, threshold_mode="abs",
         )
     ema = _EMA(flow, config.ema_decay)
-    result = TrainResult(n_train=int(train_idx.size), n_val=int(val_idx.size))
+    result = TrainResult(n_train=int(train_idx.size), n_val=int(val_idx.size), n_epochs=n_epochs,
+                         steps_per_epoch=per_epoch)
     best_state = copy.deepcopy(flow.state_dict())
     bad_epochs = 0
     sfs_calm = 0
@@ -791,8 +805,8 @@ def train_flow(
     n_points = 0.0
     t_train = 0.0
     with _threads(config.threads):
-        bar = tqdm(range(start_epoch, config.max_epochs), desc=desc, disable=not config.progress or rank > 0,
-                   initial=start_epoch, total=config.max_epochs, leave=False)
+        bar = tqdm(range(start_epoch, n_epochs), desc=desc, disable=not config.progress or rank > 0,
+                   initial=start_epoch, total=n_epochs, leave=False)
         finished = False
         for epoch in bar:
             t0 = time.perf_counter()
@@ -861,7 +875,7 @@ def train_flow(
             stop = bad_epochs >= config.patience or sfs_done
             if stop:
                 result.stop_reason = "validation" if bad_epochs >= config.patience else "sfs_converged"
-            finished = stop or epoch + 1 == config.max_epochs
+            finished = stop or epoch + 1 == n_epochs
             if ckpt is not None and rank == 0:
                 _save(ckpt, {
                     "model": flow.state_dict(), "optimizer": opt.state_dict(),
