@@ -74,6 +74,6 @@ def test_cli_defaults_are_the_configs():
     cfg = sfs_config(ap.parse_args(["fit-sfs", "--3dhst", "--out", "x"]))
     default = SFSConfig()
     assert cfg.train == default.train.__class__(**{**default.train.to_dict(), "progress": True})
-    assert (cfg.n_members, cfg.max_samples, cfg.bootstrap, cfg.selection) == (
-        default.n_members, default.max_samples, default.bootstrap, default.selection)
+    assert (cfg.n_members, cfg.max_samples, cfg.bootstrap, cfg.selection, cfg.n_workers) == (
+        default.n_members, default.max_samples, default.bootstrap, default.selection, default.n_workers)
     assert cfg.flow == default.flow

@@ -1,5 +1,7 @@
 """SFS statistics against closed forms: Gaussian and two-component mixtures."""
 
+import os
+
 import numpy as np
 import pytest
 from scipy import optimize, stats
@@ -167,3 +169,27 @@ def test_ridge_band_covers_68_percent_where_member_percentiles_do_not():
     lo, hi = ridge_band(np.array([[1.0, np.nan, 2.0], [np.nan, np.nan, 2.2]]), np.array([0.9, np.nan, np.nan]))
     assert lo[0] == hi[0] == 1.0 and np.isnan(lo[1]) and np.isnan(hi[1])
     assert lo[2] < 2.1 < hi[2]
+
+
+def test_member_threads_fill_the_last_round():
+    from popmodel.flow.fit import SFSConfig, _member_threads
+    from popmodel.flow.train import TrainConfig
+
+    def threads(n, w, t=None):
+        cfg = SFSConfig(n_members=n, n_workers=w, train=TrainConfig(threads=t))
+        return [_member_threads(cfg, k) for k in range(n)]
+
+    assert threads(5, 1) == [None] * 5
+    assert threads(5, 2) == [1, 1, 1, 1, 2]
+    assert threads(5, 2, 2) == [2, 2, 2, 2, 4]
+    assert threads(6, 2) == [1] * 6
+    assert threads(7, 3) == [1] * 6 + [3]
+    assert threads(8, 3) == [1] * 6 + [1, 1]
+    assert threads(2, 4) == [1, 1]
+    assert threads(1, 4) == [None]  # one member: trained in this process
+    from popmodel.flow.fit import resolve_workers
+
+    assert resolve_workers(SFSConfig(n_members=5)) == min(5, len(os.sched_getaffinity(0)))
+    assert resolve_workers(SFSConfig(n_members=1)) == 1
+    with pytest.raises(ValueError, match="n_workers"):
+        SFSConfig(n_workers=0)

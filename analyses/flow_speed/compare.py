@@ -52,7 +52,8 @@ def ensemble(new: dict, ref: dict) -> dict:
         ok = np.isfinite(d)
         fail = ok & ~bimodal & (np.abs(d) > 3 * se)
         out[s] = {"median_abs": float(np.median(np.abs(d[ok]))), "max_abs": float(np.max(np.abs(d[ok]))),
-                  "limit": LIMIT[s], "n_nodes": int(ok.sum()), "n_beyond_3se": int(fail.sum()),
+                  "limit": LIMIT[s], "n_nodes": int(ok.sum()), "n_tested": int((ok & ~bimodal).sum()),
+                  "n_beyond_3se": int(fail.sum()),
                   "member_sd_median": float(np.nanmedian(np.nanstd(mb, 0, ddof=1)))}
     return out
 
@@ -70,7 +71,8 @@ def members(new: dict, ref: dict, k: int = 0) -> dict:
 def show(title: str, res: dict) -> None:
     print(title)
     for s, r in res.items():
-        extra = (f"  limit {r['limit']}, beyond 3 se at {r['n_beyond_3se']}/{r['n_nodes']} nodes, "
+        extra = (f"  limit {r['limit']} (over {r['n_nodes']} nodes), beyond 3 se at {r['n_beyond_3se']} of "
+                 f"{r['n_tested']} not bimodal, "
                  f"member sd {r['member_sd_median']:.3f}" if "limit" in r else f"  mean {r['mean']:+.4f}")
         print(f"  {s:13s} median |d| {r['median_abs']:.4f}" + extra)
 

@@ -56,8 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--members", type=positive_int, default=5, help="flow ensemble size (default 5)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="maximum epochs per flow member (default: fit-sfs's)")
-    p.add_argument("--workers", type=positive_int, default=2,
-                   help="flow members trained in parallel (default 2)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="flow members trained in parallel processes (default: fit-sfs's, one per "
+                   "core)")
     p.add_argument("--no-cosmic-variance", action="store_true",
                    help="no per-field density terms in the SMF fit")
     p.add_argument("--skip", nargs="+", default=[], choices=("smf", "sfs", "census", "figures"),
@@ -75,8 +76,9 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains)]
     if a.parallel_chains:
         smf_argv.append("--parallel-chains")
-    sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members),
-                "--workers", str(a.workers)]
+    sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members)]
+    if a.workers is not None:
+        sfs_argv += ["--workers", str(a.workers)]
     if a.full:
         smf_argv.append("--full")
     if a.no_cosmic_variance:

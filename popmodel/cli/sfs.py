@@ -98,8 +98,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         f"for {_TRAIN.sfs_patience} epochs (0: validation loss only; default "
                         f"{_TRAIN.sfs_tolerance:g})")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch threads per worker (default: torch's choice)")
-    p.add_argument("--workers", type=positive_int, default=1, help="train members in parallel processes (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch threads per worker (default: 1 with several workers, torch's choice with one)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="train members in this many processes of --threads threads each (default: one "
+                        "per core, at most one per member; 1: one process with torch's threads)")
     p.add_argument("--max-samples", type=positive_int, default=32, help="posterior samples used per galaxy (default 32)")
     p.add_argument("--no-bias-correction", action="store_true",
                    help="turn off the small-S (delta-method) bias correction")
