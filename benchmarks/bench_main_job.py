@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if ref:
         for s in steps:
             print(f"RATIO {s['step']} / SMF step: {s['wall_s'] / ref:.2f}")
-    summ = next(iter(sorted(out.rglob("summary.json"))), None)
-    if summ is not None:
+    summ = out / "smf" / "summary.json"  # the SMF step's (the census also writes one)
+    if summ.is_file():
         d = json.loads(summ.read_text()).get("diagnostics", {})
         if d.get("r_hat"):
             print(f"DIAGNOSTICS R-hat max {max(d['r_hat'].values()):.3f}, bulk ESS min "

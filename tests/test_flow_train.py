@@ -311,3 +311,6 @@ def test_min_steps_raises_the_epochs():
     few = train_flow(build_flow(SMALL, data, seed=0), data,
                      TrainConfig(**{**cfg.to_dict(), "min_steps": 2 * per_epoch}))
     assert few.n_epochs == 2 and len(few.history) == 2
+    capped = train_flow(build_flow(SMALL, data, seed=0), data,
+                        TrainConfig(**{**cfg.to_dict(), "max_epochs": 1, "min_steps": 1000, "patience": 1000}))
+    assert capped.n_epochs == 10 and len(capped.history) == 10  # at most 10 x max_epochs

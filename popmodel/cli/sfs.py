@@ -79,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs per member: the length of the learning-rate schedule and the most "
                         f"that are run (default {_TRAIN.max_epochs}, or as many as make "
-                        f"{_TRAIN.min_steps} optimiser steps where an epoch has fewer than "
-                        f"{_TRAIN.min_steps // _TRAIN.max_epochs}; a number given here is used as it is)")
+                        f"{_TRAIN.min_steps} optimiser steps, at most {10 * _TRAIN.max_epochs}, where an "
+                        f"epoch has fewer than {_TRAIN.min_steps // _TRAIN.max_epochs}; a number given "
+                        "here is used as it is)")
     p.add_argument("--batch-size", type=positive_int, default=_TRAIN.batch_size,
                    help=f"galaxies per minibatch (default {_TRAIN.batch_size})")
     p.add_argument("--lr", type=positive_float, default=_TRAIN.learning_rate,

@@ -73,8 +73,8 @@ class SFSConfig:
         flow: Architecture of each member.
         train: Optimisation settings (its ``seed`` is the base seed of the ensemble). The
             default warms the learning rate up to 0.02 over the first epoch, decays it along a
-            cosine over the next 11 (more epochs where 12 make fewer than 1,500 optimiser steps,
-            i.e. below about 3.2x10^4 galaxies at 256 per batch) and stops a member earlier when the validation loss stops improving or when the sequence's
+            cosine over the next 11 (more epochs, up to 120, where 12 make fewer than 1,500
+            optimiser steps, i.e. below about 3.2x10^4 galaxies at 256 per batch) and stops a member earlier when the validation loss stops improving or when the sequence's
             percentiles on the SFS grid move by < 0.005 dex per epoch for 3 epochs. On the 3D-HST
             sample (3.7x10^4 galaxies, 32 samples each) this gives the sequence of 60 epochs of
             the plateau schedule (``TrainConfig``'s own default) within the ensemble's noise in

@@ -95,7 +95,10 @@ class TrainConfig:
         min_steps: Train for at least this many optimiser steps: a catalogue with few
             galaxies has few steps per epoch, and the flow needs about a thousand steps
             whatever the catalogue's size, so the number of epochs becomes
-            ``max(max_epochs, ceil(min_steps / steps per epoch))`` (0: exactly ``max_epochs``).
+            ``max(max_epochs, min(ceil(min_steps / steps per epoch), 10 max_epochs))``: at most
+            ten times ``max_epochs``, since every epoch also validates, checks the sequence and
+            writes a checkpoint, which dominate when an epoch is a step or two (0: exactly
+            ``max_epochs``).
         learning_rate: Initial Adam learning rate.
         weight_decay: AdamW weight decay.
         clip_norm: Gradient-norm clipping threshold.
@@ -740,7 +743,7 @@ def train_flow(
     source = _MemorySource(objective) if isinstance(data, FlowData) else data.source(objective)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     per_epoch = max(1, math.ceil(train_idx.size / config.batch_size))
-    n_epochs = max(config.max_epochs, math.ceil(config.min_steps / per_epoch))
+    n_epochs = max(config.max_epochs, min(math.ceil(config.min_steps / per_epoch), 10 * config.max_epochs))
     cosine = config.lr_schedule == "cosine"
     if cosine:
         horizon = n_epochs * per_epoch
