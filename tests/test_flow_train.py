@@ -314,3 +314,15 @@ def test_min_steps_raises_the_epochs():
     capped = train_flow(build_flow(SMALL, data, seed=0), data,
                         TrainConfig(**{**cfg.to_dict(), "max_epochs": 1, "min_steps": 1000, "patience": 1000}))
     assert capped.n_epochs == 10 and len(capped.history) == 10  # at most 10 x max_epochs
+
+
+def test_cosine_validation_stop_waits_for_the_second_half():
+    """patience=1 would stop a plateau run at its first non-improving epoch; under the cosine
+    schedule the validation stop is held until half the epochs have run."""
+    _, _, _, data = _tiny(n=300, s=4)
+    cfg = TrainConfig(max_epochs=8, batch_size=64, progress=False, patience=1, min_delta=10.0,
+                      learning_rate=1e-3, lr_schedule="cosine")
+    res = train_flow(build_flow(SMALL, data, seed=0), data, cfg)
+    assert res.stop_reason == "validation" and len(res.history) == 5  # first epoch past 8 / 2
+    plateau = train_flow(build_flow(SMALL, data, seed=0), data, TrainConfig(**{**cfg.to_dict(), "lr_schedule": "plateau"}))
+    assert plateau.stop_reason == "validation" and len(plateau.history) == 2

@@ -104,7 +104,8 @@ class TrainConfig:
         clip_norm: Gradient-norm clipping threshold.
         val_fraction: Fraction of galaxies held out for validation (random split), when no
             explicit split is given.
-        patience: Epochs without validation improvement before stopping.
+        patience: Epochs without validation improvement before stopping (under the cosine
+            schedule, only in its second half).
         lr_patience: Epochs without improvement before the learning rate is reduced.
         lr_factor: Learning-rate reduction factor.
         lr_schedule: ``"plateau"`` (reduce by ``lr_factor`` after ``lr_patience`` epochs without
@@ -875,9 +876,12 @@ def train_flow(
                 best_state = ema_state
                 result.best_epoch = epoch + 1
                 result.best_val_loss = min(result.best_val_loss, float(val_loss))
-            stop = bad_epochs >= config.patience or sfs_done
+            # under the cosine schedule the validation stop waits for its second half: a flat
+            # validation loss at a high rate says little about the loss after the decay
+            val_stop = bad_epochs >= config.patience and (not cosine or 2 * (epoch + 1) > n_epochs)
+            stop = val_stop or sfs_done
             if stop:
-                result.stop_reason = "validation" if bad_epochs >= config.patience else "sfs_converged"
+                result.stop_reason = "validation" if val_stop else "sfs_converged"
             finished = stop or epoch + 1 == n_epochs
             if ckpt is not None and rank == 0:
                 _save(ckpt, {
