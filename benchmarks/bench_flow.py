@@ -33,7 +33,6 @@ the selection normalisation, backward, clipping, AdamW, EMA):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -148,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"EPOCH 1 member, 1 thread, {res.n_train} training galaxies: {epoch_s:.1f} s "
           f"({res.sample_points_per_second:.3e} sample-points/s incl. validation)")
     default = SFSConfig()
-    plans = {"default": (default.train.max_epochs, f"the default's {default.train.max_epochs}-epoch cosine schedule, "
-                         "at most"),
-             "plateau-60": (60, "the plateau schedule's 60 epochs (the default before the cosine schedule: "
-                            "the validation loss kept improving, so 4 of 5 recorded members ran to 60)")}
+    plans = {
+        "default": (default.train.max_epochs,
+                    f"the default's {default.train.max_epochs}-epoch cosine schedule, at most"),
+        "plateau-60": (60, ("the plateau schedule's 60 epochs (the default before the cosine schedule: "
+                            "the validation loss kept improving, so most members ran to 60)")),
+    }
     for name, (epochs, why) in plans.items():
         for n_gal in (data.n_galaxies, 63430):
             est = 5 * epochs * epoch_s * n_gal / data.n_galaxies
