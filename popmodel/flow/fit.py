@@ -72,13 +72,14 @@ class SFSConfig:
     Attributes:
         flow: Architecture of each member.
         train: Optimisation settings (its ``seed`` is the base seed of the ensemble). The
-            default warms the learning rate up to 0.02 over the first epoch, decays it along a
-            cosine over the next 11 (more epochs, up to 120, where 12 make fewer than 1,500
-            optimiser steps, i.e. below about 3.2x10^4 galaxies at 256 per batch) and stops a member earlier when the validation loss stops improving or when the sequence's
-            percentiles on the SFS grid move by < 0.005 dex per epoch for 3 epochs. On the 3D-HST
-            sample (3.7x10^4 galaxies, 32 samples each) this gives the sequence of 60 epochs of
-            the plateau schedule (``TrainConfig``'s own default) within the ensemble's noise in
-            a fifth of the time; ``analyses/flow_speed/`` has the measurements.
+            default warms the learning rate up to 0.02 over the first epoch and decays it along
+            a cosine over the next 11 (more epochs, up to 120, where 12 make fewer than 1,500
+            optimiser steps, i.e. below about 3.2x10^4 galaxies at 256 per batch); a member
+            stops earlier when the validation loss stops improving in the schedule's second
+            half or when the sequence's percentiles on the SFS grid move by < 0.005 dex per
+            epoch for 3 epochs. On the 3D-HST sample (3.7x10^4 galaxies, 32 samples each) this
+            gives the sequence of up to 60 epochs of the plateau schedule (``TrainConfig``'s own
+            default) within the ensemble's noise, in about a sixth of the time.
         n_members: Ensemble size.
         bootstrap: Train each member on a bootstrap resample of the galaxies (validation on
             out-of-bag galaxies); otherwise on the same data with different seeds and splits.
@@ -103,8 +104,8 @@ class SFSConfig:
         n_workers: Train members in this many processes, each with ``train.threads`` torch
             threads (default 1 there); 1: sequentially in this process with torch's threads.
             None (default): one process per core, at most one per member
-            (:func:`resolve_workers`). Measured on the 3D-HST sample on 2 cores: 4 min 15 s with
-            2 processes of 1 thread, 6 min 22 s with 1 process of 2 threads.
+            (:func:`resolve_workers`). Measured on the 3D-HST sample on 2 cores: 4 min 13 s with
+            2 processes (the default), 6 min 22 s with 1 process of 2 threads.
     """
 
     flow: FlowConfig = field(default_factory=FlowConfig)

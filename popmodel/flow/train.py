@@ -35,9 +35,10 @@ size of the importance ratios), which removes the O(1/S) term of the bias; it is
 effect on the mocks is in ``tests/test_flow_recovery.py`` and ``analyses/recorded/``.
 
 **Robustness.** Inputs are standardised inside the flow; gradients are clipped to
-``clip_norm``; a validation set of galaxies drives a plateau learning-rate schedule and early
-stopping, and the best state is kept; any non-finite loss or gradient stops training with an
-error naming the epoch, the step and the galaxies; minibatch order is seeded per epoch so a
+``clip_norm``; a validation set of galaxies drives early stopping (and the plateau
+learning-rate schedule, when that is chosen over the cosine one), and the best state is
+kept; any non-finite loss or gradient stops training with an error naming the epoch, the
+step and the galaxies; minibatch order is seeded per epoch so a
 run resumed from a checkpoint is identical to an uninterrupted one.
 
 References:
@@ -110,7 +111,7 @@ class TrainConfig:
         lr_factor: Learning-rate reduction factor.
         lr_schedule: ``"plateau"`` (reduce by ``lr_factor`` after ``lr_patience`` epochs without
             validation improvement) or ``"cosine"`` (per step, from ``learning_rate`` down to
-            ``lr_final`` times it over ``max_epochs`` epochs; Loshchilov & Hutter 2017, ICLR,
+            ``lr_final`` times it over the planned epochs; Loshchilov & Hutter 2017, ICLR,
             "SGDR"): a fixed decay reaches a settled state in a known number of epochs, where
             the plateau rule keeps the rate high while the validation loss creeps down.
         lr_final: Final fraction of the learning rate under the cosine schedule.
