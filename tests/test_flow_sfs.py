@@ -172,12 +172,12 @@ def test_ridge_band_covers_68_percent_where_member_percentiles_do_not():
 
 
 def test_member_threads_fill_the_last_round():
-    from popmodel.flow.fit import SFSConfig, _member_threads
+    from popmodel.flow.fit import SFSConfig, _member_threads, resolve_workers
     from popmodel.flow.train import TrainConfig
 
     def threads(n, w, t=None):
         cfg = SFSConfig(n_members=n, n_workers=w, train=TrainConfig(threads=t))
-        return [_member_threads(cfg, k) for k in range(n)]
+        return [_member_threads(cfg, k, resolve_workers(cfg)) for k in range(n)]
 
     assert threads(5, 1) == [None] * 5
     assert threads(5, 2) == [1, 1, 1, 1, 2]
@@ -187,8 +187,6 @@ def test_member_threads_fill_the_last_round():
     assert threads(8, 3) == [1] * 6 + [1, 1]
     assert threads(2, 4) == [1, 1]
     assert threads(1, 4) == [None]  # one member: trained in this process
-    from popmodel.flow.fit import resolve_workers
-
     assert resolve_workers(SFSConfig(n_members=5)) == min(5, len(os.sched_getaffinity(0)))
     assert resolve_workers(SFSConfig(n_members=1)) == 1
     with pytest.raises(ValueError, match="n_workers"):

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 #: Training defaults of ``fit-sfs``: those of :class:`popmodel.flow.fit.SFSConfig`, written out
 #: here so that building the parser does not import torch (a test holds them equal).
-_TRAIN = argparse.Namespace(max_epochs=12, min_steps=1500, batch_size=256, learning_rate=2e-2, lr_schedule="cosine", lr_warmup=1.0,
-                            patience=6, sfs_tolerance=0.005, sfs_patience=3)
+_TRAIN = argparse.Namespace(max_epochs=12, min_steps=1500, batch_size=256, learning_rate=2e-2,
+                            lr_schedule="cosine", lr_warmup=1.0, patience=6, sfs_tolerance=0.005,
+                            sfs_patience=3)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -317,15 +317,15 @@ def resolve_workers(config: SFSConfig) -> int:
     return max(1, min(int(n), config.n_members))
 
 
-def _member_threads(config: SFSConfig, k: int) -> int | None:
-    """torch threads of member ``k`` when members train in ``n_workers`` processes.
+def _member_threads(config: SFSConfig, k: int, workers: int) -> int | None:
+    """torch threads of member ``k`` when members train in ``workers`` processes
+    (:func:`resolve_workers`).
 
     Each worker gets ``train.threads`` (default 1). The members of a last, incomplete round
     (5 members on 2 workers: the fifth) would leave workers idle, so they share those cores
     (on the 3D-HST sample a member took about 80 s at 1 thread, and the ensemble on 2 workers
     255 s with the fifth member alone on one core).
     """
-    workers = resolve_workers(config)
     if workers <= 1:
         return None
     per = config.train.threads or 1
@@ -496,12 +496,12 @@ def fit_sfs(
         ckdir.mkdir(parents=True, exist_ok=True)
     m_grid, z_grid, _ = sfs_grid(data, survey, config)
     monitor = (m_grid, z_grid) if m_grid.size else None
+    n_workers = resolve_workers(config)
     jobs = [
         (data, config, norm, k, None if ckdir is None else ckdir / f"member_{k}.pt", resume,
-         _member_threads(config, k), monitor)
+         _member_threads(config, k, n_workers), monitor)
         for k in range(config.n_members)
     ]
-    n_workers = resolve_workers(config)
     if n_workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
