@@ -2,7 +2,6 @@
 
     python analyses/flow_speed/compare.py NEW.json REF.json [REF2.json]
     python analyses/flow_speed/compare.py --members NEW.json REF.json   # member 0 vs member 0
-    python analyses/flow_speed/compare.py --checkpoint NEW.json member_0.pt   # member 0 vs a checkpoint
 
 Ensemble comparison (the acceptance rule of the fast ensemble): at nodes above completeness,
 the median |NEW - REF| of the central q50, log mean SFR and ridge (<= 0.03 dex) and of q16,
@@ -22,6 +21,19 @@ STATS = ("q16", "q50", "q84", "ridge", "log_mean_sfr")
 CENTRAL = {"q16": "log_sfr_q16", "q50": "log_sfr_q50", "q84": "log_sfr_q84", "ridge": "ridge_p50",
            "log_mean_sfr": "log_mean_sfr_p50"}
 LIMIT = {"q16": 0.05, "q50": 0.03, "q84": 0.05, "ridge": 0.03, "log_mean_sfr": 0.03}
+
+
+def grid_record(table, stats) -> dict:
+    """The grid part of a record: the nodes, the ensemble table and each member's
+    :data:`STATS` (``table`` and ``stats`` as :func:`popmodel.flow.fit.sfs_table` returns them)."""
+    return {
+        "nodes": {"log_mass": np.asarray(table["log_mass"], float).tolist(),
+                  "z": np.asarray(table["z"], float).tolist(),
+                  "log_mass_limit": np.asarray(table["log_mass_limit"], float).tolist(),
+                  "bimodal": np.asarray(table["bimodal"]).astype(bool).tolist()},
+        "table": {c: np.asarray(table[c], float).tolist() for c in table.colnames if c != "bimodal"},
+        "member_stats": {k: [np.asarray(getattr(s, k), float).tolist() for s in stats] for k in STATS},
+    }
 
 
 def load(path: str) -> dict:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from compare import grid_record
 
 from popmodel.flow.fit import SFSConfig, sfs_table
 from popmodel.io.sfs import load_sfs
@@ -32,14 +33,10 @@ def main(path: str, tag: str) -> None:
     cosmo = res.survey.cosmology if res.survey is not None else None
     table, stats = sfs_table(res.flows, m, z, lim, cfg, cosmology=cosmo)
     assert np.allclose(np.asarray(table["ridge_p50"]), np.asarray(t0["ridge_p50"]), equal_nan=True, atol=1e-6)
-    keys = ("q16", "q50", "q84", "ridge", "log_mean_sfr")
     rec = {
         "tag": tag, "config": cfg_d, "source": str(path),
-        "timing": res.meta.get("timing"), "members": res.meta.get("training"),
-        "nodes": {"log_mass": m.tolist(), "z": z.tolist(), "log_mass_limit": lim.tolist(),
-                  "bimodal": np.asarray(table["bimodal"]).astype(bool).tolist()},
-        "table": {c: np.asarray(table[c], float).tolist() for c in table.colnames if c != "bimodal"},
-        "member_stats": {k: [np.asarray(getattr(s, k), float).tolist() for s in stats] for k in keys},
+        "timing": res.meta.get("timing_s"), "members": res.meta.get("training"),
+        **grid_record(table, stats),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{tag}.json").write_text(json.dumps(rec))

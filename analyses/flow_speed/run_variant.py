@@ -21,16 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from compare import grid_record
 
 from popmodel.flow.fit import SFSConfig, fit_sfs
 from popmodel.flow.threedhst import threedhst_sfs_catalog
 
 OUT = Path(os.environ.get("FLOW_SPEED_DIR", "/tmp/flow_speed"))
-
-
-def member_stats(fit) -> dict:
-    keys = ("q16", "q50", "q84", "ridge", "log_mean_sfr")
-    return {k: [np.asarray(getattr(s, k), float).tolist() for s in fit.member_stats] for k in keys}
 
 
 def main() -> None:
@@ -66,16 +62,11 @@ def main() -> None:
     wall = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    t = fit.table
     rec = {
         "tag": a.tag, "config": cfg.to_dict(), "wall_s": wall, "timing": fit.timing,
         "peak_rss_mb": max(rss, rss_children),
         "members": [r.to_dict() for r in fit.results],
-        "nodes": {"log_mass": np.asarray(t["log_mass"]).tolist(), "z": np.asarray(t["z"]).tolist(),
-                  "log_mass_limit": np.asarray(t["log_mass_limit"]).tolist(),
-                  "bimodal": np.asarray(t["bimodal"]).astype(bool).tolist()},
-        "table": {c: np.asarray(t[c], float).tolist() for c in t.colnames if c not in ("bimodal",)},
-        "member_stats": member_stats(fit),
+        **grid_record(fit.table, fit.member_stats),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{a.tag}.json").write_text(json.dumps(rec))
