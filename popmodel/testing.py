@@ -66,7 +66,8 @@ def narrow_prior(scale: float = 2.0) -> SMFPrior:
 
 
 def draw_from_prior(prior: SMFPrior, rng: np.random.Generator) -> ContinuityParams:
-    """One parameter vector from a (truncated-normal / uniform) :class:`SMFPrior`."""
+    """One parameter vector from a :class:`SMFPrior` (truncated normal, uniform, or uniform in
+    phi* for the log phi* anchors by default)."""
     vals = {}
     for n in prior.names:
         lo, hi = prior.bounds[n]
@@ -74,6 +75,8 @@ def draw_from_prior(prior: SMFPrior, rng: np.random.Generator) -> ContinuityPara
             mu, sd = prior.normal[n]
             vals[n] = float(stats.truncnorm.rvs((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd,
                                                 random_state=rng))
+        elif prior.linear_amplitude(n):  # 10^x uniform on [10^lo, 10^hi]
+            vals[n] = float(np.log10(rng.uniform(10.0**lo, 10.0**hi)))
         else:
             vals[n] = float(rng.uniform(lo, hi))
     return ContinuityParams.from_dict(vals, prior.anchor_z)

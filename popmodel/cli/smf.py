@@ -28,8 +28,8 @@ __all__ = ["cmd_fit_3dhst", "cmd_fit_smf", "register", "strict_failures"]
 log = logging.getLogger(__name__)
 
 
-def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
-              dtype: str = "float64", target_accept: float = 0.8) -> None:
+def _fit_args(p: argparse.ArgumentParser, warmup: int = 400, samples: int = 500,
+              dtype: str = "float64", target_accept: float = 0.9) -> None:
     p.add_argument("--out", required=True, help="output directory")
     add_output_options(p)
     p.add_argument("--method", choices=("nuts", "laplace"), default="nuts",
@@ -49,6 +49,10 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
     p.add_argument("--target-accept", type=probability, default=target_accept,
                    help=f"NUTS target acceptance probability (default {target_accept}); raise it "
                    "if the fit reports divergent transitions")
+    p.add_argument("--metric", choices=("auto", "laplace", "adapt"), default="auto",
+                   help="NUTS's dense metric: the Laplace covariance at the MAP, kept ('laplace') "
+                   "or re-estimated in warm-up from it ('adapt'); 'auto' (default) adapts for at "
+                   "most 16 sampled parameters and 300 or more warm-up iterations")
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument("--selection", choices=("noisy", "hard"), default="noisy",
                    help="selection on noisy catalogue masses (default) or a hard cut on true mass")
@@ -77,6 +81,10 @@ def _fit_args(p: argparse.ArgumentParser, warmup: int = 300, samples: int = 250,
                    "polynomials and the expected number stay float64)")
     p.add_argument("--bootstrap", type=nonneg_int, default=16,
                    help="bootstrap replicates for the Monte Carlo shift of the MAP (default 16)")
+    p.add_argument("--amplitude-prior", choices=("linear", "log"), default="linear",
+                   help="prior of the log phi* anchors: 'linear' (default) is uniform in phi* "
+                   "on [1e-7, 0.1], which keeps NUTS off the ridge where the second component "
+                   "fades; 'log' is uniform in log phi*")
     p.add_argument("--anchors", type=float, nargs="+", default=[0.2, 1.6, 3.0],
                    help="anchor redshifts of the continuity model (default 0.2 1.6 3.0)")
     p.add_argument("--no-figures", action="store_true", help="write no figures")
@@ -97,10 +105,11 @@ def _fit_config(a: argparse.Namespace):
     return FitConfig(
         method=a.method, num_warmup=a.warmup, num_samples=a.samples, num_chains=a.chains,
         target_accept=a.target_accept,
+        adapt_mass_matrix={"auto": None, "laplace": False, "adapt": True}[a.metric],
         seed=a.seed, selection=a.selection, posterior=a.posterior, dtype=a.dtype,
         cosmic_variance=not a.no_cosmic_variance, slice_dz=a.slice_dz, n_bootstrap=a.bootstrap,
         anchor_z=tuple(a.anchors), progress_bar=not a.no_progress,
-        interim_prior=getattr(a, "interim_prior", None),
+        interim_prior=getattr(a, "interim_prior", None), amplitude_prior=a.amplitude_prior,
     )
 
 
@@ -229,9 +238,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fit_smf)
 
     p = subparsers.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=150, samples=125, dtype="float32")
+    _fit_args(p, warmup=200, samples=800, dtype="float32", target_accept=0.8)
     p.add_argument("--full", action="store_true",
-                   help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 150 + 125)")
+                   help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 200 + 800)")
     p.add_argument("--n-samples", type=positive_int, default=None,
                    help="posterior samples per galaxy (default 16, or 64 with --full)")
     p.add_argument("--mass-error-dex", type=positive_float, default=0.1,
