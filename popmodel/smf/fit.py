@@ -292,13 +292,13 @@ def adapt_metric(cfg: FitConfig, n_parameters: int) -> bool:
     windows of 25, 50, 100, ... warm-up draws) pays where the posterior is wider than Laplace
     along a weakly constrained direction, and only when the windows hold several times more
     draws than there are parameters. Measured on the README example's mock (11 parameters,
-    the prior uniform in phi*): 4 x (400 + 400) iterations at target 0.9 reached R-hat 1.008,
-    bulk / tail ESS 506 / 337 and 0 divergences, where the Laplace metric left 27 divergences.
-    On the 3D-HST sample (36 parameters with the density terms) re-estimation stalled (4 x
-    (400 + 400) had not finished after 45 minutes: the early windows' 36-D estimates are
-    nearly singular, and the step size collapses), while the Laplace metric gave R-hat 1.015,
-    bulk / tail ESS 346 / 337 and 0 divergences with 4 x (200 + 400). So: re-estimate for at
-    most :data:`ADAPT_MAX_PARAMETERS` sampled parameters and at least
+    the prior uniform in phi*, 4 chains): re-estimated, 4 x (500 + 500) iterations reached
+    R-hat 1.006, bulk / tail ESS 395 / 342 and 3 divergences, where the Laplace metric with
+    4 x (300 + 250) left R-hat 1.018, ESS 128 / 62 and 27 divergences. On the 3D-HST sample
+    (36 parameters with the density terms) re-estimation stalled: 4 x (400 + 400) had not
+    finished after 45 minutes (the early windows' 36-D estimates are nearly singular, and the
+    step size collapses), where the Laplace metric runs at 7-12 leapfrog steps per draw. So:
+    re-estimate for at most :data:`ADAPT_MAX_PARAMETERS` sampled parameters and at least
     :data:`ADAPT_MIN_WARMUP` warm-up iterations.
     """
     if cfg.adapt_mass_matrix is not None:

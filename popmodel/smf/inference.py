@@ -201,10 +201,10 @@ def find_map(
     # over). With float32 sample arrays the objective carries ~1e-4 rounding noise, on which
     # L-BFGS's line search can stop "abnormally" at the optimum; a decrement below 1e-4 (the
     # MAP within ~0.01 sigma of the peak) counts as converged whatever scipy says. Above it, up
-    # to two Newton steps (each kept only if it raises the posterior) finish the job.
+    # to four Newton steps (each kept only if it raises the posterior) finish the job.
     cov_u, ok, decrement = laplace(u)
     f_u, newton = float(res.fun), 0
-    while ok and decrement >= 1e-4 and newton < 2:
+    while ok and decrement >= 1e-4 and newton < 4:
         u_try = u - cov_u @ np.asarray(fun(u)[1])
         f_try = fun(u_try)[0]
         if not f_try < f_u:
