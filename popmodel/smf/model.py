@@ -88,7 +88,6 @@ class UniformInAmplitude(dist.Distribution):
         return self.high - 1.0 / r + width / jnp.expm1(r * width)
 
 
-
 def _default_bounds(anchor_z: tuple[float, ...]) -> dict[str, tuple[float, float]]:
     b = {}
     for n in parameter_names(anchor_z):
