@@ -11,12 +11,10 @@ import dataclasses
 import os
 import pickle
 import sys
-import time
 
 os.environ.setdefault("JAX_ENABLE_X64", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax.numpy as jnp
-import numpy as np
 import numpyro
 
 import popmodel.smf.inference as I
@@ -46,41 +44,9 @@ M.smf_model = model2
 import common
 
 data, prior = common.build(0) if ds >= 0 else common.build_readme()
-t0 = time.time()
-mp = I.find_map(data, prior)
-tmap = time.time() - t0
-I.release_memory()
-t = time.time()
-m = I.run_nuts(
-    data,
-    prior,
-    mp,
-    num_warmup=W,
-    num_samples=S,
-    num_chains=4,
-    seed=seed,
-    init_spread=True,
-    progress_bar=False,
-    adapt_mass_matrix=adapt,
-    target_accept=target,
-)
-wall = time.time() - t
-samp = {k: np.asarray(v) for k, v in m.get_samples(group_by_chain=True).items()}
-ex = m.get_extra_fields(group_by_chain=True)
-rep, line = common.diagnostics(
-    samp, prior.names + list(prior.density_terms), ex["energy"], ex["diverging"], ex["num_steps"]
-)
-print("RESULT", tag, line, f"map {tmap:.0f} s nuts {wall:.0f} s", flush=True)
-for k in ["alpha1", "alpha2", "log_phi2_z0.2", "log_phi2_z1.6", "log_phi1_z1.6", "log_mstar_z1.6"]:
-    x = samp[k]
-    print(
-        f"  {k:15s} means {np.round(x.mean(1), 3)} sd {x.std():.3f} rhat {rep['r_hat'][k]:.3f} ess {rep['ess_bulk'][k]:.0f}"
-    )
-print(
-    "  div per chain",
-    np.asarray(ex["diverging"]).sum(1),
-    "steps/chain",
-    np.asarray(ex["num_steps"]).mean(1).round(1),
+show = ["alpha1", "alpha2", "log_phi2_z0.2", "log_phi2_z1.6", "log_phi1_z1.6", "log_mstar_z1.6"]
+samp, mp = common.fit_and_report(
+    data, prior, seed, W, S, tag, show, adapt_mass_matrix=adapt, target_accept=target
 )
 with open(os.path.join(common.OUT, f"amp_{tag}.pkl"), "wb") as fh:
-    pickle.dump({"samp": samp, "mp": mp, "ex": {k: np.asarray(v) for k, v in ex.items()}}, fh)
+    pickle.dump({"samp": samp, "mp": mp}, fh)

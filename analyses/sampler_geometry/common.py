@@ -93,10 +93,10 @@ def diagnostics(samples, names, energy, diverging, num_steps):
     return rep, line
 
 
-def fit_and_report(data, prior, seed, num_warmup, num_samples, tag, show, map_keys=()):
+def fit_and_report(data, prior, seed, num_warmup, num_samples, tag, show, map_keys=(), **nuts_kw):
     """The default NUTS of these experiments (MAP, then 4 chains from Laplace draws with the
-    Laplace metric), its RESULT line and a line per parameter in ``show``; returns the draws
-    grouped by chain and the MAP."""
+    Laplace metric, unless ``nuts_kw`` passes other :func:`run_nuts` settings), its RESULT line
+    and a line per parameter in ``show``; returns the draws grouped by chain and the MAP."""
     import arviz as az
 
     from popmodel.smf.inference import run_nuts
@@ -122,6 +122,7 @@ def fit_and_report(data, prior, seed, num_warmup, num_samples, tag, show, map_ke
         seed=seed,
         init_spread=True,
         progress_bar=False,
+        **nuts_kw,
     )
     wall = time.time() - t
     samp = {k: np.asarray(v) for k, v in m.get_samples(group_by_chain=True).items()}
