@@ -185,8 +185,9 @@ def find_map(
     )
     u = res.x
 
-    def laplace(u: np.ndarray) -> tuple[np.ndarray, bool, float]:
-        # Laplace covariance of the whole latent vector (mass function and density terms)
+    def laplace(u: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray, float]:
+        # Laplace covariance of the whole latent vector (mass function and density terms), the
+        # gradient there and the Newton decrement
         h = np.asarray(pot.hessian(jnp.asarray(u), arrays))
         h = 0.5 * (h + h.T)
         evals, evecs = np.linalg.eigh(h)
@@ -194,23 +195,23 @@ def find_map(
         if not ok:  # not a proper maximum: regularise so NUTS still gets a usable mass matrix
             evals = np.maximum(evals, 1e-6 * np.max(np.abs(evals)))
         cov_u = (evecs / evals) @ evecs.T
-        g_u = np.asarray(fun(u)[1])
-        return cov_u, ok, float(g_u @ cov_u @ g_u)
+        g_u = fun(u)[1]
+        return cov_u, ok, g_u, float(g_u @ cov_u @ g_u)
 
     # Newton decrement g^T H^-1 g: the log posterior still to gain, in a quadratic model (twice
     # over). With float32 sample arrays the objective carries ~1e-4 rounding noise, on which
     # L-BFGS's line search can stop "abnormally" at the optimum; a decrement below 1e-4 (the
     # MAP within ~0.01 sigma of the peak) counts as converged whatever scipy says. Above it, up
     # to four Newton steps (each kept only if it raises the posterior) finish the job.
-    cov_u, ok, decrement = laplace(u)
+    cov_u, ok, g_u, decrement = laplace(u)
     f_u, newton = float(res.fun), 0
     while ok and decrement >= 1e-4 and newton < 4:
-        u_try = u - cov_u @ np.asarray(fun(u)[1])
+        u_try = u - cov_u @ g_u
         f_try = fun(u_try)[0]
         if not f_try < f_u:
             break
         u, f_u, newton = u_try, f_try, newton + 1
-        cov_u, ok, decrement = laplace(u)
+        cov_u, ok, g_u, decrement = laplace(u)
     converged = (bool(res.success) or decrement < 1e-4) and ok
     jac = np.asarray(
         jax.jacrev(lambda uu: jnp.stack([jnp.asarray(v) for v in _constrain_vec(pot, uu, arrays)]))(jnp.asarray(u))
