@@ -34,7 +34,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from popmodel.cli.common import add_output_options, positive_int
+from popmodel.cli.common import add_output_options, nonneg_int, positive_int
 
 __all__ = ["cmd_run_3dhst", "register", "run_step", "steps_3dhst"]
 
@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--parallel-chains", action="store_true",
                    help="run the SMF fit's chains side by side (fit-3dhst --parallel-chains: "
                    "faster, but its memory grows with the sampling time)")
+    p.add_argument("--seed", type=nonneg_int, default=0,
+                   help="random seed of every step (default 0): the SMF chains, the flow members, "
+                   "the census's and the figures' draws")
     p.add_argument("--members", type=positive_int, default=5, help="flow ensemble size (default 5)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="maximum epochs per flow member (default: fit-sfs's)")
@@ -73,10 +76,11 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     """The steps as ``(name, popmodel argv, the step's folder or None)``."""
     out = Path(a.out)
     smf, sfs, census = out / "smf", out / "sfs", out / "census"
-    smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains)]
+    seed = ["--seed", str(a.seed)]
+    smf_argv = ["fit-3dhst", "--out", str(smf), "--chains", str(a.chains), *seed]
     if a.parallel_chains:
         smf_argv.append("--parallel-chains")
-    sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members)]
+    sfs_argv = ["fit-sfs", "--3dhst", "--out", str(sfs), "--members", str(a.members), *seed]
     if a.workers is not None:
         sfs_argv += ["--workers", str(a.workers)]
     if a.full:
@@ -93,7 +97,7 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
     if a.no_progress:
         smf_argv.append("--no-progress")
         sfs_argv.append("--no-progress")
-    census_argv = ["census", "--smf", str(smf), "--out", str(census)]
+    census_argv = ["census", "--smf", str(smf), "--out", str(census), *seed]
     if "sfs" not in a.skip or (sfs / "sfs.ecsv").exists():
         census_argv += ["--sfs", str(sfs)]
     # the census follows its inputs: redone whenever it runs again
@@ -101,7 +105,8 @@ def steps_3dhst(a: argparse.Namespace) -> list[tuple[str, list[str], Path | None
         census_argv.append("--overwrite")
     steps = [("smf", smf_argv, smf), ("sfs", sfs_argv, sfs), ("census", census_argv, census)]
     # the figures are cheap (seconds) and always redrawn
-    steps.append(("figures", ["figures", str(out), "--out", str(out / "figures"), "--overwrite"],
+    steps.append(("figures", ["figures", str(out), "--out", str(out / "figures"), "--overwrite",
+                              *seed],
                   None))
     return [s for s in steps if s[0] not in a.skip]
 
