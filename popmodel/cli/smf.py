@@ -28,8 +28,10 @@ __all__ = ["cmd_fit_3dhst", "cmd_fit_smf", "register", "strict_failures"]
 log = logging.getLogger(__name__)
 
 
-def _fit_args(p: argparse.ArgumentParser, warmup: int = 400, samples: int = 500,
+def _fit_args(p: argparse.ArgumentParser, warmup: int = 400, samples: int = 1000,
               dtype: str = "float64", target_accept: float = 0.9) -> None:
+    # the defaults are FitConfig()'s (tests/test_sampler_defaults.py checks it); this module
+    # does not import popmodel.smf.fit, which would start JAX before its device count is set
     p.add_argument("--out", required=True, help="output directory")
     add_output_options(p)
     p.add_argument("--method", choices=("nuts", "laplace"), default="nuts",
@@ -238,9 +240,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fit_smf)
 
     p = subparsers.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=200, samples=800, dtype="float32", target_accept=0.8)
+    _fit_args(p, warmup=200, samples=1000, dtype="float32", target_accept=0.9)
     p.add_argument("--full", action="store_true",
-                   help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 200 + 800)")
+                   help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 200 + 1000)")
     p.add_argument("--n-samples", type=positive_int, default=None,
                    help="posterior samples per galaxy (default 16, or 64 with --full)")
     p.add_argument("--mass-error-dex", type=positive_float, default=0.1,

@@ -103,7 +103,7 @@ class FitConfig:
 
     method: str = "nuts"
     num_warmup: int = 400
-    num_samples: int = 500
+    num_samples: int = 1000
     num_chains: int = 4
     seed: int = 0
     selection: str = "noisy"
