@@ -2,7 +2,7 @@
 
 Run from a fresh clone, after the README's install, on a quiet machine::
 
-    python benchmarks/bench_main_job.py                 # about 12 minutes on 2 quiet cores
+    python benchmarks/bench_main_job.py                 # about 30 minutes on 2 quiet cores
     python benchmarks/bench_main_job.py --out DIR --keep
 
 It runs ``popmodel run-3dhst --out DIR`` in a child process (exactly what a user types) and
