@@ -152,7 +152,9 @@ def _assert_sampler_sound(d: dict) -> None:
     bar (R-hat < 1.01, ESS >= 400) fails from independent draws alone in 27% of runs at a bulk
     ESS of 600 for 11 parameters (popmodel.smf.fit.rhat_noise), where R-hat < 1.03 fails in
     well under 0.1%. The defaults before the prior uniform in phi* and 4 x (400 +
-    1000) draws gave R-hat 1.24, bulk ESS 13 and 18 divergences on the README's mock."""
+    1000) draws gave R-hat 1.24, bulk ESS 13 and 18 divergences on the README's mock. Measured
+    with the defaults: R-hat 1.010 and 1.003, bulk / tail ESS 422 / 384 and 1045 / 878, no
+    divergences (this file's two tests)."""
     r, b, t = max(d["r_hat"].values()), min(d["ess_bulk"].values()), min(d["ess_tail"].values())
     print("diagnostics: R-hat", round(r, 4), "bulk / tail ESS", round(b), round(t),
           "divergences", d["divergences"], "E-BFMI", d["e_bfmi"])

@@ -28,12 +28,12 @@ def test_steps_chain_outputs_into_the_next_step(tmp_path):
     census = steps["census"]
     assert census[census.index("--smf") + 1] == str(tmp_path / "smf")
     assert census[census.index("--sfs") + 1] == str(tmp_path / "sfs")
-    # a skipped SFS step whose output is absent is not handed to the census
     # --seed reaches every step (default 0)
     for extra, want in (((), "0"), (("--seed", "2"), "2")):
         for name, argv, _ in steps_3dhst(_args(tmp_path, *extra)):
             assert argv[argv.index("--seed") + 1] == want, name
             assert cli.build_parser().parse_args(argv).seed == int(want), name
+    # a skipped SFS step whose output is absent is not handed to the census
     a = _args(tmp_path, "--skip", "sfs")
     steps = {name: argv for name, argv, _ in steps_3dhst(a)}
     assert "sfs" not in steps and "--sfs" not in steps["census"]
