@@ -43,7 +43,7 @@ def test_fit_smf_cli_defaults_are_fit_configs():
               "amplitude_prior", "dtype", "posterior", "anchor_z", "seed"):
         assert getattr(got, k) == getattr(ref, k), k
     h3 = _fit_config(build_parser().parse_args(["fit-3dhst", "--out", "o"]))
-    assert (h3.num_warmup, h3.num_samples, h3.target_accept) == (200, 1000, 0.9)
+    assert (h3.num_warmup, h3.num_samples, h3.target_accept) == (200, 1000, 0.95)
     assert h3.amplitude_prior == "linear" and h3.adapt_mass_matrix is None
 
 

@@ -240,7 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_fit_smf)
 
     p = subparsers.add_parser("fit-3dhst", help="the main job: fit the packaged real 3D-HST sample")
-    _fit_args(p, warmup=200, samples=1000, dtype="float32", target_accept=0.9)
+    _fit_args(p, warmup=200, samples=1000, dtype="float32", target_accept=0.95)
     p.add_argument("--full", action="store_true",
                    help="64 samples per galaxy, 500 warm-up + 1000 draws per chain (default: 16, 200 + 1000)")
     p.add_argument("--n-samples", type=positive_int, default=None,
